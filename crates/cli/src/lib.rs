@@ -1,0 +1,1 @@
+//! The `hashrig` command line: subcommands over the engine. Kept thin.

@@ -1,0 +1,1 @@
+//! Bitmain BM13xx chain driver over a serial line, as a Hasher

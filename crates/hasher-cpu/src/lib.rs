@@ -1,0 +1,1 @@
+//! CPU hasher: rayon over the sha256d core

@@ -1,0 +1,1 @@
+//! GPU hasher over wgpu with a WGSL sha256d kernel

@@ -1,0 +1,1 @@
+//! The conformance kit (filled in by the engine issue).

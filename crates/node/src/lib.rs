@@ -1,0 +1,1 @@
+//! Solo mining against a Bitcoin node: getblocktemplate, coinbase, submitblock

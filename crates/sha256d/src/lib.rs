@@ -1,0 +1,383 @@
+//! The double-SHA-256 core of hashrig: what a miner does billions of times a second.
+//!
+//! What it is for: given the first 64 bytes of a Bitcoin block header (compressed once into a
+//! [`Midstate`]) and the 12 header bytes that follow them, sweep a range of nonces and return
+//! every nonce whose sha256d meets a 256-bit [`Target`], plus the number of hashes done. Several
+//! kernels do the same job ([`Kernel`]): a portable scalar one, x86-64 SHA-NI with independent
+//! nonces interleaved, and x86-64 AVX2 with eight nonces in the lanes of a vector. The best one
+//! for this CPU is detected once at run time; any kernel can be forced with [`Scanner::new`] (or
+//! the `HASHRIG_KERNEL` environment variable through [`Scanner::from_env`]), and forcing one the
+//! CPU lacks is an error, never a crash.
+//!
+//! What it is not for: general-purpose hashing (use `sha2`), share policy, difficulty maths or
+//! Bitcoin types (those live in `hashrig-work`). This is the only crate of the workspace that
+//! contains `unsafe`; each block says why it is sound.
+//!
+//! The miner tricks every kernel uses:
+//! - the midstate: the first 64-byte block is compressed once per job, not once per nonce;
+//! - rounds 0-2 of the second block do not depend on the nonce (message word 3) and are done
+//!   once per range; in round 3 the nonce enters only by addition into A and E;
+//! - message-schedule words that do not depend on the nonce (W16, W17 and partial sums of the
+//!   later ones) are computed once per range, and the constant padding words of both blocks are
+//!   folded into the round constants;
+//! - early reject: the most significant 32 bits of the hash (read as Bitcoin's little-endian
+//!   number) are `bswap(H7)`, and H7 is final after round 60 of the last block, so rounds 61-63
+//!   run only for the rare candidate, whose full hash is then checked against the whole target.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_shani;
+
+/// SHA-256 initial hash value.
+pub const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// SHA-256 round constants.
+pub const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// The number of nonces: a range may cover all of them.
+pub const NONCE_SPACE: u64 = 1 << 32;
+
+/// Errors of the core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The kernel exists but this CPU cannot run it.
+    #[error("kernel `{kernel}` is not supported by this CPU (available: {available})")]
+    Unsupported { kernel: Kernel, available: String },
+    /// The kernel name is not one we know.
+    #[error("unknown kernel `{0}` (known: scalar, sha-ni, avx2)")]
+    UnknownKernel(String),
+    /// A nonce range that runs past 2^32 - 1.
+    #[error("nonce range start {start} + count {count} runs past the last nonce 4294967295")]
+    RangeOverflow { start: u32, count: u64 },
+}
+
+/// SHA-256 state after compressing the first 64 bytes of a header.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Midstate(pub [u32; 8]);
+
+impl fmt::Debug for Midstate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Midstate(")?;
+        for w in self.0 {
+            write!(f, "{w:08x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl Midstate {
+    /// Compress the first 64 bytes of a block header.
+    pub fn of(first64: &[u8; 64]) -> Self {
+        let mut state = IV;
+        compress(&mut state, first64);
+        Self(state)
+    }
+}
+
+/// A 256-bit target, stored as Bitcoin compares it: the hash digest read as a little-endian
+/// integer must be `<=` the target. `bytes` is that integer in little-endian order (the same
+/// order as `bitcoin::Target::to_le_bytes`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target(pub [u8; 32]);
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Target(0x")?;
+        for b in self.0.iter().rev() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl Target {
+    /// The easiest target: every hash meets it.
+    pub const MAX: Target = Target([0xff; 32]);
+
+    /// From the integer's little-endian bytes.
+    pub const fn from_le_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// From the integer's big-endian bytes (how targets are usually written in hex).
+    pub fn from_be_bytes(mut bytes: [u8; 32]) -> Self {
+        bytes.reverse();
+        Self(bytes)
+    }
+
+    /// The most significant 32 bits: a hash whose `bswap(H7)` exceeds this cannot meet the target.
+    pub fn top_word(&self) -> u32 {
+        u32::from_le_bytes([self.0[28], self.0[29], self.0[30], self.0[31]])
+    }
+
+    /// Does this digest (raw sha256d output, as bytes) meet the target?
+    pub fn is_met_by(&self, digest: &[u8; 32]) -> bool {
+        for i in (0..32).rev() {
+            if digest[i] != self.0[i] {
+                return digest[i] < self.0[i];
+            }
+        }
+        true
+    }
+}
+
+/// What a scan needs to know about one header: its midstate and the 12 bytes between byte 64
+/// and the nonce (the merkle root's last 4 bytes, ntime, nbits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ScanJob {
+    pub midstate: Midstate,
+    /// Header bytes 64..76 as three big-endian message words (W0..W2 of the second block).
+    pub tail: [u32; 3],
+}
+
+impl ScanJob {
+    /// From a whole 80-byte header; its nonce field (bytes 76..80) is ignored.
+    pub fn new(header: &[u8; 80]) -> Self {
+        let first: &[u8; 64] = header[..64].try_into().expect("80-byte header has 64 first bytes");
+        let tail: [u8; 12] = header[64..76].try_into().expect("80-byte header has bytes 64..76");
+        Self::from_parts(Midstate::of(first), &tail)
+    }
+
+    /// From a midstate computed elsewhere and header bytes 64..76.
+    pub fn from_parts(midstate: Midstate, tail12: &[u8; 12]) -> Self {
+        let w = |i: usize| {
+            u32::from_be_bytes([tail12[4 * i], tail12[4 * i + 1], tail12[4 * i + 2], tail12[4 * i + 3]])
+        };
+        Self { midstate, tail: [w(0), w(1), w(2)] }
+    }
+
+    /// The raw sha256d digest for one nonce, with the portable code (no early exit).
+    pub fn digest(&self, nonce: u32) -> [u8; 32] {
+        scalar::full_digest(self, nonce)
+    }
+}
+
+/// A range of nonces: `start`, `start + 1`, ..., `start + count - 1`, never past 2^32 - 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NonceRange {
+    start: u32,
+    count: u64,
+}
+
+impl NonceRange {
+    /// Every nonce.
+    pub const FULL: NonceRange = NonceRange { start: 0, count: NONCE_SPACE };
+
+    /// A range of `count` nonces from `start`; `count` may be 0, and `start + count` may be 2^32.
+    pub fn new(start: u32, count: u64) -> Result<Self, Error> {
+        if u64::from(start) + count > NONCE_SPACE {
+            return Err(Error::RangeOverflow { start, count });
+        }
+        Ok(Self { start, count })
+    }
+
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// One past the last nonce, as a u64 (2^32 for a range that ends at the top).
+    pub fn end(&self) -> u64 {
+        u64::from(self.start) + self.count
+    }
+
+    /// Split off the first `n` nonces (fewer if the range is shorter).
+    pub fn take_front(&mut self, n: u64) -> NonceRange {
+        let n = n.min(self.count);
+        let front = NonceRange { start: self.start, count: n };
+        self.count -= n;
+        // `start + n` is at most 2^32; when the rest is empty the start no longer matters.
+        self.start = if self.count == 0 { self.start } else { (u64::from(self.start) + n) as u32 };
+        front
+    }
+}
+
+/// A sha256d nonce-scan kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Kernel {
+    /// Portable Rust, one nonce at a time. Runs everywhere.
+    Scalar,
+    /// x86-64 SHA extensions, several nonces interleaved per thread.
+    ShaNi,
+    /// x86-64 AVX2, eight nonces in the lanes of a 256-bit vector.
+    Avx2,
+}
+
+impl Kernel {
+    /// Every kernel this build knows, best first.
+    pub const ALL: [Kernel; 3] = [Kernel::ShaNi, Kernel::Avx2, Kernel::Scalar];
+
+    /// The name used on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            Kernel::ShaNi => "sha-ni",
+            Kernel::Avx2 => "avx2",
+        }
+    }
+
+    /// Nonces in flight per call of the inner loop (tests sweep every count up to twice this).
+    pub const fn lanes(self) -> u32 {
+        match self {
+            Kernel::Scalar => 1,
+            Kernel::ShaNi => x86_lanes::SHANI,
+            Kernel::Avx2 => 8,
+        }
+    }
+
+    /// Can this CPU run it? (Detected once, then cached by the standard library.)
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::ShaNi => {
+                std::is_x86_feature_detected!("sha")
+                    && std::is_x86_feature_detected!("sse4.1")
+                    && std::is_x86_feature_detected!("ssse3")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The kernels this CPU can run, best first.
+    pub fn available() -> Vec<Kernel> {
+        Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
+    }
+
+    /// The best kernel for this CPU, detected once.
+    pub fn best() -> Kernel {
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| Kernel::ALL.into_iter().find(|k| k.is_available()).unwrap_or(Kernel::Scalar))
+    }
+}
+
+mod x86_lanes {
+    /// Independent nonces the SHA-NI kernel interleaves (3 was best on the reference machine).
+    pub const SHANI: u32 = 3;
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Kernel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "scalar" | "portable" => Ok(Kernel::Scalar),
+            "sha-ni" | "shani" | "sha" => Ok(Kernel::ShaNi),
+            "avx2" => Ok(Kernel::Avx2),
+            _ => Err(Error::UnknownKernel(s.to_owned())),
+        }
+    }
+}
+
+/// The environment variable that forces a kernel (`scalar`, `sha-ni`, `avx2`).
+pub const KERNEL_ENV: &str = "HASHRIG_KERNEL";
+
+/// A kernel this CPU is known to support: the only way to run a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scanner {
+    kernel: Kernel,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::best()
+    }
+}
+
+impl Scanner {
+    /// Force a kernel; an error if this CPU lacks it.
+    pub fn new(kernel: Kernel) -> Result<Self, Error> {
+        if kernel.is_available() {
+            Ok(Self { kernel })
+        } else {
+            let available = Kernel::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+            Err(Error::Unsupported { kernel, available })
+        }
+    }
+
+    /// The best kernel for this CPU.
+    pub fn best() -> Self {
+        Self { kernel: Kernel::best() }
+    }
+
+    /// The kernel named by `HASHRIG_KERNEL`, or the best one when it is unset or empty.
+    pub fn from_env() -> Result<Self, Error> {
+        match std::env::var(KERNEL_ENV) {
+            Ok(name) if !name.trim().is_empty() => Self::new(name.trim().parse()?),
+            _ => Ok(Self::best()),
+        }
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Hash every nonce of `range` and append to `found` each nonce whose sha256d meets
+    /// `target`, in increasing order. Returns the number of hashes done (`range.count()`).
+    pub fn scan(&self, job: &ScanJob, range: NonceRange, target: &Target, found: &mut Vec<u32>) -> u64 {
+        if range.is_empty() {
+            return 0;
+        }
+        match self.kernel {
+            Kernel::Scalar => scalar::scan(job, range, target, found),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Scanner` holding `ShaNi` is only built by `Scanner::new`/`best` after
+            // `Kernel::is_available` confirmed the sha, sse4.1 and ssse3 CPU features.
+            Kernel::ShaNi => unsafe { x86_shani::scan(job, range, target, found) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Scanner` holding `Avx2` is only built after the avx2 feature was detected.
+            Kernel::Avx2 => unsafe { x86_avx2::scan(job, range, target, found) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("Scanner::new refuses kernels this architecture lacks"),
+        }
+    }
+}
+
+/// Portable SHA-256 compression of one 64-byte block.
+pub fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    let mut w = [0u32; 16];
+    for (i, word) in w.iter_mut().enumerate() {
+        *word = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
+    }
+    scalar::compress_words(state, &w);
+}
+
+/// Portable sha256d of a whole 80-byte header (nonce included), raw digest order.
+pub fn sha256d_header(header: &[u8; 80]) -> [u8; 32] {
+    let nonce = u32::from_le_bytes([header[76], header[77], header[78], header[79]]);
+    ScanJob::new(header).digest(nonce)
+}

@@ -1,0 +1,1 @@
+//! Stratum v1 client: typed messages, sans-IO session, tokio transport

@@ -1,0 +1,1 @@
+//! Jobs and work units over bitcoin types: header assembly, targets and difficulty, share checks
