@@ -31,7 +31,7 @@ pub enum DeviceKind {
 
 /// Whether a hasher's hash count is exact (every nonce was hashed here and counted) or
 /// estimated from the nonces it returned at a known ticket difficulty (ASIC chips).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashCount {
     Exact,
