@@ -144,11 +144,11 @@ impl KitConfig {
     /// For backends doing millions of hashes per second (CPU, GPU hardware).
     pub fn fast() -> Self {
         Self {
-            real_block_window: 1 << 18,
-            easy_range: (1 << 20) + 13,
+            real_block_window: 1 << 16,
+            easy_range: (1 << 18) + 13,
             end_range: 1027,
             stop_bound: Duration::from_secs(2),
-            count_range: (1 << 20) + 7,
+            count_range: (1 << 18) + 7,
         }
     }
 
@@ -431,6 +431,71 @@ mod tests {
             assert!(b.target().is_met_by(&reference_digest(&b.header(), b.nonce)), "{}", b.name);
             assert!(!b.target().is_met_by(&reference_digest(&b.header(), b.nonce ^ 1)), "{}", b.name);
         }
+    }
+
+    /// A slow but simple hasher over the reference, with switchable bugs, to prove the kit bites.
+    struct RefHasher {
+        info: crate::DeviceInfo,
+        skip_last: bool,
+        ignore_epoch: bool,
+    }
+
+    impl RefHasher {
+        fn new(skip_last: bool, ignore_epoch: bool) -> Self {
+            let info = crate::DeviceInfo {
+                name: "reference".into(),
+                kind: crate::DeviceKind::Cpu,
+                kernel: "sha2".into(),
+                lanes: 1,
+                nominal_hashrate: None,
+                hash_count: HashCount::Exact,
+                version_rolling: false,
+            };
+            Self { info, skip_last, ignore_epoch }
+        }
+    }
+
+    impl Hasher for RefHasher {
+        fn info(&self) -> &crate::DeviceInfo {
+            &self.info
+        }
+
+        fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, crate::Error> {
+            let end = if self.skip_last { unit.range.end().saturating_sub(1) } else { unit.range.end() };
+            let mut done = 0;
+            for n in u64::from(unit.range.start())..end {
+                let stop = if self.ignore_epoch { ctl.is_shutdown() } else { ctl.is_stale(unit) };
+                if stop {
+                    ctl.add_hashes(done);
+                    return Ok(UnitOutcome { hashes: done, completed: false });
+                }
+                if unit.target.is_met_by(&reference_digest(&unit.header, n as u32)) {
+                    sink.push(Candidate { unit_id: unit.id, nonce: n as u32, version: unit.version(), origin: Default::default() });
+                }
+                done += 1;
+            }
+            ctl.add_hashes(done);
+            Ok(UnitOutcome { hashes: done, completed: true })
+        }
+    }
+
+    #[test]
+    fn a_correct_reference_hasher_passes_the_slow_kit() {
+        run_all(&mut RefHasher::new(false, false), &KitConfig::slow()).unwrap_or_else(|f| panic!("{f}"));
+    }
+
+    #[test]
+    fn a_hasher_that_drops_the_last_nonce_fails_the_range_end_check() {
+        let f = honours_range_ends(&mut RefHasher::new(true, false), &KitConfig::slow()).unwrap_err();
+        assert_eq!(f.check, "honours_range_ends");
+        assert!(f.detail.contains("0xffffffff"), "{f}");
+    }
+
+    #[test]
+    fn a_hasher_that_ignores_the_epoch_fails_the_stop_check() {
+        let cfg = KitConfig { stop_bound: Duration::from_millis(200), ..KitConfig::slow() };
+        let f = stops_after_epoch_bump(&mut RefHasher::new(false, true), &cfg).unwrap_err();
+        assert_eq!(f.check, "stops_after_epoch_bump");
     }
 
     #[test]
