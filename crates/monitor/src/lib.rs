@@ -1,0 +1,53 @@
+//! Operating a rig: what a person or a dashboard sees of a running `hashrig bench` or
+//! `hashrig mine`.
+//!
+//! What it is for: serving a [`RunView`] (a plain snapshot the engine fills) three ways:
+//! - [`cgminer`]: cgminer's RPC API on TCP (default `127.0.0.1:4028`), for pyasic, Home
+//!   Assistant integrations and rig monitors;
+//! - [`metrics`]: Prometheus `/metrics` over a tiny HTTP listener (opt-in);
+//! - [`report`]: one self-contained HTML page with inline SVG charts (hashrate over time, the
+//!   per-chip health map of an ASIC chain) and the run's JSON embedded.
+//!
+//! What it is not for: computing statistics (hashrates, confidence intervals, J/TH, economics
+//! come from the engine), or controlling the miner by itself: write commands go through the
+//! [`cgminer::Actions`] the caller provides, and only for peers the access list allows.
+
+pub mod access;
+pub mod cgminer;
+pub mod metrics;
+pub mod report;
+pub mod view;
+
+use std::net::SocketAddr;
+
+pub use access::{Access, Cidr, Level};
+pub use cgminer::{Actions, ApiConfig, ApiServer, NoActions};
+pub use metrics::MetricsServer;
+pub use view::*;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad address range {input:?}: {reason}")]
+    BadCidr { input: String, reason: &'static str },
+    #[error("refusing to listen on {addr} (not loopback) without an allow-list (--api-allow CIDR,...)")]
+    OpenBind { addr: SocketAddr },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the metrics")]
+    Metrics(#[source] std::fmt::Error),
+    #[error("cannot draw the {chart} chart: {message}")]
+    Chart { chart: &'static str, message: String },
+    #[error("cannot encode the run as JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("cannot write the report to {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
