@@ -121,7 +121,7 @@ impl Prehash {
 #[inline(always)]
 fn first_hash(job: &ScanJob, pre: &Prehash, nonce: u32) -> [u32; 8] {
     let w3 = nonce.swap_bytes();
-    let mut w = block2_words(job, nonce);
+    let w = block2_words(job, nonce);
     let mut ws = [0u32; 64];
     ws[..16].copy_from_slice(&w);
     ws[16] = pre.w16;
@@ -132,7 +132,6 @@ fn first_hash(job: &ScanJob, pre: &Prehash, nonce: u32) -> [u32; 8] {
             .wrapping_add(small_sigma0(ws[i - 15]))
             .wrapping_add(ws[i - 16]);
     }
-    w[3] = w3;
     let [a, b, c, d, e, f, g, _h] = pre.state3;
     let t1 = pre.t1_base.wrapping_add(w3);
     let mut s = [t1.wrapping_add(pre.t2), a, b, c, d.wrapping_add(t1), e, f, g];
