@@ -1,0 +1,545 @@
+//! The tokio transport around [`Session`]: TCP or TLS, bounded line reading, an inactivity
+//! watchdog, failover down an ordered pool list and failback to the first pool that works.
+//!
+//! Shares found while no pool is connected are queued; after a reconnect each is resubmitted
+//! if the new session still has its job with the very same header parts, otherwise it is
+//! counted stale. Shares in flight when a connection drops are treated the same way.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::session::{Event, Password, PoolJob, Session, SessionConfig, Share, ShareOutcome};
+use crate::wire::{ProtocolError, Reconnect, MAX_LINE};
+use crate::Error;
+
+/// `stratum+tcp://host:port` or `stratum+ssl://host:port` (also `stratum+tls://`, `tcp://`,
+/// `ssl://`, or a bare `host:port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for PoolUrl {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &'static str| Error::PoolUrl { url: s.to_owned(), why };
+        let (tls, rest) = match s.split_once("://") {
+            None => (false, s),
+            Some(("stratum+tcp" | "tcp" | "stratum", r)) => (false, r),
+            Some(("stratum+ssl" | "stratum+tls" | "ssl" | "tls", r)) => (true, r),
+            Some(_) => return Err(bad("scheme must be stratum+tcp:// or stratum+ssl://")),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('@') || rest.contains('/') {
+            return Err(bad("expected host:port only (user and password go in --user/--pass)"));
+        }
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        let port = port.parse().map_err(|_| bad("port is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(bad("port is not a number from 1 to 65535"));
+        }
+        Ok(PoolUrl { tls, host: host.to_owned(), port })
+    }
+}
+
+impl fmt::Display for PoolUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "stratum+ssl" } else { "stratum+tcp" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// One pool of the failover list.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub url: PoolUrl,
+    pub user: String,
+    pub password: Password,
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// In failover order: the first is preferred and failed back to.
+    pub pools: Vec<PoolConfig>,
+    pub agent: String,
+    pub version_rolling: Option<u32>,
+    pub suggest_difficulty: Option<f64>,
+    /// A connected pool that sends nothing for this long is treated as dead.
+    pub silence_timeout: Duration,
+    /// How often a better pool is tried while mining on a worse one.
+    pub failback_interval: Duration,
+    /// Connecting plus the handshake up to the first job must finish within this.
+    pub connect_timeout: Duration,
+    /// Pause before going round the list again when no pool answered.
+    pub retry_delay: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(pools: Vec<PoolConfig>) -> Self {
+        ClientConfig {
+            pools,
+            agent: concat!("hashrig/", env!("CARGO_PKG_VERSION")).into(),
+            version_rolling: Some(0x1fff_e000),
+            suggest_difficulty: None,
+            silence_timeout: Duration::from_secs(180),
+            failback_interval: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(15),
+            retry_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the miner hears from the client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    Connected { pool: usize, url: String },
+    Disconnected { pool: usize, reason: String },
+    /// A job to mine from pool `pool`. Clean jobs void all older work.
+    Job { pool: usize, job: Arc<PoolJob> },
+    ShareResult { pool: usize, share: Share, outcome: ShareOutcome },
+}
+
+/// A share the miner found, with the job it was found for.
+#[derive(Clone, Debug)]
+pub struct FoundShare {
+    pub pool: usize,
+    pub job: Arc<PoolJob>,
+    pub share: Share,
+}
+
+/// Counters over the whole run, all pools together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    pub accepted: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub stale: u64,
+    pub resubmitted: u64,
+    pub protocol_errors: BTreeMap<&'static str, u64>,
+    /// The pool mining now.
+    pub current_pool: Option<usize>,
+    pub connects: u64,
+    /// Shares waiting for a connection.
+    pub queued: u64,
+}
+
+impl ClientStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// The miner's side: submit shares, read the stats.
+#[derive(Clone, Debug)]
+pub struct ClientHandle {
+    tx: mpsc::UnboundedSender<FoundShare>,
+    stats: Arc<Mutex<ClientStats>>,
+}
+
+impl ClientHandle {
+    /// Hand a share to the client; false once the client has stopped.
+    pub fn submit(&self, share: FoundShare) -> bool {
+        self.tx.send(share).is_ok()
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.stats.lock().expect("stats lock is never poisoned: no panics while held").clone()
+    }
+}
+
+/// Start the client on the current tokio runtime. It runs until every [`ClientHandle`] is
+/// dropped.
+pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>, tokio::task::JoinHandle<()>) {
+    let (share_tx, share_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(Mutex::new(ClientStats::default()));
+    let client = Client { cfg, shares: share_rx, events: ev_tx, stats: stats.clone(), queue: Vec::new(), down_until: Vec::new() };
+    let task = tokio::spawn(client.run());
+    (ClientHandle { tx: share_tx, stats }, ev_rx, task)
+}
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Reads `\n`-terminated lines, refusing (and skipping) lines longer than [`MAX_LINE`].
+struct LineReader {
+    inner: Reader,
+    buf: Vec<u8>,
+    skipping: bool,
+}
+
+enum Line {
+    Ok(String),
+    Bad(ProtocolError),
+}
+
+impl LineReader {
+    fn new(inner: Reader) -> Self {
+        LineReader { inner, buf: Vec::with_capacity(4096), skipping: false }
+    }
+
+    /// The next line; `Ok(None)` at end of stream.
+    async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let rest = self.buf.split_off(pos + 1);
+                let mut line = std::mem::replace(&mut self.buf, rest);
+                line.pop();
+                if self.skipping {
+                    self.skipping = false;
+                    continue;
+                }
+                return Ok(Some(match String::from_utf8(line) {
+                    Ok(s) => Line::Ok(s),
+                    Err(_) => Line::Bad(ProtocolError::InvalidJson("line is not UTF-8".into())),
+                }));
+            }
+            if self.buf.len() > MAX_LINE {
+                self.buf.clear();
+                if !self.skipping {
+                    self.skipping = true;
+                    return Ok(Some(Line::Bad(ProtocolError::LineTooLong { limit: MAX_LINE })));
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.inner.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A connection whose handshake got as far as a first job.
+struct Established {
+    pool: usize,
+    reader: LineReader,
+    writer: Writer,
+    session: Session,
+    /// Events seen during the handshake, to replay.
+    early: Vec<Event>,
+}
+
+enum End {
+    Failed(String),
+    Failback(Box<Established>),
+    Reconnect(Reconnect),
+    Shutdown,
+}
+
+struct Client {
+    cfg: ClientConfig,
+    shares: mpsc::UnboundedReceiver<FoundShare>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    stats: Arc<Mutex<ClientStats>>,
+    queue: Vec<FoundShare>,
+    down_until: Vec<Option<Instant>>,
+}
+
+impl Client {
+    fn stats(&self) -> std::sync::MutexGuard<'_, ClientStats> {
+        self.stats.lock().expect("stats lock is never poisoned: no panics while held")
+    }
+
+    fn emit(&self, e: ClientEvent) {
+        // The miner may have stopped listening; the client then winds down on its own.
+        let _ = self.events.send(e);
+    }
+
+    fn stale(&self, share: &FoundShare, why: &str) {
+        tracing::warn!(pool = share.pool, job = %share.share.job_id, why, "share counted stale");
+        self.stats().stale += 1;
+    }
+
+    async fn run(mut self) {
+        self.down_until = vec![None; self.cfg.pools.len()];
+        let mut next: Option<Established> = None;
+        loop {
+            let est = match next.take() {
+                Some(e) => e,
+                None => match self.connect_any().await {
+                    Some(e) => e,
+                    None => {
+                        if self.wait_collecting(self.cfg.retry_delay).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let pool = est.pool;
+            match self.mine_on(est).await {
+                End::Shutdown => return,
+                End::Failback(better) => {
+                    self.emit(ClientEvent::Disconnected { pool, reason: "failing back to a preferred pool".into() });
+                    next = Some(*better);
+                }
+                End::Reconnect(r) => {
+                    tracing::info!(pool, wait = r.wait_seconds, "pool asked for a reconnect");
+                    self.emit(ClientEvent::Disconnected { pool, reason: "client.reconnect".into() });
+                    if self.wait_collecting(Duration::from_secs(r.wait_seconds)).await {
+                        return;
+                    }
+                    // Reconnect to the configured pool (following a redirect to another host
+                    // would let a pool send our password elsewhere).
+                    if let Some(e) = self.establish(pool).await {
+                        next = Some(e);
+                    }
+                }
+                End::Failed(reason) => {
+                    tracing::warn!(pool, url = %self.cfg.pools[pool].url, %reason, "pool lost");
+                    self.down_until[pool] = Some(Instant::now() + self.cfg.failback_interval);
+                    self.emit(ClientEvent::Disconnected { pool, reason });
+                }
+            }
+            self.stats().current_pool = None;
+        }
+    }
+
+    /// Wait, queueing shares that arrive. True when the miner went away.
+    async fn wait_collecting(&mut self, d: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return false,
+                s = self.shares.recv() => match s {
+                    Some(s) => { self.queue.push(s); self.stats().queued = self.queue.len() as u64; }
+                    None => return true,
+                }
+            }
+        }
+    }
+
+    /// Try the pools in order, skipping ones that failed recently unless all did.
+    async fn connect_any(&mut self) -> Option<Established> {
+        let now = Instant::now();
+        let up: Vec<usize> = (0..self.cfg.pools.len()).filter(|&i| self.down_until[i].is_none_or(|t| t <= now)).collect();
+        let order = if up.is_empty() { (0..self.cfg.pools.len()).collect() } else { up };
+        for i in order {
+            if let Some(e) = self.establish(i).await {
+                return Some(e);
+            }
+            self.down_until[i] = Some(Instant::now() + self.cfg.failback_interval);
+        }
+        None
+    }
+
+    async fn establish(&mut self, pool: usize) -> Option<Established> {
+        let cfg = &self.cfg.pools[pool];
+        let url = cfg.url.clone();
+        match tokio::time::timeout(self.cfg.connect_timeout, self.handshake(pool)).await {
+            Ok(Ok(e)) => Some(e),
+            Ok(Err(e)) => {
+                tracing::warn!(pool, %url, error = %e, "could not start mining on pool");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(pool, %url, "no job from pool within the connect timeout");
+                None
+            }
+        }
+    }
+
+    async fn open(url: &PoolUrl) -> Result<(Reader, Writer), Error> {
+        let tcp = TcpStream::connect((url.host.as_str(), url.port))
+            .await
+            .map_err(|source| Error::Connect { url: url.to_string(), source })?;
+        let _ = tcp.set_nodelay(true);
+        if url.tls {
+            let tls = crate::tls::connect(&url.host, tcp).await?;
+            let (r, w) = tokio::io::split(tls);
+            Ok((Box::new(r), Box::new(w)))
+        } else {
+            let (r, w) = tcp.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+    }
+
+    /// Connect, send the opening requests, and read until the first job.
+    async fn handshake(&self, pool: usize) -> Result<Established, Error> {
+        let pc = &self.cfg.pools[pool];
+        let (r, mut writer) = Self::open(&pc.url).await?;
+        let mut reader = LineReader::new(r);
+        let mut scfg = SessionConfig::new(pc.user.clone(), pc.password.clone());
+        scfg.agent = self.cfg.agent.clone();
+        scfg.version_rolling = self.cfg.version_rolling;
+        scfg.suggest_difficulty = self.cfg.suggest_difficulty;
+        let mut session = Session::new(scfg);
+        let url = pc.url.to_string();
+        for ev in session.start() {
+            if let Event::Send(line) = ev {
+                write_line(&mut writer, &line, &url).await?;
+            }
+        }
+        let mut early = Vec::new();
+        loop {
+            let line = reader.next().await.map_err(|source| Error::Io { url: url.clone(), source })?;
+            let events = match line {
+                None => return Err(Error::Closed { url }),
+                Some(Line::Bad(e)) => {
+                    session.count_protocol_error(&e);
+                    self.count_protocol(&e);
+                    continue;
+                }
+                Some(Line::Ok(l)) => session.handle_line(&l),
+            };
+            let mut got_job = false;
+            for ev in events {
+                match ev {
+                    Event::Send(line) => write_line(&mut writer, &line, &url).await?,
+                    Event::Authorized(false) => return Err(Error::Unauthorized { url, user: pc.user.clone() }),
+                    Event::Job(_) => {
+                        got_job = true;
+                        early.push(ev);
+                    }
+                    Event::Protocol(e) => self.count_protocol(&e),
+                    other => early.push(other),
+                }
+            }
+            if got_job && session.is_authorized() {
+                return Ok(Established { pool, reader, writer, session, early });
+            }
+        }
+    }
+
+    fn count_protocol(&self, e: &ProtocolError) {
+        *self.stats().protocol_errors.entry(e.kind()).or_default() += 1;
+    }
+
+    /// Apply session events; `Some(end)` stops this connection.
+    async fn apply(&mut self, pool: usize, writer: &mut Writer, events: Vec<Event>) -> Option<End> {
+        let url = self.cfg.pools[pool].url.to_string();
+        for ev in events {
+            match ev {
+                Event::Send(line) => {
+                    if let Err(e) = write_line(writer, &line, &url).await {
+                        return Some(End::Failed(e.to_string()));
+                    }
+                }
+                Event::Job(job) => self.emit(ClientEvent::Job { pool, job }),
+                Event::ShareResult { share, outcome } => {
+                    {
+                        let mut st = self.stats();
+                        match &outcome {
+                            ShareOutcome::Accepted => st.accepted += 1,
+                            ShareOutcome::Rejected { reason } => *st.rejected.entry(reason.clone()).or_default() += 1,
+                        }
+                    }
+                    self.emit(ClientEvent::ShareResult { pool, share, outcome });
+                }
+                Event::Authorized(ok) => {
+                    if !ok {
+                        return Some(End::Failed("authorization refused".into()));
+                    }
+                }
+                Event::VersionMask(_) => {}
+                Event::Reconnect(r) => return Some(End::Reconnect(r)),
+                Event::Protocol(e) => self.count_protocol(&e),
+            }
+        }
+        None
+    }
+
+    async fn submit(&mut self, pool: usize, session: &mut Session, writer: &mut Writer, s: FoundShare) -> Option<End> {
+        if s.pool != pool || !session.accepts_share_for(&s.job) {
+            self.stale(&s, "its job is not live on the connected pool");
+            return None;
+        }
+        match session.submit(s.share.clone()) {
+            Ok(ev) => self.apply(pool, writer, vec![ev]).await,
+            Err(e) => {
+                self.stale(&s, &e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn mine_on(&mut self, est: Established) -> End {
+        let Established { pool, mut reader, mut writer, mut session, early } = est;
+        let url = self.cfg.pools[pool].url.to_string();
+        {
+            let mut st = self.stats();
+            st.current_pool = Some(pool);
+            st.connects += 1;
+        }
+        self.down_until[pool] = None;
+        tracing::info!(pool, %url, "mining on pool");
+        self.emit(ClientEvent::Connected { pool, url: url.clone() });
+        if let Some(end) = self.apply(pool, &mut writer, early).await {
+            return end;
+        }
+        // Shares found while we were away: resubmit those whose job is still live here.
+        let queued = std::mem::take(&mut self.queue);
+        self.stats().queued = 0;
+        for s in queued {
+            if s.pool == pool && session.accepts_share_for(&s.job) {
+                self.stats().resubmitted += 1;
+            }
+            if let Some(end) = self.submit(pool, &mut session, &mut writer, s).await {
+                return end;
+            }
+        }
+        let mut failback = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.cfg.failback_interval,
+            self.cfg.failback_interval,
+        );
+        let end = loop {
+            tokio::select! {
+                line = tokio::time::timeout(self.cfg.silence_timeout, reader.next()) => {
+                    let events = match line {
+                        Err(_) => break End::Failed(format!("no message for {} s", self.cfg.silence_timeout.as_secs())),
+                        Ok(Err(e)) => break End::Failed(format!("read error: {e}")),
+                        Ok(Ok(None)) => break End::Failed("connection closed by the pool".into()),
+                        Ok(Ok(Some(Line::Bad(e)))) => { session.count_protocol_error(&e); self.count_protocol(&e); continue; }
+                        Ok(Ok(Some(Line::Ok(l)))) => session.handle_line(&l),
+                    };
+                    if let Some(end) = self.apply(pool, &mut writer, events).await { break end; }
+                }
+                s = self.shares.recv() => match s {
+                    None => break End::Shutdown,
+                    Some(s) => if let Some(end) = self.submit(pool, &mut session, &mut writer, s).await { break end; },
+                },
+                _ = failback.tick(), if pool > 0 => {
+                    let mut found = None;
+                    for better in 0..pool {
+                        if let Some(e) = self.establish(better).await {
+                            tracing::info!(from = pool, to = better, "preferred pool is back");
+                            found = Some(e);
+                            break;
+                        }
+                    }
+                    if let Some(e) = found { break End::Failback(Box::new(e)); }
+                }
+            }
+        };
+        // Shares sent but unanswered: requeue if their job may still be valid, else stale.
+        for (share, job) in session.take_unanswered() {
+            match job {
+                Some(job) => self.queue.push(FoundShare { pool, job, share }),
+                None => self.stats().stale += 1,
+            }
+        }
+        self.stats().queued = self.queue.len() as u64;
+        end
+    }
+}
+
+async fn write_line(w: &mut Writer, line: &str, url: &str) -> Result<(), Error> {
+    tracing::trace!(%url, bytes = line.len(), "send");
+    w.write_all(line.as_bytes()).await.map_err(|source| Error::Io { url: url.to_owned(), source })?;
+    w.flush().await.map_err(|source| Error::Io { url: url.to_owned(), source })
+}
