@@ -1,0 +1,256 @@
+//! The engine with the real CPU hasher and with scripted fake hashers.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hashrig_engine::{
+    Candidate, Control, DeviceInfo, DiscardShares, Engine, EngineConfig, HashCount, Hasher, JobChange, Origin,
+    Share, Sink, WorkUnit,
+};
+use hashrig_hasher::{DeviceKind, Error as HasherError, UnitOutcome};
+use hashrig_hasher_cpu::{CpuConfig, CpuHasher};
+use hashrig_sha256d::Target;
+use hashrig_work::target::{reference_sha256d, target_from_difficulty};
+use hashrig_work::{HeaderSource, Job};
+
+fn fake_info(name: &str) -> DeviceInfo {
+    DeviceInfo {
+        name: name.into(),
+        kind: DeviceKind::Asic,
+        kernel: "fake".into(),
+        lanes: 1,
+        nominal_hashrate: Some(1e6),
+        hash_count: HashCount::Exact,
+        version_rolling: false,
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn cpu_engine_submits_shares_that_verify_with_the_reference() {
+    let cpu = CpuHasher::new(&CpuConfig { threads: Some(1), ..Default::default() }).unwrap();
+    let (tx, rx) = mpsc::channel::<Share>();
+    let cfg = EngineConfig { first_unit_hashes: 1 << 16, ..Default::default() };
+    let engine = Engine::start(vec![Box::new(cpu)], tx, cfg).unwrap();
+    // About one share per 4096 hashes.
+    let share_target = target_from_difficulty(1.0 / 1_048_576.0).unwrap();
+    assert_eq!(engine.set_job(Job::synthetic("s1", 42, share_target)), JobChange::Replaced { epoch: 1 });
+    let mut shares = Vec::new();
+    wait_until("20 shares", || {
+        shares.extend(rx.try_iter());
+        shares.len() >= 20
+    });
+    let stats = engine.stop();
+    shares.extend(rx.try_iter());
+    assert_eq!(stats.shares, shares.len() as u64);
+    assert_eq!(stats.hw_errors, 0);
+    assert!(stats.hashes >= 20 * 1000, "{} hashes for {} shares", stats.hashes, shares.len());
+    for s in &shares {
+        assert_eq!(s.job_id, "s1");
+        assert_eq!(u32::from_le_bytes(s.header[76..80].try_into().unwrap()), s.nonce);
+        assert_eq!(reference_sha256d(&s.header), s.digest);
+        assert!(share_target.is_met_by(&s.digest));
+        assert!(s.difficulty >= 1.0 / 1_048_576.0);
+        // Difficulty-1 nbits: a block is a hash of difficulty >= 1.
+        assert_eq!(s.is_block, s.difficulty >= 1.0);
+    }
+    let serialized = serde_json::to_value(&stats).unwrap();
+    assert_eq!(serialized["devices"][0]["info"]["kind"], "cpu");
+}
+
+/// Reports, for every unit, a nonce that does not meet the target, from chip 3 core 5.
+struct LyingHasher(DeviceInfo);
+
+impl Hasher for LyingHasher {
+    fn info(&self) -> &DeviceInfo {
+        &self.0
+    }
+
+    fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, HasherError> {
+        // Find a nonce whose hash misses the (hard) target: almost any.
+        let nonce = unit.range.start();
+        sink.push(Candidate { unit_id: unit.id, nonce, version: unit.version(), origin: Origin { chip: Some(3), core: Some(5) } });
+        ctl.add_hashes(unit.range.count());
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(UnitOutcome { hashes: unit.range.count(), completed: true })
+    }
+}
+
+#[test]
+fn candidates_failing_verification_are_hardware_errors_per_chip_and_never_submitted() {
+    let (tx, rx) = mpsc::channel::<Share>();
+    let engine = Engine::start(vec![Box::new(LyingHasher(fake_info("liar")))], tx, EngineConfig::default()).unwrap();
+    engine.set_job(Job::synthetic("j", 1, target_from_difficulty(1e6).unwrap()));
+    wait_until("3 hardware errors", || engine.stats().hw_errors >= 3);
+    let stats = engine.stop();
+    assert_eq!(rx.try_iter().count(), 0, "a failing candidate was submitted");
+    assert_eq!(stats.shares, 0);
+    let dev = &stats.devices[0];
+    assert_eq!(dev.hw_errors, stats.hw_errors);
+    assert_eq!(dev.valid_nonces, 0);
+    assert_eq!(dev.hw_errors_by_origin.len(), 1);
+    assert_eq!((dev.hw_errors_by_origin[0].chip, dev.hw_errors_by_origin[0].core), (Some(3), Some(5)));
+    assert_eq!(dev.hw_errors_by_origin[0].count, dev.hw_errors);
+}
+
+/// Hands each unit to the test and pushes its first nonce only when the test says go.
+struct ScriptedHasher {
+    info: DeviceInfo,
+    units: mpsc::Sender<WorkUnit>,
+    go: mpsc::Receiver<()>,
+}
+
+impl Hasher for ScriptedHasher {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, HasherError> {
+        let _ = self.units.send(unit.clone());
+        loop {
+            match self.go.recv_timeout(Duration::from_millis(10)) {
+                Ok(()) => break,
+                Err(_) if ctl.is_shutdown() => return Ok(UnitOutcome { hashes: 0, completed: false }),
+                Err(_) => {}
+            }
+        }
+        sink.push(Candidate { unit_id: unit.id, nonce: unit.range.start(), version: unit.version(), origin: Origin::default() });
+        ctl.add_hashes(1);
+        Ok(UnitOutcome { hashes: 1, completed: !ctl.is_stale(unit) })
+    }
+}
+
+fn scripted() -> (Engine, mpsc::Receiver<WorkUnit>, mpsc::Sender<()>, mpsc::Receiver<Share>) {
+    let (unit_tx, unit_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let (share_tx, share_rx) = mpsc::channel();
+    let h = ScriptedHasher { info: fake_info("scripted"), units: unit_tx, go: go_rx };
+    let engine = Engine::start(vec![Box::new(h)], share_tx, EngineConfig::default()).unwrap();
+    (engine, unit_rx, go_tx, share_rx)
+}
+
+fn any_share_job(id: &str, seed: u64, clean: bool) -> Job {
+    // Every hash meets the maximum target: each pushed nonce is a valid share.
+    Job { clean, ..Job::synthetic(id, seed, Target::MAX) }
+}
+
+#[test]
+fn replace_job_makes_in_flight_shares_stale_and_unsubmitted() {
+    let (engine, units, go, shares) = scripted();
+    engine.set_job(any_share_job("old", 1, true));
+    let first = units.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(engine.set_job(any_share_job("new", 2, true)), JobChange::Replaced { epoch: 2 }));
+    go.send(()).unwrap();
+    wait_until("the stale share to be counted", || engine.stats().stale == 1);
+    assert!(shares.try_iter().next().is_none(), "a stale share was submitted");
+    // The next unit belongs to the new job and its share goes out.
+    let second = units.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_ne!(second.epoch, first.epoch);
+    go.send(()).unwrap();
+    let share = shares.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(share.job_id, "new");
+    let stats = engine.stop();
+    assert_eq!((stats.stale, stats.shares, stats.hw_errors), (1, 1, 0));
+}
+
+#[test]
+fn update_job_keeps_in_flight_shares_valid() {
+    let (engine, units, go, shares) = scripted();
+    engine.set_job(any_share_job("old", 1, true));
+    let _first = units.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(engine.set_job(any_share_job("update", 2, false)), JobChange::Updated);
+    go.send(()).unwrap();
+    let share = shares.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(share.job_id, "old", "the in-flight unit's share belongs to the job it was cut from");
+    let second = units.recv_timeout(Duration::from_secs(5)).unwrap();
+    go.send(()).unwrap();
+    let share2 = shares.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(share2.job_id, "update");
+    assert_eq!(second.epoch, 1);
+    let stats = engine.stop();
+    assert_eq!((stats.stale, stats.shares), (0, 2));
+}
+
+/// Completes every unit at once and reports which header and range it got.
+struct RecordingHasher {
+    info: DeviceInfo,
+    seen: mpsc::Sender<([u8; 80], u64, u64)>,
+}
+
+impl Hasher for RecordingHasher {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn hash(&mut self, unit: &WorkUnit, ctl: &Control, _sink: &Sink) -> Result<UnitOutcome, HasherError> {
+        let _ = self.seen.send((unit.header, u64::from(unit.range.start()), unit.range.end()));
+        ctl.add_hashes(unit.range.count());
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(UnitOutcome { hashes: unit.range.count(), completed: true })
+    }
+}
+
+#[test]
+fn units_never_overlap_and_a_fixed_header_runs_out_after_its_nonces() {
+    let (tx, rx) = mpsc::channel();
+    let mut info = fake_info("rec");
+    info.nominal_hashrate = Some(3e8); // ~0.3 G nonces per unit: 15 units per header
+    let hashers: Vec<Box<dyn Hasher>> = (0..2).map(|_| Box::new(RecordingHasher { info: info.clone(), seen: tx.clone() }) as Box<dyn Hasher>).collect();
+    drop(tx);
+    let engine = Engine::start(hashers, DiscardShares, EngineConfig::default()).unwrap();
+    let header = [5u8; 80];
+    engine.set_job(Job { id: "fixed".into(), source: HeaderSource::Fixed(header), share_target: Target::MAX, clean: true });
+    let mut covered = 0u64;
+    let mut ranges = Vec::new();
+    while covered < 1 << 32 {
+        let (h, start, end) = rx.recv_timeout(Duration::from_secs(5)).expect("units until the header is swept");
+        assert_eq!(h[..76], header[..76]);
+        covered += end - start;
+        ranges.push((start, end));
+    }
+    // No more units: the fixed job has one header only.
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "units beyond the fixed header's nonces");
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlap: {:?}", w);
+    }
+    assert_eq!(ranges.first().unwrap().0, 0);
+    assert_eq!(ranges.last().unwrap().1, 1 << 32);
+    let stats = engine.stop();
+    assert_eq!(stats.hashes, 1 << 32);
+}
+
+/// Always fails.
+struct BrokenHasher(DeviceInfo);
+
+impl Hasher for BrokenHasher {
+    fn info(&self) -> &DeviceInfo {
+        &self.0
+    }
+
+    fn hash(&mut self, _unit: &WorkUnit, _ctl: &Control, _sink: &Sink) -> Result<UnitOutcome, HasherError> {
+        Err(HasherError::Device { device: self.0.name.clone(), source: "serial port vanished".into() })
+    }
+}
+
+#[test]
+fn a_device_failing_repeatedly_is_dropped_and_its_error_kept() {
+    let engine = Engine::start(vec![Box::new(BrokenHasher(fake_info("broken")))], DiscardShares, EngineConfig::default()).unwrap();
+    engine.set_job(Job::synthetic("j", 1, Target::MAX));
+    wait_until("the device to be dropped", || engine.stats().devices[0].failed);
+    let stats = engine.stop();
+    assert_eq!(stats.devices[0].device_errors, 3);
+    assert!(stats.devices[0].last_error.as_deref().unwrap().contains("serial port vanished"));
+}
+
+#[test]
+fn an_engine_without_hashers_is_refused() {
+    assert!(Engine::start(Vec::new(), DiscardShares, EngineConfig::default()).is_err());
+}
