@@ -1,0 +1,138 @@
+//! The GPU backend against the conformance kit and the CPU reference, on whatever adapter wgpu
+//! finds (in CI: Mesa's lavapipe, a software Vulkan driver; `.ci/run` installs it).
+//!
+//! Without any adapter every test prints "SKIPPED: no GPU adapter" and passes, unless
+//! `HASHRIG_REQUIRE_GPU=1` (CI sets it), where a missing adapter fails the test.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use hashrig_hasher::testkit::{self, KitConfig, easy_target, synthetic_header};
+use hashrig_hasher::{Control, Hasher, NonceRange, Sink, Target, WorkUnit};
+use hashrig_hasher_gpu::{AdapterSelector, Error, GpuHasher, Options, open_device};
+use hashrig_sha256d::{ScanJob, Scanner};
+
+fn require_gpu() -> bool {
+    std::env::var("HASHRIG_REQUIRE_GPU").is_ok_and(|v| v.trim() == "1")
+}
+
+fn open(opts: impl FnOnce(&mut Options)) -> Option<GpuHasher> {
+    match open_device(&AdapterSelector::Best) {
+        Ok(dev) => {
+            let mut o = Options::for_adapter(&dev.adapter);
+            opts(&mut o);
+            Some(GpuHasher::with_options(dev, &o).expect("an adapter was found, so the hasher must open"))
+        }
+        Err(Error::NoAdapter) if !require_gpu() => {
+            eprintln!("SKIPPED: no GPU adapter (install mesa-vulkan-drivers for lavapipe; HASHRIG_REQUIRE_GPU=1 makes this a failure)");
+            None
+        }
+        Err(e) => panic!("no usable GPU adapter and HASHRIG_REQUIRE_GPU=1 (or the adapter failed): {e}"),
+    }
+}
+
+/// One hasher for the whole test binary: making the pipeline costs a second or so on lavapipe.
+fn shared() -> Option<MutexGuard<'static, GpuHasher>> {
+    static H: OnceLock<Option<Mutex<GpuHasher>>> = OnceLock::new();
+    let h = H.get_or_init(|| open(|_| ()).map(Mutex::new)).as_ref()?;
+    Some(h.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+fn kit() -> KitConfig {
+    KitConfig::fast()
+}
+
+#[test]
+fn finds_the_real_block_nonces() {
+    let Some(mut h) = shared() else { return };
+    testkit::finds_real_block_nonces(&mut *h, &kit()).unwrap();
+}
+
+#[test]
+fn finds_the_reference_set_under_an_easy_target() {
+    let Some(mut h) = shared() else { return };
+    testkit::finds_reference_set_under_easy_target(&mut *h, &kit()).unwrap();
+}
+
+#[test]
+fn honours_range_ends() {
+    let Some(mut h) = shared() else { return };
+    testkit::honours_range_ends(&mut *h, &kit()).unwrap();
+}
+
+#[test]
+fn counts_hashes_exactly() {
+    let Some(mut h) = shared() else { return };
+    testkit::counts_hashes_correctly(&mut *h, &kit()).unwrap();
+}
+
+#[test]
+fn stops_after_an_epoch_bump() {
+    let Some(mut h) = shared() else { return };
+    testkit::stops_after_epoch_bump(&mut *h, &kit()).unwrap();
+}
+
+fn sweep(h: &mut dyn Hasher, header: [u8; 80], range: NonceRange, target: Target) -> (BTreeSet<u32>, u64, u64) {
+    let ctl = Control::new();
+    let (sink, rx) = Sink::channel();
+    let unit = WorkUnit { id: 1, epoch: ctl.epoch(), header, range, target, version_mask: 0 };
+    let out = h.hash(&unit, &ctl, &sink).expect("hash");
+    assert!(out.completed);
+    drop(sink);
+    let found: Vec<u32> = rx.try_iter().map(|c| c.nonce).collect();
+    let set: BTreeSet<u32> = found.iter().copied().collect();
+    assert_eq!(set.len(), found.len(), "a nonce was reported twice");
+    (set, out.hashes, ctl.hashes())
+}
+
+fn cpu_reference(header: &[u8; 80], range: NonceRange, target: &Target) -> BTreeSet<u32> {
+    let mut found = Vec::new();
+    Scanner::best().scan(&ScanJob::new(header), range, target, &mut found);
+    found.into_iter().collect()
+}
+
+/// Several double-buffered dispatches in one unit find exactly what the CPU kernel finds.
+#[test]
+fn many_dispatches_find_the_cpu_reference_set() {
+    let Some(mut h) = shared() else { return };
+    let header = synthetic_header(11);
+    let target = easy_target(1 << 12);
+    let range = NonceRange::new(0x7fff_0001, (1 << 22) + 5).unwrap();
+    let (got, hashes, counted) = sweep(&mut *h, header, range, target);
+    let want = cpu_reference(&header, range, &target);
+    assert!(want.len() > 500, "the reference found only {} nonces", want.len());
+    assert_eq!(got, want);
+    assert_eq!(hashes, range.count());
+    assert_eq!(counted, range.count());
+    assert_eq!(h.hardware_errors(), 0);
+}
+
+/// When more nonces pass than the result buffer holds, the dispatch is re-scanned: nothing is
+/// dropped, nothing doubled.
+#[test]
+fn result_buffer_overflow_loses_no_candidate() {
+    // Dispatches sized to expect 8x more survivors than the buffer holds.
+    let Some(mut h) = open(|o| o.result_fill = 8.0) else { return };
+    let header = synthetic_header(12);
+    let range = NonceRange::new(5, 100_003).unwrap();
+    let (got, hashes, _) = sweep(&mut h, header, range, Target::MAX);
+    assert_eq!(got.len() as u64, range.count());
+    assert_eq!(got.first().copied(), Some(5));
+    assert_eq!(got.last().copied(), Some(100_007));
+    assert_eq!(hashes, range.count());
+    // An easy target with overflowing dispatches still matches the CPU exactly.
+    let target = easy_target(4);
+    let range = NonceRange::new(u32::MAX - 70_000, 70_001).unwrap();
+    let (got, _, _) = sweep(&mut h, header, range, target);
+    assert_eq!(got, cpu_reference(&header, range, &target));
+}
+
+/// The genesis block's nonce at the real difficulty, through a window several dispatches wide.
+#[test]
+fn finds_the_genesis_nonce_in_a_wide_window() {
+    let Some(mut h) = shared() else { return };
+    let block = testkit::REAL_BLOCKS[0];
+    let range = NonceRange::new(block.nonce - (1 << 20), 1 << 21).unwrap();
+    let (got, _, _) = sweep(&mut *h, block.header(), range, block.target());
+    assert_eq!(got, BTreeSet::from([block.nonce]));
+}
