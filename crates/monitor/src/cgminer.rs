@@ -142,7 +142,7 @@ impl Reply {
         out.push(']');
         if let Some((name, _, items)) = &self.section {
             out.push_str(&format!(",\"{name}\":["));
-            let objs: Vec<String> = items.iter().map(|f| json_object(f)).collect();
+            let objs: Vec<String> = items.iter().map(json_object).collect();
             out.push_str(&objs.join(","));
             out.push(']');
         }
@@ -188,6 +188,8 @@ fn plain_fields(fields: &Fields) -> String {
             let v = match v {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
+                // 4520000.0 prints as 4520000, 0.25 as 0.25.
+                Value::Number(n) if n.is_f64() => n.as_f64().map(|x| x.to_string()).unwrap_or_default(),
                 other => other.to_string(),
             };
             format!("{}={}", plain_escape(k), plain_escape(&v))
@@ -784,7 +786,7 @@ fn serve(
     };
     stream.write_all(&reply)?;
     stream.flush()?;
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    crate::close_gracefully(stream);
     Ok(())
 }
 

@@ -27,8 +27,24 @@ type Labels = Vec<(String, String)>;
 type GaugeF = Family<Labels, Gauge<f64, AtomicU64>>;
 type CounterF = Family<Labels, Counter<f64, AtomicU64>>;
 
+/// Label pairs with their values escaped for the text format. prometheus-client (0.24) writes
+/// label values verbatim, so a pool's reject reason with a quote in it would break the scrape;
+/// the metrics test parses such a value back to catch double or missing escaping.
 fn l(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), escape_label_value(v))).collect()
+}
+
+fn escape_label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn gauge(reg: &mut Registry, name: &str, help: &str) -> GaugeF {
@@ -173,8 +189,12 @@ impl MetricsServer {
                             let view = view.clone();
                             // One short-lived thread per scrape; a scraper is one client.
                             let _ = std::thread::Builder::new().name("metrics-conn".into()).spawn(move || {
+                                let copy = stream.try_clone();
                                 if let Err(e) = serve(stream, &view) {
                                     tracing::debug!(%peer, error = %e, "metrics: connection ended with an error");
+                                }
+                                if let Ok(c) = copy {
+                                    crate::close_gracefully(c);
                                 }
                             });
                         }

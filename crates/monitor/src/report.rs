@@ -33,10 +33,10 @@ pub fn render_html(view: &RunView) -> Result<String, Error> {
         html.push_str("<p class=\"note\">No hashrate samples were recorded.</p>\n");
     } else {
         let svg = hashrate_chart(view)?;
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<figure id=\"hashrate-chart\" class=\"chart\" data-points=\"{}\">{svg}\
-             <figcaption>Whole-rig hashrate per sample interval; dashed line: run average.</figcaption></figure>\n",
+             <figcaption>Whole-rig hashrate per sample interval; dashed line: run average.</figcaption></figure>",
             view.samples.len()
         );
     }
@@ -49,7 +49,7 @@ pub fn render_html(view: &RunView) -> Result<String, Error> {
     // `<`, `>` and `&` only occur inside JSON strings, where \u escapes mean the same: this
     // keeps `</script>` in a device name from ending the block.
     let json = json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
-    let _ = write!(html, "<script type=\"application/json\" id=\"run\">{json}</script>\n");
+    let _ = writeln!(html, "<script type=\"application/json\" id=\"run\">{json}</script>");
     html.push_str(SCRIPT);
     html.push_str("</body></html>\n");
     Ok(html)
@@ -72,7 +72,8 @@ const SCRIPT: &str = "<script>(function(){\
 document.querySelectorAll('figure.chart').forEach(function(f){\
 var s=f.querySelector('svg');if(!s)return;var r=s.getBoundingClientRect();\
 f.dataset.renderedWidth=Math.round(r.width);f.dataset.renderedHeight=Math.round(r.height);\
-var p=f.querySelector('polyline');if(p){f.dataset.lineWidth=Math.round(p.getBBox().width);}});\
+var best=null;f.querySelectorAll('polyline').forEach(function(p){if(!best||p.points.numberOfItems>best.points.numberOfItems)best=p;});\
+if(best){f.dataset.lineWidth=Math.round(best.getBBox().width);f.dataset.linePoints=best.points.numberOfItems;}});\
 document.body.dataset.reportReady='1';})();</script>\n";
 
 fn esc(s: &str) -> String {
@@ -108,7 +109,7 @@ fn rate_unit(hs: f64) -> (f64, &'static str) {
 }
 
 fn row(html: &mut String, name: &str, value: &str) {
-    let _ = write!(html, "<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>\n", esc(name), esc(value));
+    let _ = writeln!(html, "<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>", esc(name), esc(value));
 }
 
 fn summary(html: &mut String, v: &RunView) {
@@ -169,10 +170,10 @@ fn devices_table(html: &mut String, v: &RunView) {
     );
     for d in &v.devices {
         let temp = d.temperatures.iter().map(|t| t.celsius).fold(f64::NAN, f64::max);
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             d.id,
             esc(&d.name),
             esc(&d.kind),
@@ -198,9 +199,9 @@ fn pools_table(html: &mut String, v: &RunView) {
          <th>Accepted</th><th>Rejected</th><th>Stale</th><th>Difficulty</th></tr>\n",
     );
     for p in &v.pools {
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             p.id,
             esc(&p.url),
             p.state.as_str(),
@@ -288,11 +289,11 @@ fn chip_section(html: &mut String, d: &DeviceView) -> Result<(), Error> {
         }
     );
     let (svg, cells) = chip_map(d, &weak)?;
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<figure id=\"chip-map-{}\" class=\"chart chip-map\" data-points=\"{cells}\">{svg}<figcaption>Columns: chips; \
          rows: cores (top row: the whole chip's estimated hashrate). Colour: nonces relative to the median \
-         (green: at or above, red: none); weak chips outlined in red.</figcaption></figure>\n",
+         (green: at or above, red: none); weak chips outlined in red.</figcaption></figure>",
         d.id
     );
     html.push_str(
@@ -302,9 +303,9 @@ fn chip_section(html: &mut String, d: &DeviceView) -> Result<(), Error> {
     for (i, c) in d.chips.iter().enumerate() {
         let cls = if weak.contains(&i) { " class=\"weak\"" } else { "" };
         let cores: Vec<String> = c.cores.iter().map(|x| x.nonces.to_string()).collect();
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>\n",
+            "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             c.index,
             c.nonces,
             c.hw_errors,
@@ -328,8 +329,8 @@ fn chip_map(d: &DeviceView, weak: &[usize]) -> Result<(String, usize), Error> {
     let chip_median = median(d.chips.iter().map(|c| c.est_hashrate).collect()).max(f64::MIN_POSITIVE);
     let core_median =
         median(d.chips.iter().flat_map(|c| c.cores.iter().map(|x| x.nonces as f64)).collect()).max(f64::MIN_POSITIVE);
-    let width = (80 + chips * 14).clamp(400, 1400) as u32;
-    let height = (80 + rows * 6).clamp(160, 700) as u32;
+    let width = (100 + chips * 36).clamp(420, 1400) as u32;
+    let height = (90 + rows * 26).clamp(200, 700) as u32;
     let mut svg = String::new();
     let cells;
     {

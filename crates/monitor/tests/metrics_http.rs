@@ -1,0 +1,258 @@
+//! `/metrics` scraped over real HTTP/1.1 and parsed by a strict parser of the OpenMetrics text
+//! format (written here, from the OpenMetrics 1.0 spec: `# TYPE`/`# HELP`/`# UNIT` lines,
+//! `name{label="value",...} number` samples, label values with `\\`, `\"`, `\n` escapes,
+//! counter samples named `<family>_total`, one `# EOF` at the very end).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use hashrig_monitor::*;
+
+struct Response {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+fn http_get(addr: SocketAddr, raw_request: &str) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw_request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head ended by CRLF CRLF");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let mut parts = status_line.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+    let status: u16 = parts.next().unwrap().parse().unwrap();
+    let headers: HashMap<String, String> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').expect("header line");
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let len: usize = headers["content-length"].parse().unwrap();
+    assert_eq!(body.len(), len, "Content-Length matches the body");
+    Response { status, headers, body: body.to_string() }
+}
+
+type LabelSet = BTreeMap<String, String>;
+
+#[derive(Debug, Default)]
+struct Exposition {
+    types: HashMap<String, String>,
+    /// (sample name, labels) -> value
+    samples: HashMap<(String, LabelSet), f64>,
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Parse `{a="x",b="y"}`, returning the labels and the rest of the line.
+fn parse_labels(s: &str) -> Result<(LabelSet, &str), String> {
+    let mut labels = LabelSet::new();
+    let mut rest = s.strip_prefix('{').ok_or("labels must start with {")?;
+    loop {
+        if let Some(r) = rest.strip_prefix('}') {
+            return Ok((labels, r));
+        }
+        let eq = rest.find('=').ok_or("label without =")?;
+        let name = &rest[..eq];
+        if !is_name(name) {
+            return Err(format!("bad label name {name:?}"));
+        }
+        rest = rest[eq + 1..].strip_prefix('"').ok_or("label value must be quoted")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                None => return Err("unterminated label value".into()),
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, '\\')) => value.push('\\'),
+                    Some((_, '"')) => value.push('"'),
+                    Some((_, 'n')) => value.push('\n'),
+                    other => return Err(format!("bad escape {other:?}")),
+                },
+                Some((_, '\n')) => return Err("raw newline in a label value".into()),
+                Some((_, c)) => value.push(c),
+            }
+        };
+        if labels.insert(name.to_string(), value).is_some() {
+            return Err(format!("duplicate label {name}"));
+        }
+        rest = &rest[end + 1..];
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r;
+        } else if !rest.starts_with('}') {
+            return Err("labels must be separated by ,".into());
+        }
+    }
+}
+
+fn parse_exposition(text: &str) -> Result<Exposition, String> {
+    let mut exp = Exposition::default();
+    let body = text.strip_suffix("# EOF\n").ok_or("must end with # EOF and a newline")?;
+    for (n, line) in body.lines().enumerate() {
+        let err = |m: String| format!("line {}: {m}: {line:?}", n + 1);
+        if let Some(meta) = line.strip_prefix("# ") {
+            let mut parts = meta.splitn(3, ' ');
+            let (kind, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            if !is_name(name) {
+                return Err(err(format!("bad family name {name:?}")));
+            }
+            match kind {
+                "TYPE" => {
+                    let t = parts.next().ok_or_else(|| err("TYPE without a type".into()))?;
+                    if !["counter", "gauge", "histogram", "summary", "info", "stateset", "unknown", "gaugehistogram"]
+                        .contains(&t)
+                    {
+                        return Err(err(format!("unknown type {t}")));
+                    }
+                    if exp.types.insert(name.to_string(), t.to_string()).is_some() {
+                        return Err(err("family typed twice".into()));
+                    }
+                }
+                "HELP" | "UNIT" => {}
+                other => return Err(err(format!("unknown metadata {other}"))),
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            return Err(err("stray comment or blank line".into()));
+        }
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value".into()))?;
+        let name = &line[..name_end];
+        if !is_name(name) {
+            return Err(err(format!("bad metric name {name:?}")));
+        }
+        let (labels, rest) = if line[name_end..].starts_with('{') {
+            parse_labels(&line[name_end..]).map_err(err)?
+        } else {
+            (LabelSet::new(), &line[name_end..])
+        };
+        let value_text = rest.strip_prefix(' ').ok_or_else(|| err("value must follow one space".into()))?;
+        let value_text = value_text.split(' ').next().unwrap(); // an optional timestamp may follow
+        let value: f64 = value_text.parse().map_err(|_| err(format!("bad value {value_text:?}")))?;
+        // Which family does the sample belong to, and is its suffix allowed for the type?
+        let family = exp
+            .types
+            .keys()
+            .filter(|f| name == f.as_str() || name.strip_prefix(f.as_str()).is_some_and(|s| s.starts_with('_')))
+            .max_by_key(|f| f.len())
+            .cloned()
+            .ok_or_else(|| err("sample before its # TYPE".into()))?;
+        let suffix = &name[family.len()..];
+        let ok = match exp.types[&family].as_str() {
+            "counter" => matches!(suffix, "_total" | "_created"),
+            "gauge" | "unknown" => suffix.is_empty(),
+            _ => true,
+        };
+        if !ok {
+            return Err(err(format!("suffix {suffix:?} not allowed for a {}", exp.types[&family])));
+        }
+        if exp.types[&family] == "counter" && suffix == "_total" && value < 0.0 {
+            return Err(err("negative counter".into()));
+        }
+        if exp.samples.insert((name.to_string(), labels), value).is_some() {
+            return Err(err("duplicate sample".into()));
+        }
+    }
+    Ok(exp)
+}
+
+fn ls(pairs: &[(&str, &str)]) -> LabelSet {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl Exposition {
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        *self
+            .samples
+            .get(&(name.to_string(), ls(labels)))
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+    }
+}
+
+fn scrape() -> Exposition {
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    let r = http_get(srv.local_addr(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].starts_with("application/openmetrics-text"), "{:?}", r.headers);
+    parse_exposition(&r.body).unwrap_or_else(|e| panic!("{e}\n--- body ---\n{}", r.body))
+}
+
+#[test]
+fn metrics_scrape_parses_strictly_and_carries_the_rig_figures() {
+    let m = scrape();
+    assert_eq!(m.types["hashrig_hashrate_hashes_per_second"], "gauge");
+    assert_eq!(m.get("hashrig_hashrate_hashes_per_second", &[("window", "5s")]), 4.42e12);
+    assert_eq!(m.get("hashrig_hashrate_hashes_per_second", &[("window", "1m")]), 4.62e12);
+    assert_eq!(m.get("hashrig_hashrate_hashes_per_second", &[("window", "avg")]), 4.52e12);
+    assert_eq!(m.types["hashrig_hashes"], "counter");
+    assert_eq!(m.get("hashrig_hashes_total", &[("device", "1"), ("kind", "asic")]), 2.7e14);
+    assert_eq!(m.get("hashrig_shares_total", &[("pool", "0"), ("result", "accepted")]), 40.0);
+    assert_eq!(m.get("hashrig_shares_total", &[("pool", "0"), ("result", "rejected")]), 2.0);
+    assert_eq!(m.get("hashrig_shares_total", &[("pool", "0"), ("result", "stale")]), 1.0);
+    assert_eq!(m.get("hashrig_share_rejects_total", &[("pool", "0"), ("reason", "duplicate")]), 1.0);
+    // A reason with quotes survives the label escaping.
+    assert_eq!(m.get("hashrig_share_rejects_total", &[("pool", "0"), ("reason", "low difficulty \"share\"")]), 1.0);
+    assert_eq!(m.get("hashrig_hardware_errors_total", &[("device", "1"), ("kind", "asic")]), 3.0);
+    let weak = common::WEAK_CHIP.to_string();
+    assert_eq!(m.get("hashrig_chip_hardware_errors_total", &[("device", "1"), ("chip", &weak)]), 3.0);
+    assert_eq!(m.get("hashrig_chip_nonces_total", &[("device", "1"), ("chip", "0")]), 400.0);
+    assert_eq!(m.get("hashrig_power_watts", &[("source", "hwmon")]), 95.0);
+    assert_eq!(m.get("hashrig_joules_per_terahash", &[("source", "hwmon")]), 21.0);
+    assert_eq!(m.get("hashrig_temperature_celsius", &[("device", "1"), ("sensor", "board")]), 71.5);
+    assert_eq!(m.get("hashrig_pool_up", &[("pool", "0"), ("url", "stratum+tcp://pool.example:3333")]), 1.0);
+    assert_eq!(m.get("hashrig_pool_up", &[("pool", "1"), ("url", "stratum+tcp://backup.example:3333")]), 0.0);
+    assert_eq!(m.get("hashrig_pool_state", &[("pool", "1"), ("state", "dead")]), 1.0);
+    assert_eq!(m.get("hashrig_blocks_found_total", &[]), 1.0);
+}
+
+#[test]
+fn strict_parser_rejects_broken_expositions() {
+    // The parser above must be able to fail, or the scrape test proves nothing.
+    for bad in [
+        "# TYPE a gauge\na 1\n",                        // no # EOF
+        "a 1\n# EOF\n",                                  // sample without TYPE
+        "# TYPE a counter\na 1\n# EOF\n",                // counter sample without _total
+        "# TYPE a gauge\na{x=\"1} 1\n# EOF\n",           // unterminated label
+        "# TYPE a gauge\na{x=\"1\"} one\n# EOF\n",       // not a number
+        "# TYPE a gauge\na 1\na 2\n# EOF\n",             // duplicate sample
+    ] {
+        assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
+    }
+    assert!(parse_exposition("# TYPE a gauge\na{x=\"q\\\"\"} 1\n# EOF\n").is_ok());
+}
+
+#[test]
+fn http_listener_answers_errors_without_dying() {
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    assert_eq!(http_get(srv.local_addr(), "GET /nope HTTP/1.1\r\n\r\n").status, 404);
+    assert_eq!(http_get(srv.local_addr(), "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").status, 405);
+    assert_eq!(http_get(srv.local_addr(), "garbage\r\n\r\n").status, 400);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(huge.as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(http_get(srv.local_addr(), "GET /metrics HTTP/1.0\r\n\r\n").status, 200);
+}
+
+#[test]
+fn metrics_refuse_a_public_address_without_the_flag() {
+    let err = MetricsServer::start("0.0.0.0:0".parse().unwrap(), false, SharedView::default()).unwrap_err();
+    assert!(matches!(err, Error::OpenBind { .. }), "{err}");
+}
