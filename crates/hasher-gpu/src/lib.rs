@@ -35,6 +35,7 @@ mod kernel;
 pub mod power;
 
 pub use device::{AdapterSelector, AdapterSummary, GpuDevice, list_adapters, open_all, open_device};
+pub use power::NvmlEnergy;
 
 use kernel::{Params, Pipeline, RESULT_CAP, Slot};
 
@@ -110,7 +111,7 @@ impl Options {
             Self {
                 dispatch_time: Duration::from_millis(30),
                 workgroups: vec![64],
-                nonces_per_invocation: vec![16],
+                nonces_per_invocation: vec![32],
                 result_fill: 0.25,
             }
         } else {
@@ -301,6 +302,32 @@ impl GpuHasher {
         }
         Ok(found)
     }
+}
+
+/// Open and tune the GPUs a `--gpu` value names: "" or "auto" the best adapter, "all" every
+/// hardware adapter (lavapipe only when there is none), else a comma-separated list of indices
+/// and name substrings ("0,1", "H100"). One hasher per GPU; they tune in parallel.
+pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
+    let devices = if spec.trim().eq_ignore_ascii_case("all") {
+        open_all()?
+    } else {
+        let mut seen = Vec::new();
+        let mut devices = Vec::new();
+        for part in spec.split(',') {
+            let sel: AdapterSelector = part.parse().unwrap_or_default();
+            let dev = open_device(&sel)?;
+            // "0,0" or a name matching twice must not open one GPU as two hashers.
+            if !seen.contains(&dev.adapter.index) {
+                seen.push(dev.adapter.index);
+                devices.push(dev);
+            }
+        }
+        devices
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = devices.into_iter().map(|d| s.spawn(move || GpuHasher::new(d))).collect();
+        handles.into_iter().map(|h| h.join().expect("tuning thread panicked")).collect()
+    })
 }
 
 /// Measure the rate of `pipeline` at `npi` nonces per invocation with dispatches of about

@@ -76,6 +76,12 @@ impl NvmlEnergy {
         None
     }
 
+    /// NVML's index of this GPU (what `hashrig_power`'s NVML source opens).
+    #[cfg(feature = "nvml")]
+    pub fn nvml_index(&self) -> u32 {
+        self.index
+    }
+
     /// Energy used by the board since the driver loaded, in joules.
     pub fn total_energy_joules(&self) -> Option<f64> {
         #[cfg(feature = "nvml")]

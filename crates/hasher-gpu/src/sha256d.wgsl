@@ -48,12 +48,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let abase = p.abase; let ebase = p.ebase; let w16 = p.w16; let w17 = p.w17; let tail2 = p.tail2;
     let start = p.start; let count = p.count; let npi = p.npi; let top = p.top;
     let top_byte = top >> 24u;
-    // Dispatches are sized so this cannot wrap (see kernel.rs).
+    // Dispatches are sized so this cannot wrap (see kernel.rs). The last invocations of the
+    // last workgroup get fewer nonces (or none): the bound is checked once, not per nonce.
     let first = gid.x * npi;
-    for (var i = 0u; i < npi; i = i + 1u) {
-        let off = first + i;
-        if (off >= count) { break; }
-        let nonce = start + off;
+    let todo = select(0u, min(npi, count - first), first < count);
+    for (var i = 0u; i < todo; i = i + 1u) {
+        let nonce = start + first + i;
         let w3 = bswap(nonce);
         let x18 = ss1(w16) + ss0(w3) + tail2;
         let x19 = ss1(w17) + w3 + 0x11002000u;
