@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod cgminer;
+pub mod engine;
 pub mod metrics;
 pub mod report;
 pub mod view;

@@ -1,0 +1,210 @@
+//! From the engine's [`Stats`] snapshot to a [`RunView`].
+//!
+//! The engine counts; this turns counts into what the API, metrics and report show: rates over
+//! 5 s / 1 min windows (from the engine's cumulative samples, and per device from the history
+//! a [`Tracker`] keeps between snapshots), a rate series for the chart, the hashrate interval,
+//! and J/TH from the power figure the caller measured.
+//!
+//! Gaps, said plainly: the engine's stats do not carry share difficulty sums, best share or
+//! per-chip valid nonces yet, so those show as 0 (per-chip entries carry hardware errors only).
+
+use std::collections::VecDeque;
+
+use hashrig_engine::{HashCount, Stats};
+
+use crate::view::*;
+
+/// What the run knows beyond the engine's counters.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    /// "bench" or "mine".
+    pub mode: String,
+    pub started_unix: u64,
+    pub pools: Vec<PoolView>,
+    pub power: Option<PowerView>,
+    pub economics: Option<Economics>,
+    pub temperatures: Vec<(usize, Temperature)>,
+}
+
+/// Keeps the per-device history the windowed rates need. Feed it every snapshot (about once a
+/// second); it keeps a little over a minute.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// (elapsed seconds, hashes per device)
+    history: VecDeque<(f64, Vec<u64>)>,
+}
+
+/// Rate over the last `window` seconds of cumulative `(t, count)` points, or `None` with fewer
+/// than two points.
+fn window_rate(points: &[(f64, f64)], window: f64) -> Option<f64> {
+    let &(t1, h1) = points.last()?;
+    // The latest point at least `window` before the last; else the oldest.
+    let &(t0, h0) = points.iter().rev().find(|(t, _)| t1 - t >= window).or_else(|| points.first())?;
+    if t1 > t0 { Some((h1 - h0).max(0.0) / (t1 - t0)) } else { None }
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record `stats` and build the view.
+    pub fn view(&mut self, stats: &Stats, extras: &Extras) -> RunView {
+        let per_dev: Vec<u64> = stats.devices.iter().map(|d| d.hashes).collect();
+        if self.history.back().is_none_or(|(t, _)| stats.elapsed_s > *t) {
+            self.history.push_back((stats.elapsed_s, per_dev));
+        }
+        while self.history.len() > 2 && stats.elapsed_s - self.history[1].0 > 65.0 {
+            self.history.pop_front();
+        }
+        to_view(stats, extras, &self.history)
+    }
+}
+
+/// Convert one snapshot without per-device history (device windows fall back to the average).
+pub fn to_run_view(stats: &Stats, extras: &Extras) -> RunView {
+    to_view(stats, extras, &VecDeque::new())
+}
+
+fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) -> RunView {
+    // Rig rates from the engine's samples, plus the current totals as the newest point.
+    let mut rig: Vec<(f64, f64)> = stats.samples.iter().map(|s| (s.t_s, s.hashes as f64)).collect();
+    if rig.last().is_none_or(|(t, _)| stats.elapsed_s > *t) {
+        rig.push((stats.elapsed_s, stats.hashes as f64));
+    }
+    let rig_rates = Rates {
+        avg: stats.hashrate,
+        s5: window_rate(&rig, 5.0).unwrap_or(stats.hashrate),
+        m1: window_rate(&rig, 60.0).unwrap_or(stats.hashrate),
+    };
+    let samples: Vec<Sample> = stats
+        .samples
+        .windows(2)
+        .filter(|w| w[1].t_s > w[0].t_s)
+        .map(|w| Sample {
+            t_s: w[1].t_s,
+            hashrate: w[1].hashes.saturating_sub(w[0].hashes) as f64 / (w[1].t_s - w[0].t_s),
+        })
+        .collect();
+
+    let mut ci_low = 0.0;
+    let mut ci_high = 0.0;
+    let mut any_ci = false;
+    let devices: Vec<DeviceView> = stats
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let points: Vec<(f64, f64)> =
+                history.iter().filter_map(|(t, v)| v.get(i).map(|&h| (*t, h as f64))).collect();
+            let hashrate = Rates {
+                avg: d.hashrate,
+                s5: window_rate(&points, 5.0).unwrap_or(d.hashrate),
+                m1: window_rate(&points, 60.0).unwrap_or(d.hashrate),
+            };
+            match d.hashrate_ci95 {
+                Some([lo, hi]) => {
+                    any_ci = true;
+                    ci_low += lo;
+                    ci_high += hi;
+                }
+                None => {
+                    ci_low += d.hashrate;
+                    ci_high += d.hashrate;
+                }
+            }
+            let mut chips: Vec<ChipView> = Vec::new();
+            for o in &d.hw_errors_by_origin {
+                let Some(chip) = o.chip else { continue };
+                let idx = match chips.iter().position(|c| c.index == chip) {
+                    Some(p) => p,
+                    None => {
+                        chips.push(ChipView { index: chip, ..Default::default() });
+                        chips.len() - 1
+                    }
+                };
+                let c = &mut chips[idx];
+                c.hw_errors += o.count;
+                if let Some(core) = o.core {
+                    match c.cores.iter_mut().find(|x| x.index == core) {
+                        Some(x) => x.hw_errors += o.count,
+                        None => c.cores.push(CoreView { index: core, nonces: 0, hw_errors: o.count }),
+                    }
+                }
+            }
+            chips.sort_by_key(|c| c.index);
+            for c in &mut chips {
+                c.cores.sort_by_key(|x| x.index);
+            }
+            DeviceView {
+                id: d.index as u32,
+                name: d.info.name.clone(),
+                kind: d.info.kind.to_string(),
+                kernel: d.info.kernel.clone(),
+                enabled: !d.failed,
+                hashrate,
+                nominal_hashrate: d.info.nominal_hashrate,
+                estimated: matches!(d.info.hash_count, HashCount::Estimated { .. }),
+                hashes: d.hashes as f64,
+                valid_nonces: d.valid_nonces,
+                hw_errors: d.hw_errors,
+                temperatures: extras
+                    .temperatures
+                    .iter()
+                    .filter(|(dev, _)| *dev == d.index)
+                    .map(|(_, t)| t.clone())
+                    .collect(),
+                chips,
+                ..Default::default()
+            }
+        })
+        .collect();
+
+    let j_per_th = extras.power.as_ref().and_then(|p| {
+        let energy = p.energy_j.unwrap_or(p.watts * stats.elapsed_s);
+        let th = stats.hashes as f64 / 1e12;
+        (th > 0.0 && energy > 0.0).then(|| energy / th)
+    });
+    let mut shares = Shares { accepted: stats.accepted, rejected: stats.rejected, stale: stats.stale, ..Default::default() };
+    if extras.pools.is_empty() && extras.mode == "bench" {
+        // A bench has no pool to accept: shares found are counted as found.
+        shares.accepted = stats.accepted.max(stats.shares);
+    }
+    RunView {
+        mode: extras.mode.clone(),
+        started_unix: extras.started_unix,
+        elapsed_s: stats.elapsed_s,
+        hashrate: rig_rates,
+        hashrate_ci: any_ci.then_some(Interval { low: ci_low, high: ci_high }),
+        hashes: stats.hashes as f64,
+        shares,
+        best_share: 0.0,
+        blocks_found: stats.blocks,
+        devices,
+        pools: extras.pools.clone(),
+        power: extras.power.clone(),
+        j_per_th,
+        samples,
+        economics: extras.economics.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_rate_uses_the_last_window_of_cumulative_points() {
+        // 100 H/s for 10 s, then 300 H/s for 10 s.
+        let pts: Vec<(f64, f64)> = (0..=20)
+            .map(|t| {
+                let t = t as f64;
+                (t, if t <= 10.0 { 100.0 * t } else { 1000.0 + 300.0 * (t - 10.0) })
+            })
+            .collect();
+        assert_eq!(window_rate(&pts, 5.0), Some(300.0));
+        // Less than a minute of history: the rate over all of it.
+        assert_eq!(window_rate(&pts, 60.0), Some(4000.0 / 20.0));
+        assert_eq!(window_rate(&pts[..1], 5.0), None);
+    }
+}
