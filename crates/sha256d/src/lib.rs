@@ -280,8 +280,10 @@ impl Kernel {
 }
 
 mod x86_lanes {
-    /// Independent nonces the SHA-NI kernel interleaves (3 was best on the reference machine).
-    pub const SHANI: u32 = 3;
+    /// Independent nonces the SHA-NI kernel interleaves. On the 2-vCPU Zen 4 dev machine 2 beat 3
+    /// and 4 (3 spills registers; the out-of-order core overlaps consecutive iterations anyway),
+    /// measured back to back in `crates/sha256d/BENCHMARKS.md`.
+    pub const SHANI: u32 = 2;
 }
 
 impl fmt::Display for Kernel {

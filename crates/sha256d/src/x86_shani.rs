@@ -1,4 +1,4 @@
-//! The x86-64 SHA-NI kernel: `N` independent nonces interleaved per thread.
+//! The x86-64 SHA-NI kernel: `N` (= `x86_lanes::SHANI`, 2) independent nonces interleaved per thread.
 //!
 //! `sha256rnds2` does two rounds and has a latency of about 4 cycles but can issue every cycle,
 //! so one nonce alone leaves the unit mostly idle. Each step below is written once per lane
