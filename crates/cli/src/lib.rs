@@ -1,1 +1,87 @@
-//! The `hashrig` command line: subcommands over the engine. Kept thin.
+//! The `hashrig` command line: subcommands over the engine. Kept thin: each subcommand parses
+//! its flags, validates them into a plan (bad input is a [`BadInput`] error, exit 2), runs, and
+//! prints.
+//!
+//! What it is for: the user-facing commands (`bench`, `scan`, `selftest`, `devices`, ...).
+//! What it is not for: hashing, share policy or protocol logic, which live in the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod backend;
+pub mod bench;
+pub mod devices;
+pub mod scan;
+pub mod selftest;
+
+/// hashrig: a SHA-256d mining engine with honest measurement.
+#[derive(Debug, Parser)]
+#[command(name = "hashrig", version, about)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace; RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hash a synthetic job and report hashrate, power, J/TH and economics.
+    Bench(bench::BenchArgs),
+    /// Known-answer tool: list every nonce of a header's range that meets a target.
+    Scan(scan::ScanArgs),
+    /// Real-block known-answer tests on each backend and CPU kernel.
+    Selftest(selftest::SelftestArgs),
+    /// List CPU kernels, GPU adapters, serial ports and power sources.
+    Devices(devices::DevicesArgs),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Bench(a) => bench::run(&a),
+        Command::Scan(a) => scan::run(&a),
+        Command::Selftest(a) => selftest::run(&a),
+        Command::Devices(a) => devices::run(&a),
+    }
+}
+
+/// Bad input from the user (flags, hex, ranges): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// A [`BadInput`] error.
+pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(msg.into()))
+}
+
+/// Is this error (or any cause) bad input?
+pub fn is_bad_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.is::<BadInput>())
+}
+
+/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+pub fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Hashes per second with an SI prefix ("41.2 MH/s").
+pub fn fmt_rate(h: f64) -> String {
+    let units = [("EH/s", 1e18), ("PH/s", 1e15), ("TH/s", 1e12), ("GH/s", 1e9), ("MH/s", 1e6), ("kH/s", 1e3)];
+    for (u, f) in units {
+        if h >= f {
+            return format!("{:.2} {u}", h / f);
+        }
+    }
+    format!("{h:.0} H/s")
+}

@@ -1,0 +1,212 @@
+//! Backend selection: `--backend cpu | gpu[:N|:name] | asic:PORT[,key=value...] | emu:MODEL` parsed
+//! into a [`BackendSpec`], and [`open`], which turns one into hashers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use hashrig_hasher::Hasher;
+use hashrig_hasher_cpu::{CpuConfig, CpuHasher};
+use hashrig_sha256d::Kernel;
+
+use crate::{BadInput, bad_input};
+
+/// Which GPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuSelector {
+    /// The adapter at this index in `hashrig devices`.
+    Index(usize),
+    /// The first adapter whose name contains this text (case-insensitive).
+    Name(String),
+}
+
+/// What `--backend` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendSpec {
+    Cpu,
+    /// `gpu`, `gpu:1`, `gpu:nvidia`.
+    Gpu(Option<GpuSelector>),
+    /// `asic:/dev/ttyUSB0,chip=bm1370,freq=500,chips=4`.
+    Asic { port: String, options: Vec<(String, String)> },
+    /// `emu:bm1370x4`: the chip-chain emulator.
+    Emu(String),
+}
+
+impl BackendSpec {
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, BackendSpec::Cpu)
+    }
+}
+
+impl fmt::Display for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendSpec::Cpu => f.write_str("cpu"),
+            BackendSpec::Gpu(None) => f.write_str("gpu"),
+            BackendSpec::Gpu(Some(GpuSelector::Index(i))) => write!(f, "gpu:{i}"),
+            BackendSpec::Gpu(Some(GpuSelector::Name(n))) => write!(f, "gpu:{n}"),
+            BackendSpec::Asic { port, options } => {
+                write!(f, "asic:{port}")?;
+                for (k, v) in options {
+                    write!(f, ",{k}={v}")?;
+                }
+                Ok(())
+            }
+            BackendSpec::Emu(m) => write!(f, "emu:{m}"),
+        }
+    }
+}
+
+impl FromStr for BackendSpec {
+    type Err = BadInput;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (kind, rest) = match s.split_once(':') {
+            Some((k, r)) => (k, Some(r)),
+            None => (s, None),
+        };
+        let err = |m: String| BadInput(m);
+        match (kind.to_ascii_lowercase().as_str(), rest) {
+            ("cpu", None) => Ok(BackendSpec::Cpu),
+            ("cpu", Some(_)) => Err(err(format!("backend `{s}`: cpu takes no argument (use --threads and --kernel)"))),
+            ("gpu", None) => Ok(BackendSpec::Gpu(None)),
+            ("gpu", Some("")) => Err(err(format!("backend `{s}`: give a GPU index or name after `gpu:`"))),
+            ("gpu", Some(r)) => Ok(BackendSpec::Gpu(Some(match r.parse::<usize>() {
+                Ok(i) => GpuSelector::Index(i),
+                Err(_) => GpuSelector::Name(r.to_owned()),
+            }))),
+            ("asic", Some(r)) if !r.is_empty() => {
+                let mut parts = r.split(',');
+                let port = parts.next().unwrap_or_default().to_owned();
+                if port.is_empty() || port.contains('=') {
+                    return Err(err(format!("backend `{s}`: the serial port comes first, e.g. asic:/dev/ttyUSB0,chip=bm1370")));
+                }
+                let mut options = Vec::new();
+                for p in parts {
+                    let Some((k, v)) = p.split_once('=') else {
+                        return Err(err(format!("backend `{s}`: option `{p}` is not key=value")));
+                    };
+                    let k = k.trim().to_ascii_lowercase();
+                    if !matches!(k.as_str(), "chip" | "freq" | "chips" | "baud" | "diff") {
+                        return Err(err(format!("backend `{s}`: unknown option `{k}` (known: chip, freq, chips, baud, diff)")));
+                    }
+                    options.push((k, v.trim().to_owned()));
+                }
+                Ok(BackendSpec::Asic { port, options })
+            }
+            ("asic", _) => Err(err(format!("backend `{s}`: name the serial port, e.g. asic:/dev/ttyUSB0"))),
+            ("emu", Some(m)) if !m.is_empty() => Ok(BackendSpec::Emu(m.to_ascii_lowercase())),
+            ("emu", _) => Err(err(format!("backend `{s}`: name the emulated chain, e.g. emu:bm1370x4"))),
+            _ => Err(err(format!("unknown backend `{s}` (known: cpu, gpu[:N|:name], asic:PORT[,chip=..,freq=..,chips=..], emu:MODEL)"))),
+        }
+    }
+}
+
+/// CPU options shared by the commands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuOptions {
+    pub threads: Option<usize>,
+    pub kernel: Option<Kernel>,
+}
+
+impl CpuOptions {
+    /// From the `--threads` and `--kernel` flags: unknown kernels, kernels this CPU lacks and
+    /// zero threads are bad input.
+    pub fn parse(threads: Option<usize>, kernel: Option<&str>) -> anyhow::Result<Self> {
+        if threads == Some(0) {
+            return Err(bad_input("--threads must be at least 1"));
+        }
+        let kernel = match kernel {
+            None => None,
+            Some(k) => {
+                let k: Kernel = k.parse().map_err(|e: hashrig_sha256d::Error| bad_input(e.to_string()))?;
+                if !k.is_available() {
+                    let avail: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
+                    return Err(bad_input(format!("kernel `{k}` is not supported by this CPU (available: {})", avail.join(", "))));
+                }
+                Some(k)
+            }
+        };
+        Ok(Self { threads, kernel })
+    }
+
+    /// Flags that only make sense for the CPU, given another backend: bad input.
+    pub fn check_backend(&self, spec: &BackendSpec) -> anyhow::Result<()> {
+        if !spec.is_cpu() && (self.threads.is_some() || self.kernel.is_some()) {
+            return Err(bad_input(format!("--threads and --kernel apply to the cpu backend, not `{spec}`")));
+        }
+        Ok(())
+    }
+}
+
+/// Open a backend into hashers (one per device).
+pub fn open(spec: &BackendSpec, cpu: &CpuOptions) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    cpu.check_backend(spec)?;
+    match spec {
+        BackendSpec::Cpu => Ok(vec![Box::new(open_cpu(cpu)?)]),
+        BackendSpec::Gpu(sel) => open_gpu(sel.as_ref()),
+        BackendSpec::Asic { port, options } => open_asic(port, options),
+        BackendSpec::Emu(model) => open_emu(model),
+    }
+}
+
+/// The CPU hasher.
+pub fn open_cpu(cpu: &CpuOptions) -> anyhow::Result<CpuHasher> {
+    let cfg = CpuConfig { threads: cpu.threads, kernel: cpu.kernel, batch: None };
+    Ok(CpuHasher::new(&cfg)?)
+}
+
+/// Hook for the GPU backend.
+fn open_gpu(_sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    anyhow::bail!("the gpu backend is not built into this command yet")
+}
+
+/// Hook for the ASIC backend.
+fn open_asic(_port: &str, _options: &[(String, String)]) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    anyhow::bail!("the asic backend is not built into this command yet")
+}
+
+/// Hook for the chip-chain emulator.
+fn open_emu(_model: &str) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    anyhow::bail!("the emu backend is not built into this command yet")
+}
+
+/// Parse `--backend` for clap.
+pub fn parse_backend(s: &str) -> Result<BackendSpec, String> {
+    s.parse::<BackendSpec>().map_err(|e| e.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_specs_parse_and_print_back() {
+        for s in ["cpu", "gpu", "gpu:1", "gpu:nvidia", "asic:/dev/ttyUSB0", "asic:/dev/ttyUSB0,chip=bm1370,freq=500,chips=4", "emu:bm1370x4"] {
+            assert_eq!(s.parse::<BackendSpec>().unwrap().to_string(), s);
+        }
+        assert_eq!("gpu:1".parse::<BackendSpec>().unwrap(), BackendSpec::Gpu(Some(GpuSelector::Index(1))));
+    }
+
+    #[test]
+    fn malformed_backends_are_refused_with_the_reason() {
+        for (s, why) in [
+            ("fpga", "unknown backend"),
+            ("asic", "name the serial port"),
+            ("asic:/dev/ttyUSB0,turbo", "not key=value"),
+            ("asic:/dev/ttyUSB0,volts=9", "unknown option"),
+            ("emu:", "name the emulated chain"),
+            ("cpu:2", "takes no argument"),
+        ] {
+            let e = s.parse::<BackendSpec>().unwrap_err();
+            assert!(e.0.contains(why), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_kernel_and_zero_threads_are_bad_input() {
+        assert!(crate::is_bad_input(&CpuOptions::parse(None, Some("neon9")).unwrap_err()));
+        assert!(crate::is_bad_input(&CpuOptions::parse(Some(0), None).unwrap_err()));
+        assert_eq!(CpuOptions::parse(Some(2), Some("scalar")).unwrap(), CpuOptions { threads: Some(2), kernel: Some(Kernel::Scalar) });
+    }
+}

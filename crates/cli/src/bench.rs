@@ -1,0 +1,302 @@
+//! `hashrig bench`: a synthetic job on one backend for a while; hashrate (with its 95 %
+//! interval where it is estimated), power and its source, J/TH, hardware errors, economics.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use hashrig_engine::{DiscardShares, Engine, EngineConfig, HashCount, Stats};
+use hashrig_power::{Meter, PowerChoice, PowerReport};
+use hashrig_work::Job;
+use hashrig_work::econ::{BLOCK_SUBSIDY_BTC, EconInputs, Economics, economics};
+use hashrig_work::target::target_from_difficulty;
+
+use crate::backend::{self, BackendSpec, CpuOptions};
+use crate::{bad_input, fmt_rate};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// cpu, gpu[:N|:name], asic:PORT[,chip=..,freq=..,chips=..], emu:MODEL
+    #[arg(long, default_value = "cpu", value_parser = backend::parse_backend)]
+    pub backend: BackendSpec,
+    /// CPU threads (default: every available core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// CPU kernel: scalar, sha-ni, avx2 (default: the best this CPU has).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Declare the power draw in watts (when no meter is available).
+    #[arg(long, conflicts_with = "power_cmd")]
+    pub watts: Option<f64>,
+    /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
+    #[arg(long)]
+    pub power_cmd: Option<String>,
+    /// Electricity price, USD per kWh (economics; needs --btc-price and --difficulty).
+    #[arg(long, requires = "btc_price")]
+    pub power_price: Option<f64>,
+    /// Bitcoin price, USD (economics; needs --power-price and --difficulty).
+    #[arg(long, requires = "power_price")]
+    pub btc_price: Option<f64>,
+    /// Network difficulty for the economics (the bench job is synthetic and has none).
+    #[arg(long)]
+    pub difficulty: Option<f64>,
+    /// Average fees per block, BTC (economics; default 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub fees: f64,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The bench result, as `--json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub devices: Vec<String>,
+    pub kernel: String,
+    /// CPU threads (null for other backends).
+    pub threads: Option<usize>,
+    pub hashes: u64,
+    pub seconds: f64,
+    /// Hashes per second.
+    pub hashrate: f64,
+    /// 95 % interval [low, high] when the hashrate is estimated; null when counted exactly.
+    pub hashrate_ci95: Option<[f64; 2]>,
+    /// Average watts over the run; null when unknown.
+    pub power_w: Option<f64>,
+    /// Where the power figure came from, or "unknown".
+    pub power_source: String,
+    pub energy_j: Option<f64>,
+    pub j_per_th: Option<f64>,
+    pub hw_errors: u64,
+    /// Shares (difficulty 1/1024) found and verified along the way.
+    pub shares: u64,
+    pub economics: Option<Economics>,
+    /// Why power counters were not used, when none was.
+    pub power_notes: Vec<String>,
+    pub stats: Stats,
+}
+
+/// Share difficulty of the synthetic job: ~4 M hashes per share, so verification is exercised
+/// a few times a second on a CPU and costs nothing measurable.
+const BENCH_SHARE_DIFFICULTY: f64 = 1.0 / 1024.0;
+
+struct Plan {
+    spec: BackendSpec,
+    cpu: CpuOptions,
+    duration: Duration,
+    power: PowerChoice,
+    econ: Option<(f64, f64, f64)>,
+}
+
+fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
+    let cpu = CpuOptions::parse(a.threads, a.kernel.as_deref())?;
+    cpu.check_backend(&a.backend)?;
+    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 7.0 * 86_400.0) {
+        return Err(bad_input(format!("--duration {} must be a number of seconds above 0 (at most a week)", a.duration)));
+    }
+    if let Some(w) = a.watts
+        && !(w.is_finite() && w > 0.0)
+    {
+        return Err(bad_input(format!("--watts {w} must be a number of watts above 0")));
+    }
+    if let Some(cmd) = &a.power_cmd
+        && cmd.trim().is_empty()
+    {
+        return Err(bad_input("--power-cmd is empty"));
+    }
+    let econ = match (a.power_price, a.btc_price) {
+        (Some(pp), Some(bp)) => {
+            let Some(d) = a.difficulty else {
+                return Err(bad_input("economics need --difficulty: the bench job is synthetic and has no network difficulty"));
+            };
+            for (name, v) in [("--power-price", pp), ("--btc-price", bp), ("--fees", a.fees)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(bad_input(format!("{name} {v} must be a number >= 0")));
+                }
+            }
+            if !(d.is_finite() && d > 0.0) {
+                return Err(bad_input(format!("--difficulty {d} must be a number above 0")));
+            }
+            Some((pp, bp, d))
+        }
+        _ => None,
+    };
+    let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(a.backend, BackendSpec::Gpu(_)) };
+    Ok(Plan { spec: a.backend.clone(), cpu, duration: Duration::from_secs_f64(a.duration), power, econ })
+}
+
+pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(a)?;
+    let report = bench(&plan, a.fees)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(plan: &Plan, fees: f64) -> anyhow::Result<BenchReport> {
+    let hashers = backend::open(&plan.spec, &plan.cpu)?;
+    let infos: Vec<_> = hashers.iter().map(|h| h.info().clone()).collect();
+    let kernel = infos.iter().map(|i| i.kernel.clone()).collect::<Vec<_>>().join(",");
+    let threads = plan.spec.is_cpu().then(|| plan.cpu.threads.unwrap_or_else(hashrig_hasher_cpu::available_threads));
+
+    // Power: what the user named must work; an auto-detected counter that fails is only a note.
+    let detected = hashrig_power::detect(&plan.power)?;
+    let mut notes = detected.notes;
+    let user_named = plan.power.command.is_some() || plan.power.watts.is_some();
+    let mut meter = match detected.source {
+        Some(src) => match Meter::start(src) {
+            Ok(m) => Some(m),
+            Err(e) if user_named => return Err(e).context("the power meter you named does not work"),
+            Err(e) => {
+                notes.push(format!("{e:#}"));
+                None
+            }
+        },
+        None => None,
+    };
+
+    let engine = Engine::start(hashers, DiscardShares, EngineConfig::default())?;
+    let share_target = target_from_difficulty(BENCH_SHARE_DIFFICULTY).expect("a valid constant difficulty");
+    engine.set_job(Job::synthetic("bench", 1, share_target));
+
+    let live = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last = (Instant::now(), 0u64);
+    let mut next_poll = started + Duration::from_secs(1);
+    let tick = Duration::from_millis(500);
+    while started.elapsed() < plan.duration {
+        let left = plan.duration.saturating_sub(started.elapsed());
+        std::thread::sleep(tick.min(left));
+        let now = Instant::now();
+        if let Some(m) = meter.as_mut()
+            && now >= next_poll
+        {
+            if let Err(e) = m.poll() {
+                tracing::warn!(error = %format!("{e:#}"), "power reading failed");
+            }
+            next_poll += Duration::from_secs(1);
+        }
+        if live {
+            let hashes = engine.hashes();
+            let dt = now.duration_since(last.0).as_secs_f64();
+            let rate_now = if dt > 0.0 { (hashes - last.1) as f64 / dt } else { 0.0 };
+            let elapsed = engine.elapsed().as_secs_f64();
+            let avg = if elapsed > 0.0 { hashes as f64 / elapsed } else { 0.0 };
+            let watts = meter.as_ref().and_then(Meter::recent_watts).map(|w| format!(", {w:.1} W")).unwrap_or_default();
+            eprint!("\r\x1b[2K{} now, {} avg, {hashes} hashes, {elapsed:.1} s{watts}", fmt_rate(rate_now), fmt_rate(avg));
+            let _ = std::io::stderr().flush();
+            last = (now, hashes);
+        }
+    }
+    let stats = engine.stop();
+    if live {
+        eprint!("\r\x1b[2K");
+    }
+    let power: Option<PowerReport> = match meter {
+        Some(m) => match m.finish() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                notes.push(format!("final power reading failed: {e:#}"));
+                None
+            }
+        },
+        None => None,
+    };
+
+    let estimated = infos.iter().any(|i| matches!(i.hash_count, HashCount::Estimated { .. }));
+    let hashrate_ci95 = if estimated {
+        let mut lo = 0.0;
+        let mut hi = 0.0;
+        for d in &stats.devices {
+            let [l, h] = d.hashrate_ci95.unwrap_or([d.hashrate, d.hashrate]);
+            lo += l;
+            hi += h;
+        }
+        Some([lo, hi])
+    } else {
+        None
+    };
+    let power_w = power.as_ref().map(|p| p.watts);
+    let j_per_th = power_w.filter(|_| stats.hashrate > 0.0).map(|w| w / (stats.hashrate / 1e12));
+    let econ = match plan.econ {
+        Some((power_price, btc_price, difficulty)) => Some(economics(&EconInputs {
+            hashrate: stats.hashrate,
+            watts: power_w,
+            difficulty,
+            btc_price_usd: btc_price,
+            power_price_usd_kwh: power_price,
+            fees_btc: fees,
+            subsidy_btc: BLOCK_SUBSIDY_BTC,
+        })?),
+        None => None,
+    };
+    Ok(BenchReport {
+        backend: plan.spec.to_string(),
+        devices: infos.iter().map(|i| i.name.clone()).collect(),
+        kernel,
+        threads,
+        hashes: stats.hashes,
+        seconds: stats.elapsed_s,
+        hashrate: stats.hashrate,
+        hashrate_ci95,
+        power_w,
+        power_source: power.as_ref().map_or_else(|| "unknown".to_owned(), |p| p.source.clone()),
+        energy_j: power.as_ref().map(|p| p.joules),
+        j_per_th,
+        hw_errors: stats.hw_errors,
+        shares: stats.shares,
+        economics: econ,
+        power_notes: if power.is_some() { Vec::new() } else { notes },
+        stats,
+    })
+}
+
+fn print_summary(r: &BenchReport) {
+    println!("backend     {} ({})", r.backend, r.devices.join("; "));
+    match r.threads {
+        Some(t) => println!("kernel      {} on {t} thread{}", r.kernel, if t == 1 { "" } else { "s" }),
+        None => println!("kernel      {}", r.kernel),
+    }
+    println!("hashes      {}", r.hashes);
+    println!("seconds     {:.2}", r.seconds);
+    match r.hashrate_ci95 {
+        Some([lo, hi]) => println!("hashrate    {} (95 % CI {} .. {}, estimated from returned nonces)", fmt_rate(r.hashrate), fmt_rate(lo), fmt_rate(hi)),
+        None => println!("hashrate    {} ({:.0} H/s, counted exactly)", fmt_rate(r.hashrate), r.hashrate),
+    }
+    match r.power_w {
+        Some(w) => println!("power       {w:.1} W ({})", r.power_source),
+        None => {
+            println!("power       unknown (no energy counter readable; give --watts or --power-cmd)");
+            for n in &r.power_notes {
+                println!("              {n}");
+            }
+        }
+    }
+    match r.j_per_th {
+        Some(j) => println!("efficiency  {j:.0} J/TH"),
+        None => println!("efficiency  unknown J/TH"),
+    }
+    println!("hw errors   {}", r.hw_errors);
+    println!("shares      {} verified (difficulty 1/1024)", r.shares);
+    if let Some(e) = &r.economics {
+        println!("economics   at difficulty {:.4e}, {:.0} USD/BTC, {} USD/kWh, subsidy {} BTC + fees {} BTC:", e.difficulty, e.btc_price_usd, e.power_price_usd_kwh, e.subsidy_btc, e.fees_btc);
+        println!("  revenue     {:.6} USD/day ({:.3e} BTC/day)", e.revenue_usd_day, e.btc_per_day);
+        match (e.cost_usd_day, e.break_even_usd_kwh) {
+            (Some(c), Some(b)) => {
+                println!("  power cost  {c:.4} USD/day");
+                println!("  break-even  {b:.6} USD/kWh");
+            }
+            _ => println!("  power cost  unknown (power unknown)"),
+        }
+        println!("  hashprice   {:.2} USD/PH/day", e.hashprice_usd_ph_day);
+    }
+}

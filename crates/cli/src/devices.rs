@@ -1,0 +1,64 @@
+//! `hashrig devices`: what this machine offers: CPU kernels, GPU adapters, serial ports, power
+//! sources. The GPU and serial sections are hooks the GPU and ASIC backends fill.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use hashrig_sha256d::Kernel;
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {}
+
+pub fn run(_a: &DevicesArgs) -> anyhow::Result<ExitCode> {
+    println!("CPU: {} ({} threads available)", cpu_model(), hashrig_hasher_cpu::available_threads());
+    let best = Kernel::best();
+    for k in Kernel::ALL {
+        let state = if !k.is_available() {
+            "not supported by this CPU"
+        } else if k == best {
+            "available (default)"
+        } else {
+            "available"
+        };
+        println!("  kernel {:<7} {state}", k.name());
+    }
+    println!("GPU adapters:");
+    for line in gpu_adapters() {
+        println!("  {line}");
+    }
+    println!("Serial ports:");
+    for line in serial_ports() {
+        println!("  {line}");
+    }
+    println!("Power sources:");
+    match hashrig_power::detect(&hashrig_power::PowerChoice { gpu: true, ..Default::default() }) {
+        Ok(d) => {
+            match &d.source {
+                Some(s) => println!("  {}", s.describe()),
+                None => println!("  none found: bench reports power as unknown unless given --watts or --power-cmd"),
+            }
+            for n in d.notes {
+                println!("  ({n})");
+            }
+        }
+        Err(e) => println!("  error: {e:#}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hook for the GPU backend: one line per adapter.
+pub fn gpu_adapters() -> Vec<String> {
+    vec!["(the gpu backend is not built into this command yet)".to_owned()]
+}
+
+/// Hook for the ASIC backend: one line per serial port (with a hint when it is not accessible).
+pub fn serial_ports() -> Vec<String> {
+    vec!["(the asic backend is not built into this command yet)".to_owned()]
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+}
