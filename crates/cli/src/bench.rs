@@ -51,6 +51,8 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub monitor: crate::monitoring::MonitorArgs,
 }
 
 /// The bench result, as `--json` prints it.
@@ -133,7 +135,7 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(a)?;
-    let report = bench(&plan, a.fees)?;
+    let report = bench(&plan, a.fees, &a.monitor)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -142,7 +144,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench(plan: &Plan, fees: f64) -> anyhow::Result<BenchReport> {
+fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> anyhow::Result<BenchReport> {
+    let mut mon = crate::monitoring::Monitoring::start(monitor, "bench", None)?;
     let hashers = backend::open(&plan.spec, &plan.cpu)?;
     let infos: Vec<_> = hashers.iter().map(|h| h.info().clone()).collect();
     let kernel = infos.iter().map(|i| i.kernel.clone()).collect::<Vec<_>>().join(",");
@@ -185,6 +188,8 @@ fn bench(plan: &Plan, fees: f64) -> anyhow::Result<BenchReport> {
             }
             next_poll += Duration::from_secs(1);
         }
+        mon.extras.power = crate::monitoring::live_power(meter.as_ref());
+        mon.update(&engine.stats());
         if live {
             let hashes = engine.hashes();
             let dt = now.duration_since(last.0).as_secs_f64();
@@ -239,6 +244,9 @@ fn bench(plan: &Plan, fees: f64) -> anyhow::Result<BenchReport> {
         })?),
         None => None,
     };
+    mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
+    mon.extras.economics = econ.as_ref().map(crate::monitoring::economics_view);
+    mon.finish(&stats)?;
     Ok(BenchReport {
         backend: plan.spec.to_string(),
         devices: infos.iter().map(|i| i.name.clone()).collect(),

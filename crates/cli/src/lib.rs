@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 pub mod backend;
 pub mod bench;
 pub mod devices;
+pub mod monitoring;
 pub mod scan;
 pub mod selftest;
 

@@ -150,8 +150,13 @@ fn summary(html: &mut String, v: &RunView) {
         row(html, "Network difficulty", &format!("{:.4e}", e.network_difficulty));
         row(html, "Prices", &format!("coin {:.2} {c}, power {:.4} {c}/kWh", e.coin_price, e.power_price_kwh));
         row(html, "Revenue / day", &format!("{:.6} {c}", e.revenue_per_day));
-        row(html, "Power cost / day", &format!("{:.6} {c}", e.cost_per_day));
-        row(html, "Profit / day", &format!("{:.6} {c}", e.revenue_per_day - e.cost_per_day));
+        match e.cost_per_day {
+            Some(cost) => {
+                row(html, "Power cost / day", &format!("{cost:.6} {c}"));
+                row(html, "Profit / day", &format!("{:.6} {c}", e.revenue_per_day - cost));
+            }
+            None => row(html, "Power cost / day", "unknown (no power figure)"),
+        }
         if let Some(b) = e.break_even_power_price_kwh {
             row(html, "Break-even power price", &format!("{b:.6} {c}/kWh"));
         }

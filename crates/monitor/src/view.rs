@@ -206,7 +206,8 @@ pub struct Economics {
     /// Price of one kWh.
     pub power_price_kwh: f64,
     pub revenue_per_day: f64,
-    pub cost_per_day: f64,
+    /// Power cost per day; `None` when the power draw is unknown.
+    pub cost_per_day: Option<f64>,
     /// The power price at which revenue equals cost.
     pub break_even_power_price_kwh: Option<f64>,
 }

@@ -127,7 +127,7 @@ pub fn rig() -> RunView {
             coin_price: 90000.0,
             power_price_kwh: 0.12,
             revenue_per_day: 0.0123,
-            cost_per_day: 0.2736,
+            cost_per_day: Some(0.2736),
             break_even_power_price_kwh: Some(0.0054),
         }),
     }

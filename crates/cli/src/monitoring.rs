@@ -1,0 +1,150 @@
+//! The flags `bench` and `mine` share for watching a run: `--api` (cgminer's API),
+//! `--metrics` (Prometheus), `--report` (HTML page with charts), and the glue that feeds the
+//! engine's stats to them (`hashrig_monitor`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use hashrig_engine::Stats;
+use hashrig_monitor::engine::{Extras, Tracker};
+use hashrig_monitor::{Access, Actions, ApiConfig, ApiServer, MetricsServer, NoActions, RunView, SharedView};
+
+use crate::bad_input;
+
+/// Default address of the cgminer API (cgminer's own default port).
+pub const DEFAULT_API: &str = "127.0.0.1:4028";
+/// Default address of the metrics listener (9184: clear of node_exporter's 9100).
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9184";
+
+/// Watching a run.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct MonitorArgs {
+    /// Serve cgminer's API (summary, devs, pools, stats, ...) on ADDR [ADDR default: 127.0.0.1:4028].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_API)]
+    pub api: Option<SocketAddr>,
+    /// Who besides loopback may use the API: comma-separated CIDRs; prefix an entry with W:
+    /// to allow write commands (switchpool, quit, ...). Required to bind a non-loopback ADDR.
+    #[arg(long, value_name = "CIDR,...")]
+    pub api_allow: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [ADDR default: 127.0.0.1:9184].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_METRICS)]
+    pub metrics: Option<SocketAddr>,
+    /// Let --metrics bind a non-loopback address.
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// When the run ends, write a self-contained HTML report with charts to PATH.
+    #[arg(long, value_name = "PATH.html")]
+    pub report: Option<PathBuf>,
+}
+
+/// The running monitor of one run: call [`Monitoring::update`] about once a second and
+/// [`Monitoring::finish`] at the end.
+#[derive(Debug)]
+pub struct Monitoring {
+    view: SharedView,
+    tracker: Tracker,
+    pub extras: Extras,
+    api: Option<ApiServer>,
+    metrics: Option<MetricsServer>,
+    report: Option<PathBuf>,
+}
+
+impl Monitoring {
+    /// Check the flags and start the listeners they ask for. `actions` serves write commands
+    /// (only for peers given `W:` in --api-allow).
+    pub fn start(args: &MonitorArgs, mode: &str, actions: Option<Arc<dyn Actions>>) -> anyhow::Result<Self> {
+        let access = match &args.api_allow {
+            Some(list) => Access::parse(list).map_err(|e| bad_input(format!("--api-allow: {e}")))?,
+            None => Access::loopback_only(),
+        };
+        if args.api_allow.is_some() && args.api.is_none() {
+            return Err(bad_input("--api-allow needs --api"));
+        }
+        if let Some(path) = &args.report {
+            if path.is_dir() {
+                return Err(bad_input(format!("--report {}: is a directory; name an .html file", path.display())));
+            }
+        }
+        let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let extras = Extras { mode: mode.to_string(), started_unix, ..Default::default() };
+        let view = SharedView::new(RunView { mode: mode.to_string(), started_unix, ..Default::default() });
+        let api = match args.api {
+            Some(addr) => {
+                let mut cfg = ApiConfig::new(addr);
+                cfg.access = access;
+                cfg.validate().map_err(|e| bad_input(format!("--api: {e}")))?;
+                let actions = actions.unwrap_or_else(|| Arc::new(NoActions));
+                let srv = ApiServer::start(cfg, view.clone(), actions).context("starting the cgminer API")?;
+                eprintln!("cgminer API on {}", srv.local_addr());
+                Some(srv)
+            }
+            None => None,
+        };
+        let metrics = match args.metrics {
+            Some(addr) => {
+                if !addr.ip().is_loopback() && !args.metrics_public {
+                    return Err(bad_input(format!("--metrics {addr} is not loopback: add --metrics-public to allow it")));
+                }
+                let srv = MetricsServer::start(addr, args.metrics_public, view.clone())
+                    .context("starting the metrics listener")?;
+                eprintln!("Prometheus metrics at http://{}/metrics", srv.local_addr());
+                Some(srv)
+            }
+            None => None,
+        };
+        Ok(Monitoring { view, tracker: Tracker::new(), extras, api, metrics, report: args.report.clone() })
+    }
+
+    /// The shared view the listeners read (for a caller that fills pools or power itself).
+    pub fn view(&self) -> &SharedView {
+        &self.view
+    }
+
+    /// Publish a fresh snapshot of the engine's stats.
+    pub fn update(&mut self, stats: &Stats) {
+        let v = self.tracker.view(stats, &self.extras);
+        self.view.set(v);
+    }
+
+    /// Publish the final stats, stop the listeners and write the report if asked.
+    pub fn finish(mut self, stats: &Stats) -> anyhow::Result<RunView> {
+        self.update(stats);
+        let view = self.view.snapshot();
+        drop(self.api.take());
+        drop(self.metrics.take());
+        if let Some(path) = &self.report {
+            hashrig_monitor::report::write_report(path, &view)
+                .with_context(|| format!("writing the report to {}", path.display()))?;
+            eprintln!("report written to {}", path.display());
+        }
+        Ok(view)
+    }
+}
+
+/// The meter's latest figure, for the live view (the final one comes from [`power_view`]).
+pub fn live_power(meter: Option<&hashrig_power::Meter>) -> Option<hashrig_monitor::PowerView> {
+    let m = meter?;
+    let watts = m.recent_watts()?;
+    Some(hashrig_monitor::PowerView { watts, source: m.describe(), energy_j: None })
+}
+
+/// The power over the whole run.
+pub fn power_view(p: &hashrig_power::PowerReport) -> hashrig_monitor::PowerView {
+    hashrig_monitor::PowerView { watts: p.watts, source: p.source.clone(), energy_j: Some(p.joules) }
+}
+
+/// The economics in the monitor's terms (prices in USD).
+pub fn economics_view(e: &hashrig_work::econ::Economics) -> hashrig_monitor::Economics {
+    hashrig_monitor::Economics {
+        currency: "USD".into(),
+        network_difficulty: e.difficulty,
+        coin_price: e.btc_price_usd,
+        power_price_kwh: e.power_price_usd_kwh,
+        revenue_per_day: e.revenue_usd_day,
+        cost_per_day: e.cost_usd_day,
+        break_even_power_price_kwh: e.break_even_usd_kwh,
+    }
+}
