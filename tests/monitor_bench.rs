@@ -1,0 +1,103 @@
+//! `hashrig bench` with the monitor flags: the cgminer API and /metrics answer while it runs,
+//! and the report is written when it ends. Bad monitor flags are usage errors (exit 2).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn ask(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    raw
+}
+
+#[test]
+fn bench_serves_api_and_metrics_while_running_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.html");
+    let mut child = Command::cargo_bin("hashrig")
+        .unwrap()
+        .args(["bench", "--duration", "3", "--threads", "1", "--watts", "40"])
+        .args(["--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--report"])
+        .arg(&report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The listeners say where they are on stderr.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut api = None;
+    let mut metrics = None;
+    let mut seen = Vec::new();
+    while api.is_none() || metrics.is_none() {
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no listener lines: {seen:?}"));
+        if let Some(a) = line.strip_prefix("cgminer API on ") {
+            api = Some(a.parse::<SocketAddr>().unwrap());
+        }
+        if let Some(m) = line.strip_prefix("Prometheus metrics at http://") {
+            metrics = Some(m.trim_end_matches("/metrics").parse::<SocketAddr>().unwrap());
+        }
+        seen.push(line);
+    }
+    let (api, metrics) = (api.unwrap(), metrics.unwrap());
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut raw = ask(api, br#"{"command":"summary+devs"}"#);
+    assert_eq!(raw.pop(), Some(0), "NUL-terminated");
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let s = &v["summary"][0]["SUMMARY"][0];
+    assert_eq!(v["summary"][0]["STATUS"][0]["STATUS"], "S");
+    assert!(s["MHS av"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["Total MH"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["Hardware Errors"], 0);
+    assert_eq!(v["devs"][0]["DEVS"][0]["CPU"], 0);
+
+    let http = String::from_utf8(ask(metrics, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).unwrap();
+    assert!(http.starts_with("HTTP/1.1 200 OK"), "{http}");
+    let line = http.lines().find(|l| l.starts_with("hashrig_hashes_total{")).expect("hashes counter");
+    let hashes: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(hashes > 0.0, "{line}");
+    assert!(http.contains("hashrig_power_watts{source="), "declared power is exported");
+    assert!(http.trim_end().ends_with("# EOF"));
+
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let html = std::fs::read_to_string(&report).expect("report written");
+    assert!(html.contains("<figure id=\"hashrate-chart\""), "hashrate chart drawn");
+    assert!(html.contains("<svg"), "inline SVG");
+    assert!(html.contains("<script type=\"application/json\" id=\"run\">"));
+    assert!(html.contains("(source: declared"), "power source named");
+}
+
+#[test]
+fn api_on_a_public_address_without_allow_list_is_a_usage_error() {
+    let out = Command::cargo_bin("hashrig")
+        .unwrap()
+        .args(["bench", "--duration", "1", "--threads", "1", "--api", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--api-allow"), "{err}");
+
+    let out = Command::cargo_bin("hashrig")
+        .unwrap()
+        .args(["bench", "--duration", "1", "--api", "127.0.0.1:0", "--api-allow", "10.0.0.0/99"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.0/99"));
+}
