@@ -61,7 +61,7 @@ pub enum Error {
     #[error("kernel `{kernel}` is not supported by this CPU (available: {available})")]
     Unsupported { kernel: Kernel, available: String },
     /// The kernel name is not one we know.
-    #[error("unknown kernel `{0}` (known: scalar, sha-ni, avx2)")]
+    #[error("unknown kernel `{0}` (known: scalar, sha-ni, sha-ni-sse, avx2)")]
     UnknownKernel(String),
     /// A nonce range that runs past 2^32 - 1.
     #[error("nonce range start {start} + count {count} runs past the last nonce 4294967295")]
@@ -222,21 +222,26 @@ impl NonceRange {
 pub enum Kernel {
     /// Portable Rust, one nonce at a time. Runs everywhere.
     Scalar,
-    /// x86-64 SHA extensions, several nonces interleaved per thread.
+    /// x86-64 SHA extensions, several nonces interleaved per thread, with the surrounding SSE
+    /// instructions VEX-encoded (needs AVX too; fewer register copies, measured faster).
     ShaNi,
     /// x86-64 AVX2, eight nonces in the lanes of a 256-bit vector.
     Avx2,
+    /// The same SHA-NI kernel in the legacy SSE encoding, for SHA-NI CPUs without AVX (some
+    /// Atom-class cores).
+    ShaNiSse,
 }
 
 impl Kernel {
     /// Every kernel this build knows, best first.
-    pub const ALL: [Kernel; 3] = [Kernel::ShaNi, Kernel::Avx2, Kernel::Scalar];
+    pub const ALL: [Kernel; 4] = [Kernel::ShaNi, Kernel::ShaNiSse, Kernel::Avx2, Kernel::Scalar];
 
     /// The name used on the command line and in reports.
     pub const fn name(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
             Kernel::ShaNi => "sha-ni",
+            Kernel::ShaNiSse => "sha-ni-sse",
             Kernel::Avx2 => "avx2",
         }
     }
@@ -245,7 +250,7 @@ impl Kernel {
     pub const fn lanes(self) -> u32 {
         match self {
             Kernel::Scalar => 1,
-            Kernel::ShaNi => x86_lanes::SHANI,
+            Kernel::ShaNi | Kernel::ShaNiSse => x86_lanes::SHANI,
             Kernel::Avx2 => 8,
         }
     }
@@ -255,7 +260,9 @@ impl Kernel {
         match self {
             Kernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Kernel::ShaNi => {
+            Kernel::ShaNi => Kernel::ShaNiSse.is_available() && std::is_x86_feature_detected!("avx"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::ShaNiSse => {
                 std::is_x86_feature_detected!("sha")
                     && std::is_x86_feature_detected!("sse4.1")
                     && std::is_x86_feature_detected!("ssse3")
@@ -299,13 +306,14 @@ impl FromStr for Kernel {
         match s.to_ascii_lowercase().replace('_', "-").as_str() {
             "scalar" | "portable" => Ok(Kernel::Scalar),
             "sha-ni" | "shani" | "sha" => Ok(Kernel::ShaNi),
+            "sha-ni-sse" | "shani-sse" => Ok(Kernel::ShaNiSse),
             "avx2" => Ok(Kernel::Avx2),
             _ => Err(Error::UnknownKernel(s.to_owned())),
         }
     }
 }
 
-/// The environment variable that forces a kernel (`scalar`, `sha-ni`, `avx2`).
+/// The environment variable that forces a kernel (`scalar`, `sha-ni`, `sha-ni-sse`, `avx2`).
 pub const KERNEL_ENV: &str = "HASHRIG_KERNEL";
 
 /// A kernel this CPU is known to support: the only way to run a scan.
@@ -358,8 +366,12 @@ impl Scanner {
             Kernel::Scalar => scalar::scan(job, range, target, found),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a `Scanner` holding `ShaNi` is only built by `Scanner::new`/`best` after
-            // `Kernel::is_available` confirmed the sha, sse4.1 and ssse3 CPU features.
-            Kernel::ShaNi => unsafe { x86_shani::scan(job, range, target, found) },
+            // `Kernel::is_available` confirmed the sha, sse4.1, ssse3 and avx CPU features.
+            Kernel::ShaNi => unsafe { x86_shani::avx::scan(job, range, target, found) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Scanner` holding `ShaNiSse` is only built after `Kernel::is_available`
+            // confirmed the sha, sse4.1 and ssse3 CPU features.
+            Kernel::ShaNiSse => unsafe { x86_shani::sse::scan(job, range, target, found) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a `Scanner` holding `Avx2` is only built after the avx2 feature was detected.
             Kernel::Avx2 => unsafe { x86_avx2::scan(job, range, target, found) },

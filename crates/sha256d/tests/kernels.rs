@@ -31,7 +31,9 @@ fn simd_kernels_are_detected_on_x86_64_with_the_features() {
     // Guards against a detection bug that would silently test only the scalar kernel.
     #[cfg(target_arch = "x86_64")]
     {
-        assert_eq!(Kernel::ShaNi.is_available(), std::is_x86_feature_detected!("sha"));
+        let sha = std::is_x86_feature_detected!("sha");
+        assert_eq!(Kernel::ShaNiSse.is_available(), sha);
+        assert_eq!(Kernel::ShaNi.is_available(), sha && std::is_x86_feature_detected!("avx"));
         assert_eq!(Kernel::Avx2.is_available(), std::is_x86_feature_detected!("avx2"));
     }
     assert_eq!(Kernel::available().first().copied(), Some(Kernel::best()));
