@@ -1,0 +1,96 @@
+//! `hashrig bench` run as a real binary.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn hashrig() -> Command {
+    Command::cargo_bin("hashrig").expect("the hashrig binary is built")
+}
+
+fn bench_json(extra: &[&str]) -> Value {
+    let out = hashrig().args(["bench", "--duration", "1", "--threads", "1", "--json"]).args(extra).output().unwrap();
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("bench --json prints one JSON object")
+}
+
+#[test]
+fn bench_json_reports_counted_hashrate_declared_power_and_j_per_th() {
+    let v = bench_json(&["--watts", "50"]);
+    for field in ["backend", "kernel", "threads", "hashes", "seconds", "hashrate", "hashrate_ci95", "power_w", "power_source", "j_per_th", "hw_errors"] {
+        assert!(v.get(field).is_some(), "missing field {field}: {v}");
+    }
+    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["threads"], 1);
+    assert!(["scalar", "sha-ni", "avx2"].contains(&v["kernel"].as_str().unwrap()), "{}", v["kernel"]);
+    let hashes = v["hashes"].as_u64().unwrap();
+    let seconds = v["seconds"].as_f64().unwrap();
+    let rate = v["hashrate"].as_f64().unwrap();
+    assert!(hashes > 100_000, "only {hashes} hashes in a second");
+    assert!((0.9..5.0).contains(&seconds), "{seconds} s for a 1 s bench");
+    assert!((rate - hashes as f64 / seconds).abs() / rate < 0.01, "hashrate {rate} vs {hashes}/{seconds}");
+    assert!(v["hashrate_ci95"].is_null(), "the CPU count is exact: no interval");
+    assert!((v["power_w"].as_f64().unwrap() - 50.0).abs() < 1e-6, "{}", v["power_w"]);
+    assert_eq!(v["power_source"], "declared: 50 W (--watts)");
+    let j_per_th = v["j_per_th"].as_f64().unwrap();
+    assert!((j_per_th - 50.0 / (rate / 1e12)).abs() / j_per_th < 1e-9);
+    assert_eq!(v["hw_errors"], 0);
+}
+
+#[test]
+fn bench_economics_follow_from_hashrate_power_and_prices() {
+    let v = bench_json(&["--power-cmd", "echo 40 W", "--power-price", "0.10", "--btc-price", "100000", "--difficulty", "1e14"]);
+    assert_eq!(v["power_source"], "command: echo 40 W");
+    assert!((v["power_w"].as_f64().unwrap() - 40.0).abs() < 1e-9);
+    let e = &v["economics"];
+    let rate = v["hashrate"].as_f64().unwrap();
+    let revenue = rate * 86_400.0 / (1e14 * 4_294_967_296.0) * 3.125 * 100_000.0;
+    assert!((e["revenue_usd_day"].as_f64().unwrap() / revenue - 1.0).abs() < 1e-9, "{e}");
+    // 40 W all day is 0.96 kWh: 9.6 cents.
+    assert!((e["cost_usd_day"].as_f64().unwrap() - 0.096).abs() < 1e-9, "{e}");
+    assert!((e["break_even_usd_kwh"].as_f64().unwrap() - revenue / 0.96).abs() / (revenue / 0.96) < 1e-9);
+    assert!(e["hashprice_usd_ph_day"].as_f64().unwrap() > 0.0);
+    assert_eq!(e["subsidy_btc"], 3.125);
+}
+
+#[test]
+fn bench_piped_prints_a_summary_and_nothing_animated() {
+    let out = hashrig().args(["bench", "--duration", "1", "--threads", "1"]).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stdout.contains("hashrate") && stdout.contains("H/s"), "{stdout}");
+    assert!(stdout.contains("power"), "{stdout}");
+    assert!(!stdout.contains('\r') && !stderr.contains('\r'), "carriage returns when piped");
+    assert!(!stderr.contains("\x1b["), "terminal escapes when piped");
+}
+
+#[test]
+fn bench_bad_input_exits_2_with_a_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--duration", "0"], "--duration"),
+        (&["--kernel", "neon9"], "unknown kernel"),
+        (&["--backend", "fpga"], "unknown backend"),
+        (&["--threads", "0"], "--threads"),
+        (&["--backend", "gpu", "--kernel", "scalar"], "apply to the cpu backend"),
+        (&["--power-price", "0.1", "--btc-price", "90000"], "--difficulty"),
+        (&["--power-price", "0.1"], "--btc-price"),
+        (&["--watts=-5"], "--watts"),
+    ];
+    for (args, why) in cases {
+        let out = hashrig().arg("bench").args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: expected {why:?} in {stderr}");
+    }
+}
+
+#[test]
+fn a_backend_not_built_yet_is_a_failure_not_a_crash() {
+    let out = hashrig().args(["bench", "--duration", "1", "--backend", "emu:bm1370x4"]).output().unwrap();
+    let code = out.status.code();
+    // Once the emulator backend lands this runs; until then it must fail cleanly.
+    if code != Some(0) {
+        assert_eq!(code, Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    }
+}
