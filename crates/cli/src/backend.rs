@@ -156,9 +156,16 @@ pub fn open_cpu(cpu: &CpuOptions) -> anyhow::Result<CpuHasher> {
     Ok(CpuHasher::new(&cfg)?)
 }
 
-/// Hook for the GPU backend.
-fn open_gpu(_sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
-    anyhow::bail!("the gpu backend is not built into this command yet")
+/// The GPU backend: `gpu` the best adapter, `gpu:N` / `gpu:name` one adapter, `gpu:all` every
+/// hardware GPU and `gpu:0,1` a list; one hasher per GPU, each tuned at start-up.
+fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    let spec = match sel {
+        None => String::new(),
+        Some(GpuSelector::Index(i)) => i.to_string(),
+        Some(GpuSelector::Name(n)) => n.clone(),
+    };
+    let hashers = hashrig_hasher_gpu::open_hashers(&spec)?;
+    Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())
 }
 
 /// Hook for the ASIC backend.

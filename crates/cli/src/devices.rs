@@ -46,9 +46,18 @@ pub fn run(_a: &DevicesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Hook for the GPU backend: one line per adapter.
+/// One line per GPU adapter wgpu finds (index for `--backend gpu:N`, backend, type, driver).
 pub fn gpu_adapters() -> Vec<String> {
-    vec!["(the gpu backend is not built into this command yet)".to_owned()]
+    let list = hashrig_hasher_gpu::list_adapters();
+    if list.is_empty() {
+        return vec!["none found (no Vulkan/Metal/DX12 driver; on Linux without a GPU, `apt-get install mesa-vulkan-drivers libvulkan1` gives the lavapipe software adapter)".to_owned()];
+    }
+    list.iter()
+        .map(|a| {
+            let nvml = if hashrig_hasher_gpu::NvmlEnergy::for_adapter(a).is_some() { ", NVML power" } else { "" };
+            format!("{a}{nvml}")
+        })
+        .collect()
 }
 
 /// Hook for the ASIC backend: one line per serial port (with a hint when it is not accessible).

@@ -26,7 +26,12 @@ pub struct SelftestArgs {
 /// Backends other than the CPU that the default selftest also tries (hook for the GPU/ASIC
 /// backends: each returns the specs it can open on this machine).
 pub fn other_backends() -> Vec<BackendSpec> {
-    Vec::new()
+    let mut specs = Vec::new();
+    // Every GPU adapter, software ones (lavapipe) included: a selftest is about correctness.
+    for a in hashrig_hasher_gpu::list_adapters() {
+        specs.push(BackendSpec::Gpu(Some(backend::GpuSelector::Index(a.index))));
+    }
+    specs
 }
 
 pub fn run(a: &SelftestArgs) -> anyhow::Result<ExitCode> {
