@@ -101,3 +101,49 @@ fn api_on_a_public_address_without_allow_list_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.0/99"));
 }
+
+fn empty_stats() -> hashrig_engine::Stats {
+    hashrig_engine::Stats {
+        elapsed_s: 10.0,
+        hashes: 0,
+        hashrate: 0.0,
+        shares: 3,
+        blocks: 0,
+        stale: 0,
+        accepted: 1,
+        rejected: 2,
+        hw_errors: 0,
+        unknown_candidates: 0,
+        jobs: 1,
+        epoch: 1,
+        devices: Vec::new(),
+        samples: Vec::new(),
+    }
+}
+
+#[test]
+fn mine_bookkeeping_counts_pool_answers_by_pool_reason_and_difficulty() {
+    use hashrig_cli::monitoring::{MonitorArgs, Monitoring};
+    let mut m = Monitoring::start(&MonitorArgs::default(), "mine", None).unwrap();
+    m.set_pools(&["stratum+tcp://a:1".into(), "stratum+tcp://b:2".into()], &["w1".into()]);
+    m.pool_connected(1);
+    m.pool_job(1, 512.0);
+    m.share_found(700.0);
+    m.share_found(9000.0);
+    m.share_result(1, None);
+    m.share_result(1, Some("Duplicate share"));
+    m.share_result(1, Some("Stale share"));
+    m.pool_disconnected(0);
+    let v = m.finish(&empty_stats()).unwrap();
+    let b = &v.pools[1];
+    assert!(b.active);
+    assert_eq!(b.state, hashrig_monitor::PoolState::Alive);
+    assert_eq!(b.user, "w1", "one user for all pools");
+    assert_eq!((b.shares.accepted, b.shares.rejected, b.shares.stale), (1, 1, 1));
+    assert_eq!(b.shares.difficulty_accepted, 512.0);
+    assert_eq!(b.shares.reject_reasons.get("Duplicate share"), Some(&1));
+    assert_eq!(v.pools[0].state, hashrig_monitor::PoolState::Dead);
+    // Rig totals are the pools' answers, and the best share is kept.
+    assert_eq!((v.shares.accepted, v.shares.rejected, v.shares.stale), (1, 1, 1));
+    assert_eq!(v.best_share, 9000.0);
+}

@@ -148,3 +148,79 @@ pub fn economics_view(e: &hashrig_work::econ::Economics) -> hashrig_monitor::Eco
         break_even_power_price_kwh: e.break_even_usd_kwh,
     }
 }
+
+impl Monitoring {
+    /// Name the pools (failover order) before mining starts.
+    pub fn set_pools(&mut self, urls: &[String], users: &[String]) {
+        self.extras.pools = urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| hashrig_monitor::PoolView {
+                id: i as u32,
+                url: url.clone(),
+                user: users.get(i).or(users.first()).cloned().unwrap_or_default(),
+                priority: i as u32,
+                ..Default::default()
+            })
+            .collect();
+    }
+
+    fn pool(&mut self, pool: usize) -> Option<&mut hashrig_monitor::PoolView> {
+        self.extras.pools.get_mut(pool)
+    }
+
+    pub fn pool_connected(&mut self, pool: usize) {
+        for (i, p) in self.extras.pools.iter_mut().enumerate() {
+            p.active = i == pool;
+        }
+        if let Some(p) = self.pool(pool) {
+            p.state = hashrig_monitor::PoolState::Alive;
+        }
+    }
+
+    pub fn pool_disconnected(&mut self, pool: usize) {
+        if let Some(p) = self.pool(pool) {
+            p.state = hashrig_monitor::PoolState::Dead;
+            p.active = false;
+        }
+    }
+
+    /// A job arrived: the pool's current share difficulty (and block height, where known).
+    pub fn pool_job(&mut self, pool: usize, difficulty: f64) {
+        if let Some(p) = self.pool(pool) {
+            p.difficulty = difficulty;
+            p.state = hashrig_monitor::PoolState::Alive;
+        }
+    }
+
+    /// A share was found (before the pool answers).
+    pub fn share_found(&mut self, difficulty: f64) {
+        self.extras.best_share = self.extras.best_share.max(difficulty);
+    }
+
+    /// The pool's answer to a share; `reject` is the pool's reason. Stale rejects ("stale",
+    /// "job not found") count as stale, as cgminer does.
+    pub fn share_result(&mut self, pool: usize, reject: Option<&str>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let Some(p) = self.pool(pool) else { return };
+        let d = p.difficulty;
+        match reject {
+            None => {
+                p.shares.accepted += 1;
+                p.shares.difficulty_accepted += d;
+                p.last_share_unix = Some(now);
+            }
+            Some(reason) => {
+                let r = reason.to_ascii_lowercase();
+                if r.contains("stale") || r.contains("job not found") {
+                    p.shares.stale += 1;
+                    p.shares.difficulty_stale += d;
+                } else {
+                    p.shares.rejected += 1;
+                    p.shares.difficulty_rejected += d;
+                }
+                *p.shares.reject_reasons.entry(reason.to_string()).or_default() += 1;
+            }
+        }
+    }
+}

@@ -5,8 +5,9 @@
 //! a [`Tracker`] keeps between snapshots), a rate series for the chart, the hashrate interval,
 //! and J/TH from the power figure the caller measured.
 //!
-//! Gaps, said plainly: the engine's stats do not carry share difficulty sums, best share or
-//! per-chip valid nonces yet, so those show as 0 (per-chip entries carry hardware errors only).
+//! Gaps, said plainly: the engine's stats do not carry per-chip valid nonces yet, so per-chip
+//! entries carry hardware errors only; share difficulty sums and the best share come from the
+//! caller's [`Extras`] (the pools' answers), else show as 0.
 
 use std::collections::VecDeque;
 
@@ -24,6 +25,8 @@ pub struct Extras {
     pub power: Option<PowerView>,
     pub economics: Option<Economics>,
     pub temperatures: Vec<(usize, Temperature)>,
+    /// Highest share difficulty seen (the engine does not keep it).
+    pub best_share: f64,
 }
 
 /// Keeps the per-device history the windowed rates need. Feed it every snapshot (about once a
@@ -170,6 +173,21 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         // A bench has no pool to accept: shares found are counted as found.
         shares.accepted = stats.accepted.max(stats.shares);
     }
+    if !extras.pools.is_empty() {
+        // The pools' own answers, with reasons and difficulty, summed over pools.
+        shares = Shares::default();
+        for p in &extras.pools {
+            shares.accepted += p.shares.accepted;
+            shares.rejected += p.shares.rejected;
+            shares.stale += p.shares.stale;
+            shares.difficulty_accepted += p.shares.difficulty_accepted;
+            shares.difficulty_rejected += p.shares.difficulty_rejected;
+            shares.difficulty_stale += p.shares.difficulty_stale;
+            for (r, n) in &p.shares.reject_reasons {
+                *shares.reject_reasons.entry(r.clone()).or_default() += n;
+            }
+        }
+    }
     RunView {
         mode: extras.mode.clone(),
         started_unix: extras.started_unix,
@@ -178,7 +196,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         hashrate_ci: any_ci.then_some(Interval { low: ci_low, high: ci_high }),
         hashes: stats.hashes as f64,
         shares,
-        best_share: 0.0,
+        best_share: extras.best_share,
         blocks_found: stats.blocks,
         devices,
         pools: extras.pools.clone(),
