@@ -164,7 +164,11 @@ fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
         Some(GpuSelector::Index(i)) => i.to_string(),
         Some(GpuSelector::Name(n)) => n.clone(),
     };
-    let hashers = hashrig_hasher_gpu::open_hashers(&spec)?;
+    // Naming an adapter that is not there is bad input (exit 2); a driver failure is not.
+    let hashers = hashrig_hasher_gpu::open_hashers(&spec).map_err(|e| match e {
+        hashrig_hasher_gpu::Error::AdapterNotFound { .. } => bad_input(e.to_string()),
+        e => anyhow::Error::new(e),
+    })?;
     Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())
 }
 

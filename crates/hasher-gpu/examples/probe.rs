@@ -19,8 +19,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let h = GpuHasher::with_options(dev, &opts)?;
     let t = h.tuning();
     for (wg, npi, rate) in &t.tried {
-        println!("workgroup {wg:4} x {npi:5} nonces/invocation: {:10.1} MH/s", rate / 1e6);
+        println!(
+            "workgroup {wg:4} x {npi:5} nonces/invocation: {:10.1} MH/s",
+            rate / 1e6
+        );
     }
-    println!("chose workgroup {} x {} nonces/invocation: {:.1} MH/s", t.workgroup, t.nonces_per_invocation, t.rate / 1e6);
+    println!(
+        "chose workgroup {} x {} nonces/invocation: {:.1} MH/s",
+        t.workgroup,
+        t.nonces_per_invocation,
+        t.rate / 1e6
+    );
     Ok(())
 }

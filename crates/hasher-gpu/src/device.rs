@@ -46,7 +46,11 @@ impl AdapterSummary {
 
 impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "gpu {}: {} ({}, {}", self.index, self.name, self.backend, self.device_type)?;
+        write!(
+            f,
+            "gpu {}: {} ({}, {}",
+            self.index, self.name, self.backend, self.device_type
+        )?;
         if !self.driver.is_empty() || !self.driver_info.is_empty() {
             write!(f, ", driver {} {}", self.driver, self.driver_info)?;
         }
@@ -124,7 +128,11 @@ fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
 /// there is none (no Vulkan/Metal/DX12 driver): that is not an error.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let instance = instance();
-    adapters(&instance).iter().enumerate().map(|(i, a)| AdapterSummary::of(i, &a.get_info())).collect()
+    adapters(&instance)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AdapterSummary::of(i, &a.get_info()))
+        .collect()
 }
 
 fn rank(s: &AdapterSummary) -> u8 {
@@ -138,21 +146,36 @@ fn rank(s: &AdapterSummary) -> u8 {
 }
 
 fn choose(list: &[AdapterSummary], sel: &AdapterSelector) -> Result<usize, Error> {
-    let available = || list.iter().map(|s| format!("{}: {}", s.index, s.name)).collect::<Vec<_>>().join("; ");
+    let available = || {
+        list.iter()
+            .map(|s| format!("{}: {}", s.index, s.name))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     if list.is_empty() {
         return Err(Error::NoAdapter);
     }
     match sel {
-        AdapterSelector::Best => Ok(list.iter().min_by_key(|s| (rank(s), s.index)).map(|s| s.index).unwrap_or(0)),
+        AdapterSelector::Best => Ok(list
+            .iter()
+            .min_by_key(|s| (rank(s), s.index))
+            .map(|s| s.index)
+            .unwrap_or(0)),
         AdapterSelector::Index(i) if *i < list.len() => Ok(*i),
         AdapterSelector::Name(n) => {
             let n = n.to_lowercase();
             list.iter()
                 .find(|s| s.name.to_lowercase().contains(&n))
                 .map(|s| s.index)
-                .ok_or_else(|| Error::AdapterNotFound { selector: sel.to_string(), available: available() })
+                .ok_or_else(|| Error::AdapterNotFound {
+                    selector: sel.to_string(),
+                    available: available(),
+                })
         }
-        AdapterSelector::Index(_) => Err(Error::AdapterNotFound { selector: sel.to_string(), available: available() }),
+        AdapterSelector::Index(_) => Err(Error::AdapterNotFound {
+            selector: sel.to_string(),
+            available: available(),
+        }),
     }
 }
 
@@ -164,16 +187,28 @@ fn open_adapter(adapter: &wgpu::Adapter, summary: AdapterSummary) -> Result<GpuD
         required_limits: adapter.limits(),
         ..Default::default()
     };
-    let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-        .map_err(|source| Error::RequestDevice { adapter: summary.name.clone(), source })?;
-    Ok(GpuDevice { device, queue, adapter: summary })
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|source| {
+        Error::RequestDevice {
+            adapter: summary.name.clone(),
+            source,
+        }
+    })?;
+    Ok(GpuDevice {
+        device,
+        queue,
+        adapter: summary,
+    })
 }
 
 /// Open the adapter `sel` names.
 pub fn open_device(sel: &AdapterSelector) -> Result<GpuDevice, Error> {
     let instance = instance();
     let adapters = adapters(&instance);
-    let list: Vec<AdapterSummary> = adapters.iter().enumerate().map(|(i, a)| AdapterSummary::of(i, &a.get_info())).collect();
+    let list: Vec<AdapterSummary> = adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AdapterSummary::of(i, &a.get_info()))
+        .collect();
     let i = choose(&list, sel)?;
     open_adapter(&adapters[i], list[i].clone())
 }
@@ -183,7 +218,11 @@ pub fn open_device(sel: &AdapterSelector) -> Result<GpuDevice, Error> {
 pub fn open_all() -> Result<Vec<GpuDevice>, Error> {
     let instance = instance();
     let adapters = adapters(&instance);
-    let list: Vec<AdapterSummary> = adapters.iter().enumerate().map(|(i, a)| AdapterSummary::of(i, &a.get_info())).collect();
+    let list: Vec<AdapterSummary> = adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AdapterSummary::of(i, &a.get_info()))
+        .collect();
     if list.is_empty() {
         return Err(Error::NoAdapter);
     }
@@ -213,31 +252,60 @@ mod tests {
 
     #[test]
     fn selector_parses_numbers_as_indices_and_text_as_names() {
-        assert_eq!("1".parse::<AdapterSelector>().unwrap(), AdapterSelector::Index(1));
-        assert_eq!("H100".parse::<AdapterSelector>().unwrap(), AdapterSelector::Name("H100".into()));
-        assert_eq!("".parse::<AdapterSelector>().unwrap(), AdapterSelector::Best);
-        assert_eq!("auto".parse::<AdapterSelector>().unwrap(), AdapterSelector::Best);
+        assert_eq!(
+            "1".parse::<AdapterSelector>().unwrap(),
+            AdapterSelector::Index(1)
+        );
+        assert_eq!(
+            "H100".parse::<AdapterSelector>().unwrap(),
+            AdapterSelector::Name("H100".into())
+        );
+        assert_eq!(
+            "".parse::<AdapterSelector>().unwrap(),
+            AdapterSelector::Best
+        );
+        assert_eq!(
+            "auto".parse::<AdapterSelector>().unwrap(),
+            AdapterSelector::Best
+        );
     }
 
     #[test]
     fn best_prefers_discrete_over_software() {
-        let list = [summary(0, "llvmpipe (LLVM 15)", "cpu"), summary(1, "NVIDIA H100", "discrete")];
+        let list = [
+            summary(0, "llvmpipe (LLVM 15)", "cpu"),
+            summary(1, "NVIDIA H100", "discrete"),
+        ];
         assert_eq!(choose(&list, &AdapterSelector::Best).unwrap(), 1);
     }
 
     #[test]
     fn name_match_is_case_insensitive_substring() {
-        let list = [summary(0, "llvmpipe (LLVM 15)", "cpu"), summary(1, "NVIDIA H100", "discrete")];
-        assert_eq!(choose(&list, &AdapterSelector::Name("h100".into())).unwrap(), 1);
-        assert_eq!(choose(&list, &AdapterSelector::Name("LLVMPIPE".into())).unwrap(), 0);
+        let list = [
+            summary(0, "llvmpipe (LLVM 15)", "cpu"),
+            summary(1, "NVIDIA H100", "discrete"),
+        ];
+        assert_eq!(
+            choose(&list, &AdapterSelector::Name("h100".into())).unwrap(),
+            1
+        );
+        assert_eq!(
+            choose(&list, &AdapterSelector::Name("LLVMPIPE".into())).unwrap(),
+            0
+        );
     }
 
     #[test]
     fn unknown_index_or_name_is_an_error_listing_adapters() {
         let list = [summary(0, "llvmpipe", "cpu")];
-        let e = choose(&list, &AdapterSelector::Index(3)).unwrap_err().to_string();
+        let e = choose(&list, &AdapterSelector::Index(3))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("0: llvmpipe"), "{e}");
         assert!(choose(&list, &AdapterSelector::Name("radeon".into())).is_err());
-        assert!(matches!(choose(&[], &AdapterSelector::Best), Err(Error::NoAdapter)));
+        assert!(matches!(
+            choose(&[], &AdapterSelector::Best),
+            Err(Error::NoAdapter)
+        ));
     }
 }

@@ -75,15 +75,28 @@ impl Params {
         let w = [job.tail[0], job.tail[1], job.tail[2]];
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = m;
         for (i, wi) in w.iter().enumerate() {
-            let t1 = h.wrapping_add(bs1(e)).wrapping_add(ch(e, f, g)).wrapping_add(K[i]).wrapping_add(*wi);
+            let t1 = h
+                .wrapping_add(bs1(e))
+                .wrapping_add(ch(e, f, g))
+                .wrapping_add(K[i])
+                .wrapping_add(*wi);
             let t2 = bs0(a).wrapping_add(maj(a, b, c));
             (h, g, f, e, d, c, b, a) = (g, f, e, d.wrapping_add(t1), c, b, a, t1.wrapping_add(t2));
         }
-        let t1_base = h.wrapping_add(bs1(e)).wrapping_add(ch(e, f, g)).wrapping_add(K[3]);
+        let t1_base = h
+            .wrapping_add(bs1(e))
+            .wrapping_add(ch(e, f, g))
+            .wrapping_add(K[3]);
         let t2 = bs0(a).wrapping_add(maj(a, b, c));
         // Block 2 words: W0..W2 tail, W3 nonce, W4 = 0x80000000, W5..W14 = 0, W15 = 640.
-        let w16 = ss1(0).wrapping_add(0).wrapping_add(ss0(w[1])).wrapping_add(w[0]);
-        let w17 = ss1(640).wrapping_add(0).wrapping_add(ss0(w[2])).wrapping_add(w[1]);
+        let w16 = ss1(0)
+            .wrapping_add(0)
+            .wrapping_add(ss0(w[1]))
+            .wrapping_add(w[0]);
+        let w17 = ss1(640)
+            .wrapping_add(0)
+            .wrapping_add(ss0(w[2]))
+            .wrapping_add(w[1]);
         Self {
             m,
             a2: a,
@@ -157,13 +170,23 @@ impl Pipeline {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Shader { adapter: adapter.to_owned(), message: e.to_string() });
+            return Err(Error::Shader {
+                adapter: adapter.to_owned(),
+                message: e.to_string(),
+            });
         }
-        Ok(Self { pipeline, layout, workgroup })
+        Ok(Self {
+            pipeline,
+            layout,
+            workgroup,
+        })
     }
 }
 
@@ -199,7 +222,9 @@ impl Slot {
         let results = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: RESULT_BYTES,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
@@ -210,16 +235,35 @@ impl Slot {
         });
         let bind_group = Self::bind(device, pipeline, &params, &results);
         let (mapped_tx, mapped_rx) = mpsc::channel();
-        Self { params, results, readback, bind_group, mapped_tx, mapped_rx, submission: None }
+        Self {
+            params,
+            results,
+            readback,
+            bind_group,
+            mapped_tx,
+            mapped_rx,
+            submission: None,
+        }
     }
 
-    fn bind(device: &wgpu::Device, pipeline: &Pipeline, params: &wgpu::Buffer, results: &wgpu::Buffer) -> wgpu::BindGroup {
+    fn bind(
+        device: &wgpu::Device,
+        pipeline: &Pipeline,
+        params: &wgpu::Buffer,
+        results: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("sha256d bind group"),
             layout: &pipeline.layout,
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: results.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: params.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: results.as_entire_binding(),
+                },
             ],
         })
     }
@@ -229,19 +273,34 @@ impl Slot {
     }
 
     /// Queue one dispatch of `params.count` nonces (at least 1) and ask for its readback.
-    pub(crate) fn submit(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, pipeline: &Pipeline, params: &Params) {
+    pub(crate) fn submit(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pipeline: &Pipeline,
+        params: &Params,
+    ) {
         debug_assert!(!self.busy(), "a slot holds one dispatch at a time");
         debug_assert!(params.count > 0);
         queue.write_buffer(&self.params, 0, bytemuck::bytes_of(params));
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sha256d dispatch") });
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("sha256d dispatch"),
+        });
         enc.clear_buffer(&self.results, 0, Some(4));
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("sha256d"), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sha256d"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
             let per_group = u64::from(pipeline.workgroup) * u64::from(params.npi);
             let groups = u64::from(params.count).div_ceil(per_group);
-            pass.dispatch_workgroups(u32::try_from(groups).expect("dispatches are sized below 65,535 workgroups"), 1, 1);
+            pass.dispatch_workgroups(
+                u32::try_from(groups).expect("dispatches are sized below 65,535 workgroups"),
+                1,
+                1,
+            );
         }
         enc.copy_buffer_to_buffer(&self.results, 0, &self.readback, 0, RESULT_BYTES);
         let index = queue.submit([enc.finish()]);
@@ -253,32 +312,66 @@ impl Slot {
     }
 
     /// Wait for this slot's dispatch and read what it found.
-    pub(crate) fn collect(&mut self, device: &wgpu::Device, adapter: &str) -> Result<Readback, Error> {
+    pub(crate) fn collect(
+        &mut self,
+        device: &wgpu::Device,
+        adapter: &str,
+    ) -> Result<Readback, Error> {
         let index = self.submission.take().expect("collect follows submit");
         device
-            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: Some(WAIT_LIMIT) })
-            .map_err(|source| Error::Wait { adapter: adapter.to_owned(), source })?;
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: Some(WAIT_LIMIT),
+            })
+            .map_err(|source| Error::Wait {
+                adapter: adapter.to_owned(),
+                source,
+            })?;
         // The callback runs inside a poll; the submission is done, so at most one more poll runs it.
         let mapped = match self.mapped_rx.try_recv() {
             Ok(r) => r,
             Err(mpsc::TryRecvError::Empty) => {
                 device
-                    .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(WAIT_LIMIT) })
-                    .map_err(|source| Error::Wait { adapter: adapter.to_owned(), source })?;
-                self.mapped_rx.recv_timeout(Duration::from_secs(1)).map_err(|_| Error::Lost { adapter: adapter.to_owned() })?
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: None,
+                        timeout: Some(WAIT_LIMIT),
+                    })
+                    .map_err(|source| Error::Wait {
+                        adapter: adapter.to_owned(),
+                        source,
+                    })?;
+                self.mapped_rx
+                    .recv_timeout(Duration::from_secs(1))
+                    .map_err(|_| Error::Lost {
+                        adapter: adapter.to_owned(),
+                    })?
             }
-            Err(mpsc::TryRecvError::Disconnected) => return Err(Error::Lost { adapter: adapter.to_owned() }),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                return Err(Error::Lost {
+                    adapter: adapter.to_owned(),
+                });
+            }
         };
-        mapped.map_err(|source| Error::Map { adapter: adapter.to_owned(), source })?;
+        mapped.map_err(|source| Error::Map {
+            adapter: adapter.to_owned(),
+            source,
+        })?;
         let out = {
-            let view = self.readback.slice(..).get_mapped_range().map_err(|e| Error::Shader {
-                adapter: adapter.to_owned(),
-                message: format!("cannot read the result buffer: {e:?}"),
-            })?;
+            let view = self
+                .readback
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Shader {
+                    adapter: adapter.to_owned(),
+                    message: format!("cannot read the result buffer: {e:?}"),
+                })?;
             let words: &[u32] = bytemuck::cast_slice(&view);
             let appended = words[0];
             let kept = appended.min(RESULT_CAP) as usize;
-            Readback { nonces: words[1..1 + kept].to_vec(), overflowed: appended > RESULT_CAP }
+            Readback {
+                nonces: words[1..1 + kept].to_vec(),
+                overflowed: appended > RESULT_CAP,
+            }
         };
         self.readback.unmap();
         Ok(out)
@@ -301,13 +394,21 @@ mod tests {
         w[16] = p.w16;
         w[17] = p.w17;
         for i in 18..64 {
-            w[i] = ss1(w[i - 2]).wrapping_add(w[i - 7]).wrapping_add(ss0(w[i - 15])).wrapping_add(w[i - 16]);
+            w[i] = ss1(w[i - 2])
+                .wrapping_add(w[i - 7])
+                .wrapping_add(ss0(w[i - 15]))
+                .wrapping_add(w[i - 16]);
         }
         let a3 = p.abase.wrapping_add(w3);
         let e3 = p.ebase.wrapping_add(w3);
-        let (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h) = (a3, p.a2, p.b2, p.c2, e3, p.e2, p.f2, p.g2);
+        let (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h) =
+            (a3, p.a2, p.b2, p.c2, e3, p.e2, p.f2, p.g2);
         for i in 4..64 {
-            let t1 = h.wrapping_add(bs1(e)).wrapping_add(ch(e, f, g)).wrapping_add(K[i]).wrapping_add(w[i]);
+            let t1 = h
+                .wrapping_add(bs1(e))
+                .wrapping_add(ch(e, f, g))
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
             let t2 = bs0(a).wrapping_add(maj(a, b, c));
             (h, g, f, e, d, c, b, a) = (g, f, e, d.wrapping_add(t1), c, b, a, t1.wrapping_add(t2));
         }
@@ -328,7 +429,10 @@ mod tests {
             let mut h = header;
             h[76..80].copy_from_slice(&nonce.to_le_bytes());
             let want: [u8; 32] = sha2::Sha256::digest(h).into();
-            let got: Vec<u8> = first_hash_from_params(&p, nonce).iter().flat_map(|w| w.to_be_bytes()).collect();
+            let got: Vec<u8> = first_hash_from_params(&p, nonce)
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect();
             assert_eq!(got, want, "nonce {nonce:#x}");
         }
     }

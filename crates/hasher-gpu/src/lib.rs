@@ -27,14 +27,19 @@
 
 use std::time::{Duration, Instant};
 
-use hashrig_hasher::{Candidate, Control, DeviceInfo, DeviceKind, HashCount, Hasher, Origin, Sink, UnitOutcome, WorkUnit};
+use hashrig_hasher::{
+    Candidate, Control, DeviceInfo, DeviceKind, HashCount, Hasher, Origin, Sink, UnitOutcome,
+    WorkUnit,
+};
 use hashrig_sha256d::{NonceRange, ScanJob};
 
 mod device;
 mod kernel;
 pub mod power;
 
-pub use device::{AdapterSelector, AdapterSummary, GpuDevice, list_adapters, open_all, open_device};
+pub use device::{
+    AdapterSelector, AdapterSummary, GpuDevice, list_adapters, open_all, open_device,
+};
 pub use power::NvmlEnergy;
 
 use kernel::{Params, Pipeline, RESULT_CAP, Slot};
@@ -167,12 +172,21 @@ impl GpuHasher {
             .workgroups
             .iter()
             .copied()
-            .filter(|&w| w > 0 && w <= limits.max_compute_workgroup_size_x && w <= limits.max_compute_invocations_per_workgroup)
+            .filter(|&w| {
+                w > 0
+                    && w <= limits.max_compute_workgroup_size_x
+                    && w <= limits.max_compute_invocations_per_workgroup
+            })
             .collect();
         if workgroups.is_empty() {
             workgroups.push(limits.max_compute_workgroup_size_x.clamp(1, 64));
         }
-        let npis: Vec<u32> = opts.nonces_per_invocation.iter().copied().filter(|&n| n > 0).collect();
+        let npis: Vec<u32> = opts
+            .nonces_per_invocation
+            .iter()
+            .copied()
+            .filter(|&n| n > 0)
+            .collect();
         let npis = if npis.is_empty() { vec![64] } else { npis };
         let started = Instant::now();
 
@@ -201,7 +215,12 @@ impl GpuHasher {
                 rate = r;
             }
         }
-        let tuning = Tuning { workgroup: pipeline.workgroup, nonces_per_invocation: npi, rate, tried };
+        let tuning = Tuning {
+            workgroup: pipeline.workgroup,
+            nonces_per_invocation: npi,
+            rate,
+            tried,
+        };
         tracing::info!(
             adapter = %name,
             workgroup = tuning.workgroup,
@@ -210,7 +229,10 @@ impl GpuHasher {
             took_ms = started.elapsed().as_millis() as u64,
             "gpu tuned"
         );
-        let slots = [Slot::new(&dev.device, &pipeline, "sha256d slot 0"), Slot::new(&dev.device, &pipeline, "sha256d slot 1")];
+        let slots = [
+            Slot::new(&dev.device, &pipeline, "sha256d slot 0"),
+            Slot::new(&dev.device, &pipeline, "sha256d slot 1"),
+        ];
         let spare = Slot::new(&dev.device, &pipeline, "sha256d re-scan slot");
         let per_dispatch = (rate * opts.dispatch_time.as_secs_f64()) as u64;
         let info = DeviceInfo {
@@ -222,7 +244,19 @@ impl GpuHasher {
             hash_count: HashCount::Exact,
             version_rolling: false,
         };
-        Ok(Self { dev, pipeline, slots, spare, npi, rate, dispatch_time: opts.dispatch_time, result_fill: opts.result_fill, tuning, info, hardware_errors: 0 })
+        Ok(Self {
+            dev,
+            pipeline,
+            slots,
+            spare,
+            npi,
+            rate,
+            dispatch_time: opts.dispatch_time,
+            result_fill: opts.result_fill,
+            tuning,
+            info,
+            hardware_errors: 0,
+        })
     }
 
     /// The adapter this hasher runs on.
@@ -249,7 +283,10 @@ impl GpuHasher {
     /// number of top-word survivors stays well inside the result buffer.
     fn dispatch_size(&self, top: u32) -> u64 {
         let g = self.granule();
-        let by_time = ((self.rate * self.dispatch_time.as_secs_f64()) as u64).div_ceil(g).max(1) * g;
+        let by_time = ((self.rate * self.dispatch_time.as_secs_f64()) as u64)
+            .div_ceil(g)
+            .max(1)
+            * g;
         let max = MAX_DISPATCH_NONCES.min(MAX_WORKGROUPS * g);
         // About (top + 1) / 2^32 of all nonces pass the top-word test.
         let pass = (f64::from(top) + 1.0) / 4_294_967_296.0;
@@ -258,7 +295,12 @@ impl GpuHasher {
     }
 
     fn params(&self, base: &Params, range: NonceRange) -> Params {
-        Params { start: range.start(), count: range.count() as u32, npi: self.npi, ..*base }
+        Params {
+            start: range.start(),
+            count: range.count() as u32,
+            npi: self.npi,
+            ..*base
+        }
     }
 
     /// Check what the GPU returned on the host and push what meets the whole target.
@@ -269,7 +311,12 @@ impl GpuHasher {
         for nonce in nonces {
             let digest = job.digest(nonce);
             if unit.target.is_met_by(&digest) {
-                sink.push(Candidate { unit_id: unit.id, nonce, version: unit.version(), origin: Origin::default() });
+                sink.push(Candidate {
+                    unit_id: unit.id,
+                    nonce,
+                    version: unit.version(),
+                    origin: Origin::default(),
+                });
             } else if u32::from_le_bytes([digest[28], digest[29], digest[30], digest[31]]) > top {
                 // Passing the top word but not the full target is normal; failing it is not.
                 self.hardware_errors += 1;
@@ -286,8 +333,11 @@ impl GpuHasher {
             if r.count() > 1 {
                 let half = r.take_front(r.count() / 2);
                 let params = self.params(base, half);
-                self.spare.submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
-                let back = self.spare.collect(&self.dev.device, &self.dev.adapter.name)?;
+                self.spare
+                    .submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
+                let back = self
+                    .spare
+                    .collect(&self.dev.device, &self.dev.adapter.name)?;
                 if back.overflowed {
                     todo.push(half);
                 } else {
@@ -296,8 +346,13 @@ impl GpuHasher {
                 todo.push(r);
             } else if r.count() == 1 {
                 let params = self.params(base, r);
-                self.spare.submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
-                found.extend(self.spare.collect(&self.dev.device, &self.dev.adapter.name)?.nonces);
+                self.spare
+                    .submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
+                found.extend(
+                    self.spare
+                        .collect(&self.dev.device, &self.dev.adapter.name)?
+                        .nonces,
+                );
             }
         }
         Ok(found)
@@ -325,8 +380,14 @@ pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
         devices
     };
     std::thread::scope(|s| {
-        let handles: Vec<_> = devices.into_iter().map(|d| s.spawn(move || GpuHasher::new(d))).collect();
-        handles.into_iter().map(|h| h.join().expect("tuning thread panicked")).collect()
+        let handles: Vec<_> = devices
+            .into_iter()
+            .map(|d| s.spawn(move || GpuHasher::new(d)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("tuning thread panicked"))
+            .collect()
     })
 }
 
@@ -341,7 +402,12 @@ fn calibrate(dev: &GpuDevice, pipeline: &Pipeline, npi: u32, time: Duration) -> 
     let mut n = g;
     let mut warm = false;
     loop {
-        let params = Params { start: 0, count: n as u32, npi, ..base };
+        let params = Params {
+            start: 0,
+            count: n as u32,
+            npi,
+            ..base
+        };
         let t0 = Instant::now();
         slot.submit(&dev.device, &dev.queue, pipeline, &params);
         slot.collect(&dev.device, &dev.adapter.name)?;
@@ -369,8 +435,16 @@ impl Hasher for GpuHasher {
         &self.info
     }
 
-    fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, hashrig_hasher::Error> {
-        let device_err = |e: Error, name: &str| hashrig_hasher::Error::Device { device: name.to_owned(), source: Box::new(e) };
+    fn hash(
+        &mut self,
+        unit: &WorkUnit,
+        ctl: &Control,
+        sink: &Sink,
+    ) -> Result<UnitOutcome, hashrig_hasher::Error> {
+        let device_err = |e: Error, name: &str| hashrig_hasher::Error::Device {
+            device: name.to_owned(),
+            source: Box::new(e),
+        };
         let name = self.info.name.clone();
         let job = ScanJob::new(&unit.header);
         let top = unit.target.top_word();
@@ -378,7 +452,8 @@ impl Hasher for GpuHasher {
         let mut rest = unit.range;
         let mut hashes = 0u64;
         // Dispatches in flight, oldest first: (slot, range, submitted at).
-        let mut inflight: std::collections::VecDeque<(usize, NonceRange, Instant)> = std::collections::VecDeque::new();
+        let mut inflight: std::collections::VecDeque<(usize, NonceRange, Instant)> =
+            std::collections::VecDeque::new();
         let mut next_slot = 0usize;
         let mut last_done: Option<Instant> = None;
         let mut stale = false;
@@ -391,12 +466,21 @@ impl Hasher for GpuHasher {
                 }
                 let range = rest.take_front(self.dispatch_size(top));
                 let params = self.params(&base, range);
-                self.slots[next_slot].submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
+                self.slots[next_slot].submit(
+                    &self.dev.device,
+                    &self.dev.queue,
+                    &self.pipeline,
+                    &params,
+                );
                 inflight.push_back((next_slot, range, Instant::now()));
                 next_slot = (next_slot + 1) % self.slots.len();
             }
-            let Some((slot, range, submitted)) = inflight.pop_front() else { break };
-            let back = self.slots[slot].collect(&self.dev.device, &self.dev.adapter.name).map_err(|e| device_err(e, &name))?;
+            let Some((slot, range, submitted)) = inflight.pop_front() else {
+                break;
+            };
+            let back = self.slots[slot]
+                .collect(&self.dev.device, &self.dev.adapter.name)
+                .map_err(|e| device_err(e, &name))?;
             let now = Instant::now();
             // The GPU worked on this dispatch from when it was queued or the previous one ended.
             let began = last_done.map_or(submitted, |t| t.max(submitted));
@@ -408,7 +492,8 @@ impl Hasher for GpuHasher {
             last_done = Some(now);
             let nonces = if back.overflowed {
                 tracing::debug!(adapter = %self.dev.adapter.name, ?range, "result buffer overflowed; re-scanning in pieces");
-                self.rescan(&base, range).map_err(|e| device_err(e, &name))?
+                self.rescan(&base, range)
+                    .map_err(|e| device_err(e, &name))?
             } else {
                 back.nonces
             };
@@ -426,6 +511,9 @@ impl Hasher for GpuHasher {
                 }
             }
         }
-        Ok(UnitOutcome { hashes, completed: hashes == unit.range.count() })
+        Ok(UnitOutcome {
+            hashes,
+            completed: hashes == unit.range.count(),
+        })
     }
 }

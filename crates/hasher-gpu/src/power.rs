@@ -25,7 +25,10 @@ pub struct NvmlEnergy {
 /// "0000:3b:00.0", "00000000:3B:00.0" and "3b:00.0" all name the same PCI function.
 pub fn normalize_pci_bus_id(id: &str) -> Option<(u32, u32, u32, u32)> {
     let parts: Vec<&str> = id.trim().split([':', '.']).collect();
-    let nums: Option<Vec<u32>> = parts.iter().map(|p| u32::from_str_radix(p, 16).ok()).collect();
+    let nums: Option<Vec<u32>> = parts
+        .iter()
+        .map(|p| u32::from_str_radix(p, 16).ok())
+        .collect();
     match nums?.as_slice() {
         [domain, bus, dev, func] => Some((*domain, *bus, *dev, *func)),
         [bus, dev, func] => Some((0, *bus, *dev, *func)),
@@ -52,13 +55,21 @@ impl NvmlEnergy {
         let want_pci = normalize_pci_bus_id(&adapter.pci_bus_id);
         let mut by_name = None;
         for index in 0..count {
-            let Ok(dev) = nvml.device_by_index(index) else { continue };
+            let Ok(dev) = nvml.device_by_index(index) else {
+                continue;
+            };
             let name = dev.name().unwrap_or_default();
-            let pci = dev.pci_info().ok().and_then(|p| normalize_pci_bus_id(&p.bus_id));
+            let pci = dev
+                .pci_info()
+                .ok()
+                .and_then(|p| normalize_pci_bus_id(&p.bus_id));
             if want_pci.is_some() && pci == want_pci {
                 return Some(Self { nvml, index, name });
             }
-            if by_name.is_none() && !name.is_empty() && (adapter.name.contains(&name) || name.contains(&adapter.name)) {
+            if by_name.is_none()
+                && !name.is_empty()
+                && (adapter.name.contains(&name) || name.contains(&adapter.name))
+            {
                 by_name = Some((index, name));
             }
         }
@@ -87,7 +98,9 @@ impl NvmlEnergy {
         #[cfg(feature = "nvml")]
         {
             let dev = self.nvml.device_by_index(self.index).ok()?;
-            dev.total_energy_consumption().ok().map(|mj| mj as f64 / 1000.0)
+            dev.total_energy_consumption()
+                .ok()
+                .map(|mj| mj as f64 / 1000.0)
         }
         #[cfg(not(feature = "nvml"))]
         None
@@ -111,7 +124,10 @@ mod tests {
 
     #[test]
     fn pci_bus_ids_in_nvml_and_vulkan_spellings_match() {
-        assert_eq!(normalize_pci_bus_id("00000000:3B:00.0"), normalize_pci_bus_id("0000:3b:00.0"));
+        assert_eq!(
+            normalize_pci_bus_id("00000000:3B:00.0"),
+            normalize_pci_bus_id("0000:3b:00.0")
+        );
         assert_eq!(normalize_pci_bus_id("3b:00.0"), Some((0, 0x3b, 0, 0)));
         assert_eq!(normalize_pci_bus_id(""), None);
         assert_eq!(normalize_pci_bus_id("garbage"), None);

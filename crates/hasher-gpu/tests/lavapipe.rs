@@ -5,6 +5,7 @@
 //! `HASHRIG_REQUIRE_GPU=1` (CI sets it), where a missing adapter fails the test.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use hashrig_hasher::testkit::{self, KitConfig, easy_target, synthetic_header};
@@ -21,13 +22,22 @@ fn open(opts: impl FnOnce(&mut Options)) -> Option<GpuHasher> {
         Ok(dev) => {
             let mut o = Options::for_adapter(&dev.adapter);
             opts(&mut o);
-            Some(GpuHasher::with_options(dev, &o).expect("an adapter was found, so the hasher must open"))
+            Some(
+                GpuHasher::with_options(dev, &o)
+                    .expect("an adapter was found, so the hasher must open"),
+            )
         }
         Err(Error::NoAdapter) if !require_gpu() => {
-            eprintln!("SKIPPED: no GPU adapter (install mesa-vulkan-drivers for lavapipe; HASHRIG_REQUIRE_GPU=1 makes this a failure)");
+            // Straight to stderr, not eprintln!: the test harness would swallow that for a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: no GPU adapter (install mesa-vulkan-drivers for lavapipe; HASHRIG_REQUIRE_GPU=1 makes this a failure)"
+            );
             None
         }
-        Err(e) => panic!("no usable GPU adapter and HASHRIG_REQUIRE_GPU=1 (or the adapter failed): {e}"),
+        Err(e) => {
+            panic!("no usable GPU adapter and HASHRIG_REQUIRE_GPU=1 (or the adapter failed): {e}")
+        }
     }
 }
 
@@ -72,10 +82,22 @@ fn stops_after_an_epoch_bump() {
     testkit::stops_after_epoch_bump(&mut *h, &kit()).unwrap();
 }
 
-fn sweep(h: &mut dyn Hasher, header: [u8; 80], range: NonceRange, target: Target) -> (BTreeSet<u32>, u64, u64) {
+fn sweep(
+    h: &mut dyn Hasher,
+    header: [u8; 80],
+    range: NonceRange,
+    target: Target,
+) -> (BTreeSet<u32>, u64, u64) {
     let ctl = Control::new();
     let (sink, rx) = Sink::channel();
-    let unit = WorkUnit { id: 1, epoch: ctl.epoch(), header, range, target, version_mask: 0 };
+    let unit = WorkUnit {
+        id: 1,
+        epoch: ctl.epoch(),
+        header,
+        range,
+        target,
+        version_mask: 0,
+    };
     let out = h.hash(&unit, &ctl, &sink).expect("hash");
     assert!(out.completed);
     drop(sink);
@@ -100,7 +122,11 @@ fn many_dispatches_find_the_cpu_reference_set() {
     let range = NonceRange::new(0x7fff_0001, (1 << 22) + 5).unwrap();
     let (got, hashes, counted) = sweep(&mut *h, header, range, target);
     let want = cpu_reference(&header, range, &target);
-    assert!(want.len() > 500, "the reference found only {} nonces", want.len());
+    assert!(
+        want.len() > 500,
+        "the reference found only {} nonces",
+        want.len()
+    );
     assert_eq!(got, want);
     assert_eq!(hashes, range.count());
     assert_eq!(counted, range.count());
@@ -112,7 +138,9 @@ fn many_dispatches_find_the_cpu_reference_set() {
 #[test]
 fn result_buffer_overflow_loses_no_candidate() {
     // Dispatches sized to expect 8x more survivors than the buffer holds.
-    let Some(mut h) = open(|o| o.result_fill = 8.0) else { return };
+    let Some(mut h) = open(|o| o.result_fill = 8.0) else {
+        return;
+    };
     let header = synthetic_header(12);
     let range = NonceRange::new(5, 100_003).unwrap();
     let (got, hashes, _) = sweep(&mut h, header, range, Target::MAX);
