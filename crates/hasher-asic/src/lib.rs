@@ -1,1 +1,300 @@
-//! Bitmain BM13xx chain driver over a serial line, as a Hasher
+//! A Bitmain BM13xx chain (BM1397, BM1366, BM1368, BM1370) on a serial line, as a
+//! [`hashrig_hasher::Hasher`].
+//!
+//! What it is for: bring a chain up the way real firmware does (enumerate, address, configure,
+//! ramp the PLL, raise the baud), keep it fed with jobs built from the engine's work units, turn
+//! each nonce response back into a header (job slot, rolled version or midstate index) and a
+//! [`hashrig_hasher::Candidate`] naming its chip and core, and count what goes wrong per chip
+//! and core (hardware errors, duplicates, late nonces for flushed jobs) without ever handing a
+//! duplicate or a late nonce on. It estimates the chain's hashrate from the nonces at the ticket
+//! difficulty, with a 95 % Poisson interval ([`ChainStats`]).
+//!
+//! What it is not for: the wire format (the `firmware-protocol` crate), deciding what a share is
+//! worth (the engine re-verifies every candidate), power rails, fans or reset lines of a
+//! particular board (a plain serial port has none).
+//!
+//! Links: [`SerialLink`] (the `serialport` crate) for hardware and the emulator's pty; any
+//! [`Port`] (a `UnixStream` pair in tests) for a scripted chip. With the `emulator` feature,
+//! [`open_emulated`] starts `firmware_protocol::emulator` in-process and opens it over its pty.
+
+mod chain;
+mod port;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use hashrig_hasher::{Control, DeviceInfo, DeviceKind, HashCount, Hasher, Sink, UnitOutcome, WorkUnit};
+
+pub use chain::{Chain, ChainConfig, ChainInfo, HOST_RESET_BAUD, PollOutcome, zero_bits};
+pub use firmware_protocol::ChipType;
+pub use port::{Port, SerialLink};
+pub use stats::{ChainSnapshot, ChainStats, ChipHealth, CoreHealth, Estimate, estimate, poisson_ci95};
+
+/// Everything that goes wrong talking to a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open serial port {port}")]
+    Open {
+        port: String,
+        #[source]
+        source: serialport::Error,
+    },
+    #[error(
+        "permission denied opening {port}: add your user to the dialout group (`sudo usermod -aG dialout $USER`, then log in again)"
+    )]
+    PermissionDenied { port: String },
+    #[error("serial I/O failed: could not {what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no BM13xx chip answered on {port} (tried {bauds:?} baud, {waited:?} each): is this a BM13xx chain, powered, and the right port?"
+    )]
+    NoChain { port: String, bauds: Vec<u32>, waited: Duration },
+    #[error("a chip on {port} has id {id:#06x}, not a BM1397/BM1366/BM1368/BM1370")]
+    UnknownChip { port: String, id: u16 },
+    #[error("the chain mixes {first} and {other} chips")]
+    MixedChips { first: ChipType, other: ChipType },
+    #[error("expected {expected} chips, the chain has {found}")]
+    WrongChip { expected: ChipType, found: ChipType },
+    #[error("the chain on {port} went silent after init (host at {baud} baud)")]
+    SilentAfterInit { port: String, baud: u32 },
+    #[error("the chain on {port} stopped answering ({missed} heartbeats missed); re-init failed")]
+    Stalled {
+        port: String,
+        missed: u32,
+        #[source]
+        source: Option<Box<Error>>,
+    },
+    #[error("protocol value rejected")]
+    Protocol(#[source] firmware_protocol::Error),
+    #[error("unknown emulated chain `{0}` (e.g. bm1366x16: a generation, `x`, a chip count 1..=256)")]
+    EmuModel(String),
+    #[cfg(feature = "emulator")]
+    #[error("cannot start the emulator")]
+    Emulator(#[source] firmware_protocol::emulator::EmulatorError),
+}
+
+/// Open a serial port, naming permission problems plainly.
+pub fn open_serial(path: &str) -> Result<SerialLink, Error> {
+    SerialLink::open(path, HOST_RESET_BAUD).map_err(|source| {
+        let denied = matches!(source.kind(), serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied))
+            || source.to_string().to_ascii_lowercase().contains("permission denied");
+        if denied { Error::PermissionDenied { port: path.to_owned() } } else { Error::Open { port: path.to_owned(), source } }
+    })
+}
+
+/// Re-init back-off: 1 s, doubling to 30 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Instant,
+    delay: Duration,
+}
+
+/// A chain as a [`Hasher`].
+pub struct AsicHasher<P: Port> {
+    chain: Chain<P>,
+    info: DeviceInfo,
+    stalled: bool,
+    backoff: Backoff,
+    #[cfg(feature = "emulator")]
+    emulator: Option<firmware_protocol::emulator::Emulator>,
+}
+
+impl<P: Port> std::fmt::Debug for AsicHasher<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsicHasher").field("chain", &self.chain).finish()
+    }
+}
+
+fn device_info(port: &str, i: &ChainInfo, emulated: bool) -> DeviceInfo {
+    let what = if emulated { "emulated " } else { "" };
+    DeviceInfo {
+        name: format!("{} x {what}{} @ {:.2} MHz on {port}", i.chips, i.chip.to_uppercase(), i.mhz),
+        kind: DeviceKind::Asic,
+        kernel: i.chip.clone(),
+        // Every job covers the whole nonce space (the chips split it among themselves), so the
+        // engine must hand out whole-space units: a narrower range would waste the chain.
+        lanes: 1 << 32,
+        nominal_hashrate: Some(i.nominal_hashrate),
+        hash_count: HashCount::Estimated { ticket_difficulty: i.ticket_difficulty },
+        version_rolling: true,
+    }
+}
+
+impl<P: Port> AsicHasher<P> {
+    /// Bring the chain on `port` up.
+    pub fn new(port: P, cfg: ChainConfig) -> Result<Self, Error> {
+        let name = port.name();
+        let chain = Chain::bring_up(port, cfg, ChainStats::new())?;
+        let info = device_info(&name, chain.info(), false);
+        Ok(Self {
+            chain,
+            info,
+            stalled: false,
+            backoff: Backoff { next: Instant::now(), delay: Duration::from_secs(1) },
+            #[cfg(feature = "emulator")]
+            emulator: None,
+        })
+    }
+
+    pub fn chain_info(&self) -> &ChainInfo {
+        self.chain.info()
+    }
+
+    /// The live counters (clone it before handing the hasher to the engine).
+    pub fn stats(&self) -> ChainStats {
+        self.chain.stats().clone()
+    }
+
+    fn stall_error(&self, source: Option<Error>) -> hashrig_hasher::Error {
+        hashrig_hasher::Error::Device {
+            device: self.info.name.clone(),
+            source: Box::new(Error::Stalled {
+                port: self.chain.port_name(),
+                missed: self.chain.stats().snapshot().missed_heartbeats as u32,
+                source: source.map(Box::new),
+            }),
+        }
+    }
+
+    /// Try a re-init when the back-off allows; Ok(true) when the chain is back.
+    fn recover(&mut self, unit: &WorkUnit, ctl: &Control) -> Result<bool, hashrig_hasher::Error> {
+        while Instant::now() < self.backoff.next {
+            if ctl.is_stale(unit) {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracing::warn!(port = %self.chain.port_name(), "re-initialising a chain that stopped answering");
+        match self.chain.reinit() {
+            Ok(()) => {
+                self.stalled = false;
+                self.backoff.delay = Duration::from_secs(1);
+                Ok(true)
+            }
+            Err(e) => {
+                self.backoff.next = Instant::now() + self.backoff.delay;
+                self.backoff.delay = (self.backoff.delay * 2).min(Duration::from_secs(30));
+                Err(self.stall_error(Some(e)))
+            }
+        }
+    }
+}
+
+impl<P: Port> Hasher for AsicHasher<P> {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, hashrig_hasher::Error> {
+        let mut hashes = 0u64;
+        if ctl.is_stale(unit) {
+            return Ok(UnitOutcome { hashes, completed: false });
+        }
+        if self.stalled && !self.recover(unit, ctl)? {
+            return Ok(UnitOutcome { hashes, completed: false });
+        }
+        let device = |e: Error| hashrig_hasher::Error::Device { device: self.info.name.clone(), source: Box::new(e) };
+        self.chain.start_unit(unit).map_err(device)?;
+        let deadline = Instant::now() + self.chain.job_interval(unit.version_mask);
+        loop {
+            let step = self.chain.poll(Duration::from_millis(2), sink);
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => return Err(hashrig_hasher::Error::Device { device: self.info.name.clone(), source: Box::new(e) }),
+            };
+            if step.hashes > 0 {
+                hashes += step.hashes;
+                ctl.add_hashes(step.hashes);
+            }
+            if self.chain.stalled() {
+                self.stalled = true;
+                self.backoff.next = Instant::now();
+                // First attempt at once; if it works the engine simply gets the unit back early.
+                self.recover(unit, ctl)?;
+                return Ok(UnitOutcome { hashes, completed: false });
+            }
+            if ctl.is_stale(unit) {
+                return Ok(UnitOutcome { hashes, completed: false });
+            }
+            if Instant::now() >= deadline {
+                return Ok(UnitOutcome { hashes, completed: true });
+            }
+        }
+    }
+}
+
+/// Open a chain on a serial port path (`asic:PORT`).
+pub fn open_port(path: &str, cfg: ChainConfig) -> Result<AsicHasher<SerialLink>, Error> {
+    let link = open_serial(path)?;
+    AsicHasher::new(link, cfg)
+}
+
+/// Parse `bm1366x16` into a generation and a chip count.
+pub fn parse_emu_model(model: &str) -> Result<(ChipType, usize), Error> {
+    let bad = || Error::EmuModel(model.to_owned());
+    let (chip, n) = model.split_once(['x', 'X']).ok_or_else(bad)?;
+    let chip: ChipType = chip.parse().map_err(|_| bad())?;
+    let n: usize = n.parse().map_err(|_| bad())?;
+    if !(1..=256).contains(&n) {
+        return Err(bad());
+    }
+    Ok((chip, n))
+}
+
+#[cfg(feature = "emulator")]
+mod emulated {
+    use super::*;
+    use firmware_protocol::emulator::{Emulator, EmulatorConfig};
+
+    /// The emulator-only ticket used by [`open_emulated`] unless told otherwise: 2^16 hashes per
+    /// nonce, a few hundred nonces a second from a CPU-speed emulator.
+    pub const EMU_TICKET_ZERO_BITS: u8 = 16;
+
+    /// Driver settings for an emulated chain: no pacing, emulator-only ticket and power model.
+    pub fn emulated_config(chip: ChipType, chips: usize) -> ChainConfig {
+        ChainConfig {
+            chip: Some(chip),
+            chips: Some(chips),
+            emulator_ticket_zero_bits: Some(EMU_TICKET_ZERO_BITS),
+            emulator_power_model: true,
+            pacing: Duration::ZERO,
+            enumerate_quiet: Duration::from_millis(100),
+            job_interval: Some(Duration::from_secs(1)),
+            ..ChainConfig::default()
+        }
+    }
+
+    impl AsicHasher<SerialLink> {
+        /// Start `emu` in-process and bring it up over its pty; the emulator lives as long as
+        /// the hasher.
+        pub fn with_emulator(emu: Emulator, cfg: ChainConfig) -> Result<Self, Error> {
+            let path = emu.path().to_string_lossy().into_owned();
+            let link = open_serial(&path)?;
+            let mut h = AsicHasher::new(link, cfg)?;
+            h.info = device_info(&path, h.chain.info(), true);
+            h.emulator = Some(emu);
+            Ok(h)
+        }
+
+        /// The emulator behind this hasher, if any (its stats hold the true hash count).
+        pub fn emulator(&self) -> Option<&Emulator> {
+            self.emulator.as_ref()
+        }
+    }
+
+    /// `emu:bm1366x16`: an emulated chain over a real pty, driven like hardware.
+    pub fn open_emulated(model: &str) -> Result<AsicHasher<SerialLink>, Error> {
+        let (chip, n) = parse_emu_model(model)?;
+        let mut ecfg = EmulatorConfig::new(chip, n);
+        ecfg.hash_budget_per_job = None;
+        let emu = Emulator::spawn(ecfg).map_err(Error::Emulator)?;
+        AsicHasher::with_emulator(emu, emulated_config(chip, n))
+    }
+}
+
+#[cfg(feature = "emulator")]
+pub use emulated::{EMU_TICKET_ZERO_BITS, emulated_config, open_emulated};

@@ -1,0 +1,341 @@
+//! Chain telemetry: nonce counts per chip and core, errors, and the hashrate estimated from
+//! nonces at the ticket difficulty with its 95 % Poisson interval.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Counts of one big core.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CoreHealth {
+    pub core: u16,
+    pub nonces: u64,
+    pub hw_errors: u64,
+}
+
+/// Counts of one chip (for a health map).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChipHealth {
+    /// Position in the chain (0 = nearest the host).
+    pub index: u16,
+    pub address: u8,
+    /// Valid nonces at the ticket difficulty.
+    pub nonces: u64,
+    /// Nonces whose hash does not meet the ticket (wrong result from the chip).
+    pub hw_errors: u64,
+    /// The same nonce (and version) twice for one job: dropped.
+    pub duplicates: u64,
+    /// Nonces for jobs a clean job flushed: dropped.
+    pub late: u64,
+    /// Estimated from this chip's nonces (H/s).
+    pub est_hashrate: f64,
+    /// Answered the last heartbeat read.
+    pub answering: bool,
+    /// Per big core, only cores that returned something.
+    pub cores: Vec<CoreHealth>,
+}
+
+/// A hashrate estimated from a Poisson count.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Hashes per second.
+    pub rate: f64,
+    /// 95 % interval [low, high], hashes per second.
+    pub ci95: [f64; 2],
+    pub nonces: u64,
+    pub seconds: f64,
+}
+
+/// Everything the driver counts, as one snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChainSnapshot {
+    pub chip: String,
+    pub chips: usize,
+    pub mhz: f64,
+    /// Frequency x small cores x chips (ESP-Miner's formula), H/s.
+    pub nominal_hashrate: f64,
+    pub ticket_difficulty: f64,
+    pub estimate: Estimate,
+    pub valid_nonces: u64,
+    pub hw_errors: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    /// Nonces naming a job id the driver never sent (e.g. after a re-init).
+    pub unknown_job: u64,
+    /// Response frames with a bad CRC, and garbage bytes skipped, by the decoder.
+    pub bad_crc: u64,
+    pub skipped_bytes: u64,
+    pub jobs_sent: u64,
+    /// Clean jobs (epoch changes) that flushed the job table.
+    pub flushes: u64,
+    /// Times the chain was brought up again after it stopped answering.
+    pub reinits: u64,
+    /// Heartbeats the chain did not answer.
+    pub missed_heartbeats: u64,
+    /// Power MODEL of an emulated chain (watts), when it offers one; never a measurement.
+    pub model_watts: Option<f64>,
+    pub per_chip: Vec<ChipHealth>,
+}
+
+#[derive(Debug, Default)]
+struct ChipCounts {
+    address: u8,
+    nonces: u64,
+    hw_errors: u64,
+    duplicates: u64,
+    late: u64,
+    answering: bool,
+    cores: BTreeMap<u16, (u64, u64)>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    started: Instant,
+    chip: String,
+    mhz: f64,
+    nominal: f64,
+    ticket_difficulty: f64,
+    chips: Vec<ChipCounts>,
+    unknown_job: u64,
+    bad_crc: u64,
+    skipped_bytes: u64,
+    jobs_sent: u64,
+    flushes: u64,
+    reinits: u64,
+    missed_heartbeats: u64,
+    model_watts: Option<f64>,
+}
+
+/// What happened to one nonce response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceKind {
+    Valid,
+    HwError,
+    Duplicate,
+    Late,
+}
+
+/// Shared, cheap-to-clone telemetry of one chain; the driver writes, anyone reads.
+#[derive(Clone, Debug)]
+pub struct ChainStats(Arc<Mutex<Inner>>);
+
+impl Default for ChainStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// z for a two-sided 95 % interval.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// The 95 % interval of a Poisson mean given `n` events (Garwood's exact interval: the means
+/// for which seeing `n` or more / `n` or fewer has probability 2.5 %). Solved by bisection on
+/// the Poisson CDF below 500 events, Wilson-Hilferty's chi-square approximation above (where it
+/// is good to far better than the interval's width).
+pub fn poisson_ci95(n: u64) -> [f64; 2] {
+    if n >= 500 {
+        let n = n as f64;
+        let lower = n * (1.0 - 1.0 / (9.0 * n) - Z95 / (3.0 * n.sqrt())).powi(3);
+        let m = n + 1.0;
+        let upper = m * (1.0 - 1.0 / (9.0 * m) + Z95 / (3.0 * m.sqrt())).powi(3);
+        return [lower, upper];
+    }
+    // P(X <= k; mu), summed in log space.
+    let cdf = |k: u64, mu: f64| -> f64 {
+        let mut term = (-mu).exp();
+        let mut sum = term;
+        for i in 1..=k {
+            term *= mu / i as f64;
+            sum += term;
+        }
+        sum.min(1.0)
+    };
+    // Find mu with cdf(k, mu) = p; cdf falls as mu grows.
+    let solve = |k: u64, p: f64| -> f64 {
+        let (mut lo, mut hi) = (0.0f64, 10.0 + 3.0 * k as f64);
+        for _ in 0..80 {
+            let mid = 0.5 * (lo + hi);
+            if cdf(k, mid) > p { lo = mid } else { hi = mid }
+        }
+        0.5 * (lo + hi)
+    };
+    let lower = if n == 0 { 0.0 } else { solve(n - 1, 0.975) };
+    [lower, solve(n, 0.025)]
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ChainStats {
+    pub fn new() -> Self {
+        Self(Arc::new(Mutex::new(Inner {
+            started: Instant::now(),
+            chip: String::new(),
+            mhz: 0.0,
+            nominal: 0.0,
+            ticket_difficulty: 1.0,
+            chips: Vec::new(),
+            unknown_job: 0,
+            bad_crc: 0,
+            skipped_bytes: 0,
+            jobs_sent: 0,
+            flushes: 0,
+            reinits: 0,
+            missed_heartbeats: 0,
+            model_watts: None,
+        })))
+    }
+
+    /// (Re)describe the chain after a bring-up; per-chip counts survive a re-init of the same
+    /// chain shape.
+    pub(crate) fn set_chain(&self, chip: String, addresses: &[u8], mhz: f64, nominal: f64, ticket_difficulty: f64) {
+        let mut k = lock(&self.0);
+        k.chip = chip;
+        k.mhz = mhz;
+        k.nominal = nominal;
+        k.ticket_difficulty = ticket_difficulty;
+        if k.chips.len() != addresses.len() {
+            k.chips = addresses.iter().map(|&a| ChipCounts { address: a, answering: true, ..Default::default() }).collect();
+        }
+    }
+
+    pub(crate) fn record(&self, chip: usize, core: u16, kind: NonceKind) {
+        let mut k = lock(&self.0);
+        let Some(c) = k.chips.get_mut(chip) else { return };
+        let e = c.cores.entry(core).or_default();
+        match kind {
+            NonceKind::Valid => {
+                c.nonces += 1;
+                e.0 += 1;
+            }
+            NonceKind::HwError => {
+                c.hw_errors += 1;
+                e.1 += 1;
+            }
+            NonceKind::Duplicate => c.duplicates += 1,
+            NonceKind::Late => c.late += 1,
+        }
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Counters<'_>) -> R) -> R {
+        let mut k = lock(&self.0);
+        f(&mut Counters(&mut k))
+    }
+
+    /// The hashrate estimated from every valid nonce since the start, with its 95 % interval.
+    pub fn estimate(&self) -> Estimate {
+        let k = lock(&self.0);
+        let n: u64 = k.chips.iter().map(|c| c.nonces).sum();
+        estimate(n, k.ticket_difficulty, k.started.elapsed().as_secs_f64())
+    }
+
+    pub fn snapshot(&self) -> ChainSnapshot {
+        let k = lock(&self.0);
+        let seconds = k.started.elapsed().as_secs_f64();
+        let sum = |f: fn(&ChipCounts) -> u64| k.chips.iter().map(f).sum::<u64>();
+        let valid = sum(|c| c.nonces);
+        ChainSnapshot {
+            chip: k.chip.clone(),
+            chips: k.chips.len(),
+            mhz: k.mhz,
+            nominal_hashrate: k.nominal,
+            ticket_difficulty: k.ticket_difficulty,
+            estimate: estimate(valid, k.ticket_difficulty, seconds),
+            valid_nonces: valid,
+            hw_errors: sum(|c| c.hw_errors),
+            duplicates: sum(|c| c.duplicates),
+            late: sum(|c| c.late),
+            unknown_job: k.unknown_job,
+            bad_crc: k.bad_crc,
+            skipped_bytes: k.skipped_bytes,
+            jobs_sent: k.jobs_sent,
+            flushes: k.flushes,
+            reinits: k.reinits,
+            missed_heartbeats: k.missed_heartbeats,
+            model_watts: k.model_watts,
+            per_chip: k
+                .chips
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ChipHealth {
+                    index: i as u16,
+                    address: c.address,
+                    nonces: c.nonces,
+                    hw_errors: c.hw_errors,
+                    duplicates: c.duplicates,
+                    late: c.late,
+                    est_hashrate: estimate(c.nonces, k.ticket_difficulty, seconds).rate,
+                    answering: c.answering,
+                    cores: c.cores.iter().map(|(&core, &(n, hw))| CoreHealth { core, nonces: n, hw_errors: hw }).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Mutable access for the driver.
+pub(crate) struct Counters<'a>(&'a mut Inner);
+
+impl Counters<'_> {
+    pub(crate) fn unknown_job(&mut self) {
+        self.0.unknown_job += 1;
+    }
+    pub(crate) fn set_decoder(&mut self, bad_crc: u64, skipped: u64) {
+        self.0.bad_crc = bad_crc;
+        self.0.skipped_bytes = skipped;
+    }
+    pub(crate) fn job_sent(&mut self) {
+        self.0.jobs_sent += 1;
+    }
+    pub(crate) fn flush(&mut self) {
+        self.0.flushes += 1;
+    }
+    pub(crate) fn reinit(&mut self) {
+        self.0.reinits += 1;
+    }
+    pub(crate) fn missed_heartbeat(&mut self) {
+        self.0.missed_heartbeats += 1;
+    }
+    pub(crate) fn set_model_watts(&mut self, w: Option<f64>) {
+        self.0.model_watts = w;
+    }
+    pub(crate) fn set_answering(&mut self, answering: &[bool]) {
+        for (c, &a) in self.0.chips.iter_mut().zip(answering) {
+            c.answering = a;
+        }
+    }
+}
+
+/// Rate and interval from `n` nonces at `difficulty` over `seconds`.
+pub fn estimate(n: u64, difficulty: f64, seconds: f64) -> Estimate {
+    let per = difficulty * 4_294_967_296.0 / seconds.max(1e-9);
+    let [lo, hi] = poisson_ci95(n);
+    Estimate { rate: n as f64 * per, ci95: [lo * per, hi * per], nonces: n, seconds }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_interval_matches_published_garwood_values() {
+        // Garwood 95 % limits (e.g. Ulm 1990 table): n=0 -> [0, 3.689], n=1 -> [0.0253, 5.572],
+        // n=10 -> [4.795, 18.39], n=100 -> [81.36, 121.6].
+        let cases = [(0u64, 0.0, 3.689), (1, 0.0253, 5.572), (10, 4.795, 18.39), (100, 81.36, 121.6)];
+        for (n, lo, hi) in cases {
+            let [l, h] = poisson_ci95(n);
+            assert!((l - lo).abs() <= 0.02 * lo.max(0.05), "n={n}: low {l} vs {lo}");
+            assert!((h - hi).abs() <= 0.01 * hi, "n={n}: high {h} vs {hi}");
+        }
+    }
+
+    #[test]
+    fn estimate_scales_with_ticket_difficulty() {
+        let e = estimate(100, 256.0, 10.0);
+        assert!((e.rate - 100.0 * 256.0 * 4_294_967_296.0 / 10.0).abs() < 1.0);
+        assert!(e.ci95[0] < e.rate && e.rate < e.ci95[1]);
+    }
+}
