@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod backend;
 pub mod bench;
+pub mod decode;
 pub mod devices;
 pub mod monitoring;
 pub mod scan;
@@ -37,6 +38,8 @@ pub enum Command {
     Selftest(selftest::SelftestArgs),
     /// List CPU kernels, GPU adapters, serial ports and power sources.
     Devices(devices::DevicesArgs),
+    /// Decode a BM13xx serial capture (hex or raw bytes): each frame's fields, bad CRCs, garbage.
+    Decode(decode::DecodeArgs),
 }
 
 /// Run a parsed command line.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(a) => scan::run(&a),
         Command::Selftest(a) => selftest::run(&a),
         Command::Devices(a) => devices::run(&a),
+        Command::Decode(a) => decode::run(&a),
     }
 }
 
