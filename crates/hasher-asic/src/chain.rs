@@ -507,7 +507,7 @@ fn baud_plan(chip: ChipType) -> (u8, u32, u32) {
     }
 }
 
-fn enumerate<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<Vec<RegisterResponse>, Error> {
+fn enumerate<P: Port>(port: &mut P, cfg: &ChainConfig, wait: Duration) -> Result<Vec<RegisterResponse>, Error> {
     port.clear_input().map_err(io("clear the input buffer"))?;
     // ESP-Miner (BM136x) enables version rolling before enumerating so the answers come in the
     // 11-byte form; BM1397 ignores the write. Either form is decoded.
@@ -516,7 +516,7 @@ fn enumerate<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<Vec<RegisterRes
     }
     cmd(port, Command::read_all(reg::CHIP_ID))?;
     let mut decoder = Decoder::new(Direction::ChipToHost, ChipType::Unknown(0)).with_response_length(ResponseLength::Auto);
-    collect_registers(port, &mut decoder, reg::CHIP_ID, cfg.enumerate_timeout, cfg.enumerate_quiet)
+    collect_registers(port, &mut decoder, reg::CHIP_ID, wait, cfg.enumerate_quiet)
 }
 
 fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, Error> {
@@ -535,7 +535,9 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
     let mut tried = Vec::new();
     for &b in &bauds {
         port.set_baud(b).map_err(io("set the host baud rate"))?;
-        answers = enumerate(port, cfg)?;
+        // The reset rate gets the full wait; the raised rates (a chain left running) half.
+        let wait = if tried.is_empty() { cfg.enumerate_timeout } else { cfg.enumerate_timeout / 2 };
+        answers = enumerate(port, cfg, wait)?;
         tried.push(b);
         if !answers.is_empty() {
             break;

@@ -50,7 +50,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
-        "no BM13xx chip answered on {port} (tried {bauds:?} baud, {waited:?} each): is this a BM13xx chain, powered, and the right port?"
+        "no BM13xx chip answered on {port} (tried {bauds:?} baud, up to {waited:?} each): is this a BM13xx chain, powered, and the right port?"
     )]
     NoChain { port: String, bauds: Vec<u32>, waited: Duration },
     #[error("a chip on {port} has id {id:#06x}, not a BM1397/BM1366/BM1368/BM1370")]
@@ -79,11 +79,14 @@ pub enum Error {
 
 /// Open a serial port, naming permission problems plainly.
 pub fn open_serial(path: &str) -> Result<SerialLink, Error> {
-    SerialLink::open(path, HOST_RESET_BAUD).map_err(|source| {
-        let denied = matches!(source.kind(), serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied))
-            || source.to_string().to_ascii_lowercase().contains("permission denied");
-        if denied { Error::PermissionDenied { port: path.to_owned() } } else { Error::Open { port: path.to_owned(), source } }
-    })
+    SerialLink::open(path, HOST_RESET_BAUD).map_err(|source| classify_open_error(path, source))
+}
+
+/// Our error for a failed open: permission problems get the dialout hint.
+pub fn classify_open_error(path: &str, source: serialport::Error) -> Error {
+    let denied = matches!(source.kind(), serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied))
+        || source.to_string().to_ascii_lowercase().contains("permission denied");
+    if denied { Error::PermissionDenied { port: path.to_owned() } } else { Error::Open { port: path.to_owned(), source } }
 }
 
 /// Re-init back-off: 1 s, doubling to 30 s.
