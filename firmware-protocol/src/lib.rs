@@ -47,6 +47,7 @@ pub mod job;
 pub mod power;
 pub mod register;
 pub mod response;
+pub mod selfcheck;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
