@@ -164,3 +164,18 @@ fn finds_the_genesis_nonce_in_a_wide_window() {
     let (got, _, _) = sweep(&mut *h, block.header(), range, block.target());
     assert_eq!(got, BTreeSet::from([block.nonce]));
 }
+
+/// `--backend gpu:0,0` must not open one adapter as two hashers; `gpu:all` opens at least one.
+#[test]
+fn open_hashers_opens_each_named_adapter_once() {
+    if hashrig_hasher_gpu::list_adapters().is_empty() {
+        // open() says SKIPPED or fails under HASHRIG_REQUIRE_GPU=1.
+        assert!(open(|_| ()).is_none());
+        return;
+    }
+    let twice = hashrig_hasher_gpu::open_hashers("0,0").expect("adapter 0 exists");
+    assert_eq!(twice.len(), 1);
+    let all = hashrig_hasher_gpu::open_hashers("all").expect("there is an adapter");
+    assert!(!all.is_empty());
+    assert!(matches!(hashrig_hasher_gpu::open_hashers("999"), Err(Error::AdapterNotFound { .. })));
+}
