@@ -355,7 +355,10 @@ impl Emulator {
         let path = PathBuf::from(slave.name().unwrap_or_default());
         let link = match &config.link {
             Some(link) => {
-                let _ = std::fs::remove_file(link);
+                // Replace a stale link from an earlier run, never a real file.
+                if std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
+                    let _ = std::fs::remove_file(link);
+                }
                 std::os::unix::fs::symlink(&path, link)
                     .map_err(|source| EmulatorError::Link { link: link.clone(), source })?;
                 Some(link.clone())
