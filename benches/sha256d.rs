@@ -65,10 +65,20 @@ fn bench_kernels(c: &mut Criterion) {
     g.throughput(Throughput::Elements(NONCES));
     g.sample_size(10);
     g.warm_up_time(Duration::from_secs(1));
-    g.measurement_time(Duration::from_secs(4));
+    g.measurement_time(Duration::from_secs(5));
 
     g.bench_function("sha2 crate with midstate", |b| {
         b.iter(|| sha2_midstate_scan(black_box(&header), START, NONCES, 0))
+    });
+    g.bench_function("sha2 crate with midstate x2 threads", |b| {
+        b.iter(|| {
+            let (header, half) = (&header, NONCES / 2);
+            std::thread::scope(|s| {
+                let a = s.spawn(move || sha2_midstate_scan(black_box(header), START, half, 0));
+                let b = s.spawn(move || sha2_midstate_scan(black_box(header), START + half as u32, half, 0));
+                a.join().expect("thread") + b.join().expect("thread")
+            })
+        })
     });
     for kernel in Kernel::available() {
         let scanner = Scanner::new(kernel).expect("available");
@@ -76,18 +86,20 @@ fn bench_kernels(c: &mut Criterion) {
             b.iter(|| scan(scanner, black_box(&job), START, NONCES, &impossible))
         });
     }
-    // Both cores: the best kernel on two threads, each with half of the range.
-    let best = Scanner::best();
-    g.bench_function(format!("{} x2 threads", best.kernel().name()), |b| {
-        b.iter(|| {
-            let (job, impossible, half) = (&job, &impossible, NONCES / 2);
-            std::thread::scope(|s| {
-                let a = s.spawn(move || scan(best, black_box(job), START, half, impossible));
-                let b = s.spawn(move || scan(best, black_box(job), START + half as u32, half, impossible));
-                a.join().expect("thread") + b.join().expect("thread")
+    // Both cores: each SIMD kernel on two threads, each with half of the range.
+    for kernel in Kernel::available().into_iter().filter(|k| *k != Kernel::Scalar) {
+        let scanner = Scanner::new(kernel).expect("available");
+        g.bench_function(format!("{} x2 threads", kernel.name()), |b| {
+            b.iter(|| {
+                let (job, impossible, half) = (&job, &impossible, NONCES / 2);
+                std::thread::scope(|s| {
+                    let a = s.spawn(move || scan(scanner, black_box(job), START, half, impossible));
+                    let b = s.spawn(move || scan(scanner, black_box(job), START + half as u32, half, impossible));
+                    a.join().expect("thread") + b.join().expect("thread")
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
