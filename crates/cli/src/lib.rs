@@ -14,6 +14,7 @@ pub mod bench;
 pub mod decode;
 pub mod devices;
 pub mod monitoring;
+pub mod mine;
 pub mod scan;
 pub mod selftest;
 
@@ -30,6 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Mine: Stratum v1 pools (--pool, failover in order) or solo against a node (--node).
+    Mine(mine::MineArgs),
     /// Hash a synthetic job and report hashrate, power, J/TH and economics.
     Bench(bench::BenchArgs),
     /// Known-answer tool: list every nonce of a header's range that meets a target.
@@ -45,6 +48,7 @@ pub enum Command {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Mine(a) => mine::run_cmd(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Scan(a) => scan::run(&a),
         Command::Selftest(a) => selftest::run(&a),

@@ -1,0 +1,491 @@
+//! `hashrig mine`: pool mining over Stratum v1 (ordered failover list) or solo mining against a
+//! node's getblocktemplate, on whatever hashers the caller opened, with a live status line.
+//!
+//! The settings come from flags, a TOML file (`--config`), or both (flags win). The file holds
+//! the same settings:
+//!
+//! ```toml
+//! [[pool]]                      # repeatable, in failover order
+//! url = "stratum+tcp://127.0.0.1:3333"
+//! user = "addr.worker"
+//! pass = "x"
+//!
+//! [node]                        # solo mining instead of pools
+//! url = "http://127.0.0.1:18443"
+//! rpc_cookie = "/home/me/.bitcoin/regtest/.cookie"   # or rpc_user / rpc_pass
+//! address = "bcrt1q..."
+//! network = "regtest"           # mainnet, testnet4, testnet3, signet, regtest
+//! blocks_dir = "hashrig-blocks" # found blocks, fsynced before submission
+//!
+//! [mine]
+//! status_interval = 5           # seconds between status lines
+//! version_rolling = true
+//!
+//! [backend]                     # read by the backend opener
+//! [power]                       # reserved for power settings
+//! [api]                         # reserved for the monitoring API
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use hashrig_engine::{Engine, EngineConfig, Hasher, ShareSink};
+use hashrig_stratum::{ClientConfig, ClientEvent, FoundShare, Password, PoolConfig, PoolJob, PoolUrl, ShareOutcome};
+use hashrig_work::target::{from_bitcoin, target_from_difficulty};
+use hashrig_work::{HeaderSource, Job};
+use serde::Deserialize;
+
+/// Flags of `hashrig mine`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MineArgs {
+    /// Backend: cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL.
+    #[arg(long, default_value = "cpu", value_parser = crate::backend::parse_backend)]
+    pub backend: crate::backend::BackendSpec,
+    /// CPU threads (cpu backend).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// CPU kernel: scalar, sha-ni, avx2 (cpu backend).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`; repeat for
+    /// failover, first = preferred.
+    #[arg(long = "pool", value_name = "URL")]
+    pub pools: Vec<String>,
+    /// Worker name for each --pool (one for all, or one per pool).
+    #[arg(long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+    /// Password for each --pool (one for all, or one per pool). Never logged.
+    #[arg(long = "pass", value_name = "PASS")]
+    pub passes: Vec<String>,
+    /// Solo mining: the node's RPC URL, e.g. http://127.0.0.1:18443.
+    #[arg(long, value_name = "URL", conflicts_with = "pools")]
+    pub node: Option<String>,
+    /// The node's RPC cookie file.
+    #[arg(long, value_name = "PATH")]
+    pub rpc_cookie: Option<PathBuf>,
+    #[arg(long, value_name = "USER")]
+    pub rpc_user: Option<String>,
+    #[arg(long, value_name = "PASS")]
+    pub rpc_pass: Option<String>,
+    /// Solo payout address (checked against --network).
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
+    /// mainnet, testnet4, testnet3, signet or regtest.
+    #[arg(long, value_name = "NET")]
+    pub network: Option<String>,
+    /// Where found blocks are written (and fsynced) before they are submitted.
+    #[arg(long, value_name = "DIR")]
+    pub blocks_dir: Option<PathBuf>,
+    /// A TOML file with the same settings (flags override it).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Seconds between status lines.
+    #[arg(long, value_name = "SECS")]
+    pub status_interval: Option<f64>,
+    /// Stop after this many seconds (0 or absent: run until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Do not ask pools for version rolling.
+    #[arg(long)]
+    pub no_version_rolling: bool,
+    /// Treat a pool that sends nothing for this long as dead (default 180).
+    #[arg(long, value_name = "SECS")]
+    pub silence_timeout: Option<f64>,
+    /// How often to try a preferred pool again while on a backup (default 60).
+    #[arg(long, value_name = "SECS")]
+    pub failback_interval: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    pool: Vec<FilePool>,
+    node: Option<FileNode>,
+    mine: Option<FileMine>,
+    /// Read by the backend opener.
+    #[allow(dead_code, reason = "owned by the backend opener; accepted here so the file validates")]
+    backend: Option<toml::Table>,
+    #[allow(dead_code, reason = "reserved for power settings")]
+    power: Option<toml::Table>,
+    #[allow(dead_code, reason = "reserved for the monitoring API")]
+    api: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePool {
+    url: String,
+    user: String,
+    #[serde(default)]
+    pass: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNode {
+    url: String,
+    rpc_cookie: Option<PathBuf>,
+    rpc_user: Option<String>,
+    rpc_pass: Option<String>,
+    address: String,
+    network: Option<String>,
+    blocks_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMine {
+    status_interval: Option<f64>,
+    version_rolling: Option<bool>,
+    silence_timeout: Option<f64>,
+    failback_interval: Option<f64>,
+}
+
+/// Where the work comes from, validated.
+#[derive(Debug)]
+pub enum Source {
+    Pools(ClientConfig),
+    Solo(SoloSettings),
+}
+
+#[derive(Debug)]
+pub struct SoloSettings {
+    pub rpc: hashrig_node::RpcClient,
+    pub payout: bitcoin::ScriptBuf,
+    pub network: bitcoin::Network,
+    pub blocks_dir: PathBuf,
+}
+
+/// Everything `mine` needs, validated before anything starts.
+#[derive(Debug)]
+pub struct MineSettings {
+    pub source: Source,
+    pub status_interval: Duration,
+    pub duration: Option<Duration>,
+}
+
+fn secs(what: &str, v: f64) -> Result<Duration> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{what} must be a number of seconds >= 0, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Read a `--config` file.
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+impl MineSettings {
+    /// Merge flags over the config file and check everything.
+    pub fn resolve(args: &MineArgs) -> Result<MineSettings> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let fm = file.mine.unwrap_or_default();
+        let status_interval = secs("--status-interval", args.status_interval.or(fm.status_interval).unwrap_or(5.0))?;
+        let duration = match args.duration {
+            Some(d) if d > 0.0 => Some(secs("--duration", d)?),
+            _ => None,
+        };
+        let solo = args.node.is_some() || (args.pools.is_empty() && file.pool.is_empty() && file.node.is_some());
+        let source = if solo {
+            let fnode = file.node.unwrap_or_default();
+            let url = args.node.clone().unwrap_or(fnode.url);
+            let url: hashrig_node::NodeUrl = url.parse()?;
+            let auth = match (args.rpc_cookie.clone().or(fnode.rpc_cookie), args.rpc_user.clone().or(fnode.rpc_user)) {
+                (Some(c), _) => hashrig_node::Auth::Cookie(c),
+                (None, Some(user)) => hashrig_node::Auth::UserPass {
+                    user,
+                    password: args.rpc_pass.clone().or(fnode.rpc_pass).ok_or_else(|| anyhow!("--rpc-user needs --rpc-pass"))?,
+                },
+                (None, None) => bail!("solo mining needs --rpc-cookie PATH or --rpc-user/--rpc-pass"),
+            };
+            let network = args.network.clone().or(fnode.network).ok_or_else(|| anyhow!("solo mining needs --network (mainnet, testnet4, testnet3, signet, regtest)"))?;
+            let network = hashrig_node::parse_network(&network)?;
+            let address = args.address.clone().or(Some(fnode.address).filter(|a| !a.is_empty())).ok_or_else(|| anyhow!("solo mining needs --address (the payout address)"))?;
+            let payout = hashrig_node::payout_script(&address, network)?;
+            let blocks_dir = args.blocks_dir.clone().or(fnode.blocks_dir).unwrap_or_else(|| PathBuf::from("hashrig-blocks"));
+            Source::Solo(SoloSettings { rpc: hashrig_node::RpcClient::new(url, auth), payout, network, blocks_dir })
+        } else {
+            let mut pools = Vec::new();
+            if !args.pools.is_empty() {
+                let n = args.pools.len();
+                let pick = |v: &[String], i: usize, what: &str| -> Result<Option<String>> {
+                    match v.len() {
+                        0 => Ok(None),
+                        1 => Ok(Some(v[0].clone())),
+                        k if k == n => Ok(Some(v[i].clone())),
+                        k => bail!("{k} {what} values for {n} pools: give one for all or one per --pool"),
+                    }
+                };
+                for (i, url) in args.pools.iter().enumerate() {
+                    let user = pick(&args.users, i, "--user")?.ok_or_else(|| anyhow!("--pool needs --user"))?;
+                    let pass = pick(&args.passes, i, "--pass")?.unwrap_or_else(|| "x".into());
+                    pools.push(PoolConfig { url: url.parse()?, user, password: Password::new(pass) });
+                }
+            } else {
+                for p in file.pool {
+                    let url: PoolUrl = p.url.parse()?;
+                    pools.push(PoolConfig { url, user: p.user, password: Password::new(p.pass.unwrap_or_else(|| "x".into())) });
+                }
+            }
+            if pools.is_empty() {
+                bail!("nothing to mine: give --pool URL --user NAME (or --node URL ... for solo), or a --config file");
+            }
+            let mut c = ClientConfig::new(pools);
+            let rolling = !args.no_version_rolling && fm.version_rolling.unwrap_or(true);
+            c.version_rolling = rolling.then_some(0x1fff_e000);
+            if let Some(s) = args.silence_timeout.or(fm.silence_timeout) {
+                c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
+            }
+            if let Some(s) = args.failback_interval.or(fm.failback_interval) {
+                c.failback_interval = secs("--failback-interval", s)?.max(Duration::from_millis(100));
+            }
+            c.connect_timeout = c.connect_timeout.min(c.silence_timeout.max(Duration::from_secs(1)));
+            c.retry_delay = c.retry_delay.min(c.failback_interval);
+            Source::Pools(c)
+        };
+        Ok(MineSettings { source, status_interval, duration })
+    }
+}
+
+/// Engine shares into the async side.
+struct TokioSink(tokio::sync::mpsc::UnboundedSender<hashrig_engine::Share>);
+
+impl ShareSink for TokioSink {
+    fn submit(&mut self, share: hashrig_engine::Share) {
+        // A closed receiver means mining is stopping; the engine has counted the share.
+        let _ = self.0.send(share);
+    }
+}
+
+/// Live figures for the status line.
+#[derive(Debug, Default)]
+struct Status {
+    best: f64,
+    pool: Option<String>,
+    solo_height: Option<u32>,
+    blocks_found: u64,
+    blocks_accepted: u64,
+    blocks_rejected: u64,
+}
+
+fn si(rate: f64) -> String {
+    let units = [("", 1.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15)];
+    let (u, d) = units.iter().rev().find(|(_, d)| rate >= *d).copied().unwrap_or(("", 1.0));
+    format!("{:.2} {u}H/s", rate / d)
+}
+
+/// Remember the jobs shares may still name.
+#[derive(Debug)]
+struct JobBook<T> {
+    jobs: VecDeque<(String, T)>,
+}
+
+impl<T> Default for JobBook<T> {
+    fn default() -> Self {
+        JobBook { jobs: VecDeque::new() }
+    }
+}
+
+impl<T: Clone> JobBook<T> {
+    fn insert(&mut self, id: String, v: T, clean: bool) {
+        if clean {
+            self.jobs.clear();
+        }
+        if self.jobs.len() >= 64 {
+            self.jobs.pop_front();
+        }
+        self.jobs.push_back((id, v));
+    }
+    fn get(&self, id: &str) -> Option<T> {
+        self.jobs.iter().rev().find(|(k, _)| k == id).map(|(_, v)| v.clone())
+    }
+}
+
+/// `hashrig mine`: validate the settings (bad ones exit 2), open the backend, mine.
+pub fn run_cmd(args: &MineArgs) -> Result<std::process::ExitCode> {
+    let settings = MineSettings::resolve(args).map_err(|e| crate::bad_input(format!("{e:#}")))?;
+    let cpu = crate::backend::CpuOptions::parse(args.threads, args.kernel.as_deref())?;
+    let hashers = crate::backend::open(&args.backend, &cpu)?;
+    run(settings, hashers)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Run `hashrig mine` on `hashers` until Ctrl-C or `--duration`.
+pub fn run(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("hashrig-net")
+        .build()
+        .context("cannot start the network runtime")?;
+    rt.block_on(run_async(settings, hashers))
+}
+
+async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
+    let (share_tx, mut share_rx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = Engine::start(hashers, TokioSink(share_tx), EngineConfig::default()).context("cannot start the engine")?;
+    for d in engine.devices() {
+        tracing::info!(device = %d.name, kernel = %d.kernel, "hasher ready");
+    }
+    let started = Instant::now();
+    let deadline = settings.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick = tokio::time::interval(settings.status_interval.max(Duration::from_millis(100)));
+    tick.tick().await;
+    let mut status = Status::default();
+    let mut last = (Instant::now(), engine.hashes());
+
+    match settings.source {
+        Source::Pools(cfg) => {
+            let urls: Vec<String> = cfg.pools.iter().map(|p| p.url.to_string()).collect();
+            let (client, mut events, _task) = hashrig_stratum::client::spawn(cfg);
+            let mut book: JobBook<(usize, Arc<PoolJob>)> = JobBook::default();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+                    ev = events.recv() => match ev {
+                        None => bail!("the stratum client stopped"),
+                        Some(ClientEvent::Job { pool, job }) => {
+                            let target = match target_from_difficulty(job.difficulty) {
+                                Ok(t) => t,
+                                Err(e) => { tracing::warn!(error = %e, "job skipped"); continue; }
+                            };
+                            let id = format!("{pool}/{}", job.job_id);
+                            book.insert(id.clone(), (pool, job.clone()), job.clean);
+                            engine.set_job(Job { id, source: HeaderSource::Coinbase(job.job.clone()), share_target: target, clean: job.clean });
+                        }
+                        Some(ClientEvent::Connected { pool, url }) => {
+                            status.pool = Some(format!("#{pool} {url}"));
+                        }
+                        Some(ClientEvent::Disconnected { pool, reason }) => {
+                            tracing::warn!(pool, url = %urls[pool], %reason, "disconnected");
+                            status.pool = None;
+                        }
+                        Some(ClientEvent::ShareResult { outcome, .. }) => {
+                            engine.share_result(outcome == ShareOutcome::Accepted);
+                        }
+                    },
+                    s = share_rx.recv() => {
+                        let Some(s) = s else { bail!("the engine stopped") };
+                        status.best = status.best.max(s.difficulty);
+                        match book.get(&s.job_id) {
+                            Some((pool, job)) => {
+                                tracing::info!(pool, job = %job.job_id, difficulty = format!("{:.3}", s.difficulty), block = s.is_block, "share found");
+                                let share = hashrig_stratum::Share { job_id: job.job_id.clone(), extranonce2: s.extranonce2, ntime: s.ntime, nonce: s.nonce, version: s.version };
+                                client.submit(FoundShare { pool, job, share });
+                            }
+                            None => tracing::warn!(job = %s.job_id, "share for a job no longer known: stale"),
+                        }
+                    }
+                    _ = tick.tick() => {
+                        let st = client.stats();
+                        let now = (Instant::now(), engine.hashes());
+                        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-9);
+                        last = now;
+                        let rejected = st.rejected.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
+                        eprintln!(
+                            "[{:>6.0}s] {} | accepted {} rejected {}{} stale {} | best {:.3} | pool {}",
+                            started.elapsed().as_secs_f64(), si(rate), st.accepted, st.rejected_total(),
+                            if rejected.is_empty() { String::new() } else { format!(" ({rejected})") },
+                            st.stale, status.best, status.pool.as_deref().unwrap_or("none (connecting)"),
+                        );
+                    }
+                }
+            }
+            let st = client.stats();
+            let es = engine.stop();
+            eprintln!(
+                "mined {:.1} s: {} hashes ({}), shares accepted {} rejected {} stale {} (engine stale {}), hardware errors {}",
+                es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale, es.stale, es.hw_errors
+            );
+        }
+        Source::Solo(s) => {
+            let store = hashrig_node::BlockStore::open(&s.blocks_dir)?;
+            tracing::info!(network = %s.network, node = %s.rpc.url, blocks = %s.blocks_dir.display(), "solo mining");
+            let cfg = hashrig_node::SoloConfig {
+                rpc: s.rpc,
+                payout: s.payout,
+                tag: b"/hashrig/".to_vec(),
+                store,
+                refresh: Duration::from_secs(30),
+                retry: Duration::from_secs(2),
+            };
+            let (node, mut events, _task) = hashrig_node::solo::spawn(cfg);
+            let mut book: JobBook<Arc<hashrig_node::SoloWork>> = JobBook::default();
+            let mut seq = 0u64;
+            // Only one block per previous block is worth submitting.
+            let mut solved: HashMap<bitcoin::BlockHash, ()> = HashMap::new();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+                    ev = events.recv() => match ev {
+                        None => bail!("the solo driver stopped"),
+                        Some(hashrig_node::SoloEvent::Work { work, clean }) => {
+                            seq += 1;
+                            let id = format!("solo/{seq}");
+                            status.solo_height = Some(work.height);
+                            let paused = solved.contains_key(&work.job.prev_hash);
+                            book.insert(id.clone(), work.clone(), clean);
+                            let target = if paused { hashrig_sha256d::Target([0; 32]) } else { from_bitcoin(work.target()) };
+                            engine.set_job(Job { id, source: HeaderSource::Coinbase(work.job.clone()), share_target: target, clean: true });
+                        }
+                        Some(hashrig_node::SoloEvent::BlockResult { hash, rejected }) => {
+                            engine.share_result(rejected.is_none());
+                            match rejected {
+                                None => { status.blocks_accepted += 1; eprintln!("block {hash} accepted"); }
+                                Some(r) => {
+                                    status.blocks_rejected += 1;
+                                    eprintln!("block {hash} rejected: {r}");
+                                    // Let the next template be mined even on the same previous block.
+                                    solved.clear();
+                                }
+                            }
+                        }
+                        Some(hashrig_node::SoloEvent::NodeError(e)) => tracing::warn!(error = %e, "node"),
+                    },
+                    sh = share_rx.recv() => {
+                        let Some(sh) = sh else { bail!("the engine stopped") };
+                        status.best = status.best.max(sh.difficulty);
+                        let Some(work) = book.get(&sh.job_id) else { continue };
+                        if !sh.is_block || solved.contains_key(&work.job.prev_hash) {
+                            continue;
+                        }
+                        let header: bitcoin::block::Header = bitcoin::consensus::deserialize(&sh.header).context("engine header")?;
+                        solved.insert(work.job.prev_hash, ());
+                        status.blocks_found += 1;
+                        // Stop hashing on this previous block until fresh work arrives.
+                        seq += 1;
+                        engine.set_job(Job { id: format!("solo/{seq}"), source: HeaderSource::Coinbase(work.job.clone()), share_target: hashrig_sha256d::Target([0; 32]), clean: true });
+                        node.submit(hashrig_node::FoundBlock { work, extranonce2: sh.extranonce2, header });
+                    }
+                    _ = tick.tick() => {
+                        let now = (Instant::now(), engine.hashes());
+                        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-9);
+                        last = now;
+                        eprintln!(
+                            "[{:>6.0}s] {} | blocks found {} accepted {} rejected {} | best {:.3} | height {}",
+                            started.elapsed().as_secs_f64(), si(rate), status.blocks_found, status.blocks_accepted,
+                            status.blocks_rejected, status.best, status.solo_height.map_or("?".into(), |h| h.to_string()),
+                        );
+                    }
+                }
+            }
+            let es = engine.stop();
+            eprintln!(
+                "mined {:.1} s: {} hashes ({}), blocks found {} accepted {} rejected {}",
+                es.elapsed_s, es.hashes, si(es.hashrate), status.blocks_found, status.blocks_accepted, status.blocks_rejected
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Failover and failback across an ordered pool list, a pool that stays connected but goes
+//! silent, and shares left unanswered by a dropped connection, all through `hashrig mine`
+//! against scripted pools (tests/pool_support) that check every share independently.
+
+mod pool_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pool_support::{ConnPlan, Miner, PoolSpec, ScriptedPool, wait_for};
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn miner(pools: &[&ScriptedPool], extra: &[&str]) -> Miner {
+    let mut a = Vec::new();
+    for p in pools {
+        a.extend(args(&["--pool", &p.url()]));
+    }
+    a.extend(args(&["--user", "w.1", "--pass", "x", "--threads", "2", "--status-interval", "0.5"]));
+    a.extend(args(extra));
+    Miner::start(&a)
+}
+
+#[test]
+fn fails_over_when_the_primary_drops_and_fails_back_when_it_returns() {
+    // Primary: first connection closes at its 2nd share; the next two attempts are refused
+    // (down); from the 4th connection on it works again.
+    let mut a = PoolSpec::new("a");
+    a.plan = Arc::new(|n| match n {
+        0 => ConnPlan { drop_at_share: Some(2), ..ConnPlan::default() },
+        1 | 2 => ConnPlan { refuse: true, ..ConnPlan::default() },
+        _ => ConnPlan::default(),
+    });
+    let a = ScriptedPool::start(a);
+    let mut bspec = PoolSpec::new("b");
+    bspec.en1_base = 0xb000_0000;
+    let b = ScriptedPool::start(bspec);
+    let m = miner(&[&a, &b], &["--failback-interval", "0.7", "--silence-timeout", "5"]);
+    let ok = wait_for(Duration::from_secs(25), || {
+        let la = a.log();
+        la.shares.iter().filter(|s| s.valid && s.conn >= 3).count() >= 2 && b.log().valid() >= 1
+    });
+    let err = m.stderr();
+    let ac = a.log().connections;
+    let av = a.log().valid();
+    let bv = b.log().valid();
+    assert!(ok, "A: {ac} conns, {av} valid; B: {bv} valid\n{err}");
+    assert!(a.log().invalid().is_empty() && b.log().invalid().is_empty(), "{err}");
+    assert!(err.contains("preferred pool is back"), "{err}");
+}
+
+#[test]
+fn a_pool_that_goes_silent_is_left_for_the_backup_and_retried_later() {
+    let mut a = PoolSpec::new("a");
+    a.plan = Arc::new(|n| if n == 0 { ConnPlan { silent: true, ..ConnPlan::default() } } else { ConnPlan::default() });
+    let a = ScriptedPool::start(a);
+    let mut bspec = PoolSpec::new("b");
+    bspec.en1_base = 0xb000_0000;
+    let b = ScriptedPool::start(bspec);
+    let m = miner(&[&a, &b], &["--silence-timeout", "1", "--failback-interval", "1"]);
+    let ok = wait_for(Duration::from_secs(25), || {
+        let la = a.log();
+        b.log().valid() >= 1 && la.shares.iter().any(|s| s.valid && s.conn >= 1)
+    });
+    let err = m.stderr();
+    let ac = a.log().connections;
+    let av = a.log().valid();
+    let bv = b.log().valid();
+    assert!(ok, "A: {ac} conns, {av} valid; B: {bv} valid\n{err}");
+    assert!(err.contains("no message for 1 s"), "{err}");
+}
+
+#[test]
+fn shares_unanswered_when_the_connection_drops_are_resubmitted_after_reconnecting() {
+    // One pool that resumes the session (same extranonce1, same jobs) after dropping the
+    // connection at the first share without answering it.
+    let mut spec = PoolSpec::new("s");
+    spec.same_extranonce1 = true;
+    spec.plan = Arc::new(|n| if n == 0 { ConnPlan { drop_at_share: Some(1), ..ConnPlan::default() } } else { ConnPlan::default() });
+    let pool = ScriptedPool::start(spec);
+    let m = miner(&[&pool], &["--failback-interval", "0.5"]);
+    let resubmitted = |p: &ScriptedPool| {
+        let log = p.log();
+        let dropped: Vec<_> = log.shares.iter().filter(|s| s.conn == 0 && !s.answered).cloned().collect();
+        dropped.iter().any(|d| {
+            log.shares.iter().any(|s| s.conn >= 1 && s.valid && s.job_id == d.job_id && s.extranonce2 == d.extranonce2 && s.nonce == d.nonce && s.ntime == d.ntime)
+        })
+    };
+    let ok = wait_for(Duration::from_secs(20), || resubmitted(&pool));
+    let err = m.stderr();
+    assert!(ok, "{:?}\n{err}", pool.log().shares);
+}

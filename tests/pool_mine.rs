@@ -1,0 +1,58 @@
+//! `hashrig mine` against a scripted pool replaying a real Braiins/slush job: every share it
+//! submits is checked by the pool with sha2 and the bitcoin crate only (tests/pool_support).
+
+mod pool_support;
+
+use std::time::Duration;
+
+use pool_support::{Miner, PoolSpec, ScriptedPool};
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn mined_shares_pass_an_independent_check_and_the_password_stays_out_of_logs() {
+    // AntPool once granted 5fffe000 to a 1fffe000 request: we must stay inside what we asked.
+    let mut spec = PoolSpec::new("a");
+    spec.grant_mask = Some(0x5fff_e000);
+    let pool = ScriptedPool::start(spec);
+    let url = pool.url();
+    let mut m = Miner::start(&args(&[
+        "--pool", &url, "--user", "tb1qexampleworker.rig1", "--pass", "pool-secret-42",
+        "--duration", "4", "--status-interval", "0.5", "--threads", "2",
+    ]));
+    let status = m.wait(Duration::from_secs(30));
+    let err = m.stderr();
+    assert!(status.success(), "exit {status:?}\n{err}");
+    let log = pool.log();
+    assert!(log.valid() >= 3, "only {} valid shares; stderr:\n{err}", log.valid());
+    assert!(log.invalid().is_empty(), "invalid shares: {:?}", log.invalid());
+    // configure asked for the BIP 320 bits, and every submit carries version bits inside them.
+    assert_eq!(log.configures[0][1]["version-rolling.mask"], "1fffe000");
+    for s in &log.shares {
+        let bits = u32::from_str_radix(s.version_bits.as_deref().expect("6th submit param when rolling"), 16).unwrap();
+        assert_eq!(bits & !0x1fff_e000, 0, "{s:?}");
+    }
+    // The live status line, with the accepted count the pool agrees with.
+    assert!(err.contains("H/s") && err.contains("accepted"), "{err}");
+    assert!(err.contains(&format!("pool #0 {url}")), "{err}");
+    // The password reached the pool (in authorize) and nowhere else.
+    assert!(log.lines.iter().any(|l| l.contains("pool-secret-42")));
+    assert!(!err.contains("pool-secret-42"), "password leaked into the log:\n{err}");
+}
+
+#[test]
+fn rejected_shares_are_counted_per_reason_on_the_status_line() {
+    // The pool tells us difficulty 1/2048 but judges at 1/64: most shares come back
+    // "Low difficulty share".
+    let mut spec = PoolSpec::new("r");
+    spec.judge_difficulty = Some(1.0 / 64.0);
+    let pool = ScriptedPool::start(spec);
+    let mut m = Miner::start(&args(&["--pool", &pool.url(), "--user", "w", "--pass", "x", "--duration", "3", "--status-interval", "0.5", "--threads", "2"]));
+    assert!(m.wait(Duration::from_secs(30)).success());
+    let err = m.stderr();
+    let rejected = pool.log().invalid().len();
+    assert!(rejected >= 1, "{err}");
+    assert!(err.contains("Low difficulty share: "), "{err}");
+}
