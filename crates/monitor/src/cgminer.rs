@@ -562,8 +562,9 @@ fn stats(v: &RunView) -> Vec<Fields> {
                         out.push(f(&format!("chip{k}_temp"), num(t)));
                     }
                     if !c.cores.is_empty() {
-                        let nonces: Vec<String> = c.cores.iter().map(|x| x.nonces.to_string()).collect();
-                        let hw: Vec<String> = c.cores.iter().map(|x| x.hw_errors.to_string()).collect();
+                        // `core:count` pairs: a driver may list only the cores that answered.
+                        let nonces: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.nonces)).collect();
+                        let hw: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.hw_errors)).collect();
                         out.push(f(&format!("chip{k}_core_nonces"), json!(nonces.join(" "))));
                         out.push(f(&format!("chip{k}_core_hw"), json!(hw.join(" "))));
                     }

@@ -303,11 +303,11 @@ fn chip_section(html: &mut String, d: &DeviceView) -> Result<(), Error> {
     );
     html.push_str(
         "<table class=\"chips\"><tr><th>Chip</th><th>Nonces</th><th>HW errors</th><th>Est. hashrate</th><th>Temp.</th>\
-         <th class=\"l\">Per-core nonces</th></tr>\n",
+         <th class=\"l\">Nonces per core (core:nonces)</th></tr>\n",
     );
     for (i, c) in d.chips.iter().enumerate() {
         let cls = if weak.contains(&i) { " class=\"weak\"" } else { "" };
-        let cores: Vec<String> = c.cores.iter().map(|x| x.nonces.to_string()).collect();
+        let cores: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.nonces)).collect();
         let _ = writeln!(
             html,
             "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
@@ -329,13 +329,14 @@ fn chip_section(html: &mut String, d: &DeviceView) -> Result<(), Error> {
 fn chip_map(d: &DeviceView, weak: &[usize]) -> Result<(String, usize), Error> {
     let e = chart_err("chip health");
     let chips = d.chips.len();
-    let cores = d.chips.iter().map(|c| c.cores.len()).max().unwrap_or(0);
+    // Cores sit at their own index (a driver may list only the cores that answered).
+    let cores = d.chips.iter().flat_map(|c| c.cores.iter().map(|x| x.index as usize + 1)).max().unwrap_or(0);
     let rows = cores + 1;
     let chip_median = median(d.chips.iter().map(|c| c.est_hashrate).collect()).max(f64::MIN_POSITIVE);
     let core_median =
         median(d.chips.iter().flat_map(|c| c.cores.iter().map(|x| x.nonces as f64)).collect()).max(f64::MIN_POSITIVE);
     let width = (100 + chips * 36).clamp(420, 1400) as u32;
-    let height = (90 + rows * 26).clamp(200, 700) as u32;
+    let height = (90 + rows * 26).clamp(200, 900) as u32;
     let mut svg = String::new();
     let cells;
     {
@@ -364,8 +365,8 @@ fn chip_map(d: &DeviceView, weak: &[usize]) -> Result<(String, usize), Error> {
                 [(x + 0.05, top - 0.95), (x + 0.95, top - 0.05)],
                 health_color(c.est_hashrate / chip_median).filled(),
             ));
-            for (k, core) in c.cores.iter().enumerate() {
-                let y = (cores - 1 - k) as f64;
+            for core in &c.cores {
+                let y = (cores - 1 - core.index as usize) as f64;
                 rects.push(Rectangle::new(
                     [(x + 0.05, y + 0.05), (x + 0.95, y + 0.95)],
                     health_color(core.nonces as f64 / core_median).filled(),

@@ -112,7 +112,7 @@ fn stats_lists_per_chip_counts_for_the_asic_chain() {
     assert_eq!(acs.find('x'), Some(common::WEAK_CHIP), "{acs}");
     let weak = format!("chip{}_nonces", common::WEAK_CHIP);
     assert_eq!(asic[&weak], 20 * common::CORES as u64);
-    assert_eq!(asic["chip0_core_nonces"], "100 100 100 100");
+    assert_eq!(asic["chip0_core_nonces"], "0:100 1:100 2:100 3:100");
 }
 
 #[test]
