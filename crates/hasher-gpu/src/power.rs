@@ -3,8 +3,8 @@
 //!
 //! NVML (`libnvidia-ml.so`) is loaded at run time by `nvml-wrapper`; a machine without it, a
 //! GPU that is not NVIDIA's, or a build without the `nvml` feature all give `None` ("power
-//! unknown"), never an error. The CLI wraps [`NvmlEnergy`] into whatever power-source type
-//! `hashrig-power` defines.
+//! unknown"), never an error. [`NvmlEnergy`] is a `hashrig_power::PowerSource` (with the
+//! feature), matched to the adapter a hasher runs on, for callers that measure one GPU of several.
 
 use crate::AdapterSummary;
 
@@ -115,6 +115,19 @@ impl NvmlEnergy {
         }
         #[cfg(not(feature = "nvml"))]
         None
+    }
+}
+
+#[cfg(feature = "nvml")]
+impl hashrig_power::PowerSource for NvmlEnergy {
+    fn describe(&self) -> String {
+        format!("nvml: {} total energy (GPU board only)", self.name)
+    }
+
+    fn read(&mut self) -> Result<hashrig_power::Reading, hashrig_power::Error> {
+        let dev = self.nvml.device_by_index(self.index).map_err(hashrig_power::Error::Nvml)?;
+        let mj = dev.total_energy_consumption().map_err(hashrig_power::Error::Nvml)?;
+        Ok(hashrig_power::Reading::Energy { joules: mj as f64 / 1000.0 })
     }
 }
 

@@ -216,8 +216,8 @@ pub struct Detected {
     pub notes: Vec<String>,
 }
 
-/// Pick a source: the user's command, the user's wattage, RAPL, hwmon, then (with `gpu` and
-/// the `nvml` feature) NVML. `None` when there is none.
+/// Pick a source: the user's command, the user's wattage, (with `gpu` and the `nvml` feature)
+/// NVML, RAPL, then hwmon. `None` when there is none.
 pub fn detect(choice: &PowerChoice) -> Result<Detected, Error> {
     detect_at(choice, Path::new(POWERCAP_ROOT), Path::new(HWMON_ROOT))
 }
@@ -231,6 +231,14 @@ pub fn detect_at(choice: &PowerChoice, powercap: &Path, hwmon: &Path) -> Result<
     if let Some(w) = choice.watts {
         return Ok(Detected { source: Some(Box::new(Declared::new(w)?)), notes });
     }
+    // A GPU run is measured at the GPU: its board counter comes before the CPU package's.
+    if choice.gpu {
+        match gpu_source() {
+            Ok(Some(s)) => return Ok(Detected { source: Some(s), notes }),
+            Ok(None) => notes.push("nvml: not available".to_owned()),
+            Err(e) => notes.push(format!("nvml: {}", error_chain(&e))),
+        }
+    }
     match rapl_at(powercap) {
         Ok(Some(r)) => return Ok(Detected { source: Some(Box::new(r)), notes }),
         Ok(None) => notes.push(format!("rapl: no readable zones under {}", powercap.display())),
@@ -240,13 +248,6 @@ pub fn detect_at(choice: &PowerChoice, powercap: &Path, hwmon: &Path) -> Result<
         Ok(Some(h)) => return Ok(Detected { source: Some(Box::new(h)), notes }),
         Ok(None) => notes.push(format!("hwmon: no energy counters under {}", hwmon.display())),
         Err(e) => notes.push(format!("hwmon: {}", error_chain(&e))),
-    }
-    if choice.gpu {
-        match gpu_source() {
-            Ok(Some(s)) => return Ok(Detected { source: Some(s), notes }),
-            Ok(None) => notes.push("nvml: not available".to_owned()),
-            Err(e) => notes.push(format!("nvml: {}", error_chain(&e))),
-        }
     }
     Ok(Detected { source: None, notes })
 }
