@@ -172,14 +172,50 @@ fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
     Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())
 }
 
-/// Hook for the ASIC backend.
-fn open_asic(_port: &str, _options: &[(String, String)]) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
-    anyhow::bail!("the asic backend is not built into this command yet")
+/// Telemetry of every ASIC chain opened in this process (for reports and the health map).
+static ASIC_CHAINS: std::sync::Mutex<Vec<hashrig_hasher_asic::ChainStats>> = std::sync::Mutex::new(Vec::new());
+
+/// Snapshots of the chains opened so far (empty without an asic/emu backend).
+pub fn asic_snapshots() -> Vec<hashrig_hasher_asic::ChainSnapshot> {
+    ASIC_CHAINS.lock().map(|v| v.iter().map(|s| s.snapshot()).collect()).unwrap_or_default()
 }
 
-/// Hook for the chip-chain emulator.
-fn open_emu(_model: &str) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
-    anyhow::bail!("the emu backend is not built into this command yet")
+/// `asic:PORT[,chip=bm1370,freq=MHZ,chips=N,baud=115200|max,diff=D]`: a BM13xx chain.
+fn open_asic(port: &str, options: &[(String, String)]) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    let mut cfg = hashrig_hasher_asic::ChainConfig::default();
+    for (k, v) in options {
+        let bad = |what: &str| bad_input(format!("asic option {k}={v}: {what}"));
+        match k.as_str() {
+            "chip" => cfg.chip = Some(v.parse().map_err(|_| bad("known chips: bm1397, bm1366, bm1368, bm1370"))?),
+            "freq" => cfg.mhz = Some(v.parse::<f64>().ok().filter(|f| (50.0..=1000.0).contains(f)).ok_or_else(|| bad("a frequency in MHz, 50..=1000"))?),
+            "chips" => cfg.chips = Some(v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| bad("a chip count, 1..=256"))?),
+            "baud" => match v.as_str() {
+                "max" => cfg.raise_baud = true,
+                "115200" | "reset" => cfg.raise_baud = false,
+                _ => return Err(bad("`max` (raise after init, the default) or `115200` (stay at the reset rate)")),
+            },
+            "diff" => cfg.ticket_difficulty = v.parse::<f64>().ok().filter(|d| *d >= 1.0).ok_or_else(|| bad("a ticket difficulty >= 1 (a power of two is used)"))?,
+            _ => return Err(bad("unknown option")),
+        }
+    }
+    let h = hashrig_hasher_asic::open_port(port, cfg)?;
+    if let Ok(mut v) = ASIC_CHAINS.lock() {
+        v.push(h.stats());
+    }
+    Ok(vec![Box::new(h)])
+}
+
+/// `emu:bm1366x16[,faults]`: the chip-chain emulator in-process over a real pty, driven by the
+/// same driver as hardware.
+fn open_emu(model: &str) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    let h = hashrig_hasher_asic::open_emulated(model).map_err(|e| match e {
+        e @ (hashrig_hasher_asic::Error::EmuModel(_) | hashrig_hasher_asic::Error::EmuOption(_)) => bad_input(e.to_string()),
+        e => anyhow::Error::new(e),
+    })?;
+    if let Ok(mut v) = ASIC_CHAINS.lock() {
+        v.push(h.stats());
+    }
+    Ok(vec![Box::new(h)])
 }
 
 /// Parse `--backend` for clap.

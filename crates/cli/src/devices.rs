@@ -7,9 +7,13 @@ use clap::Args;
 use hashrig_sha256d::Kernel;
 
 #[derive(Debug, Args)]
-pub struct DevicesArgs {}
+pub struct DevicesArgs {
+    /// Also ask each serial port for BM13xx chip ids (writes to the ports; ~2 s per silent port).
+    #[arg(long)]
+    pub probe: bool,
+}
 
-pub fn run(_a: &DevicesArgs) -> anyhow::Result<ExitCode> {
+pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
     println!("CPU: {} ({} threads available)", cpu_model(), hashrig_hasher_cpu::available_threads());
     let best = Kernel::best();
     for k in Kernel::ALL {
@@ -27,7 +31,7 @@ pub fn run(_a: &DevicesArgs) -> anyhow::Result<ExitCode> {
         println!("  {line}");
     }
     println!("Serial ports:");
-    for line in serial_ports() {
+    for line in serial_ports(a.probe) {
         println!("  {line}");
     }
     println!("Power sources:");
@@ -60,9 +64,29 @@ pub fn gpu_adapters() -> Vec<String> {
         .collect()
 }
 
-/// Hook for the ASIC backend: one line per serial port (with a hint when it is not accessible).
-pub fn serial_ports() -> Vec<String> {
-    vec!["(the asic backend is not built into this command yet)".to_owned()]
+/// One line per serial port; with `probe`, what answered on it (use it with
+/// `--backend asic:PORT`).
+pub fn serial_ports(probe: bool) -> Vec<String> {
+    let ports = match hashrig_hasher_asic::list_ports() {
+        Ok(p) => p,
+        Err(e) => return vec![format!("cannot list serial ports: {e}")],
+    };
+    if ports.is_empty() {
+        return vec!["none found (a BM13xx board shows up as /dev/ttyUSB* or /dev/ttyACM*)".to_owned()];
+    }
+    ports
+        .into_iter()
+        .map(|line| {
+            if !probe {
+                return line;
+            }
+            let path = line.split(' ').next().unwrap_or_default().to_owned();
+            match hashrig_hasher_asic::probe_port(&path) {
+                Ok((chip, n)) => format!("{line}: {n} x {chip} answered"),
+                Err(e) => format!("{line}: {e}"),
+            }
+        })
+        .collect()
 }
 
 fn cpu_model() -> String {

@@ -278,6 +278,11 @@ impl<P: Port> Chain<P> {
         &self.stats
     }
 
+    /// The link (tests and benches feed recorded bytes through it).
+    pub fn port_mut(&mut self) -> &mut P {
+        &mut self.port
+    }
+
     pub fn port_name(&self) -> String {
         self.port.name()
     }
@@ -679,4 +684,21 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
     };
     tracing::info!(port = %port.name(), chip = %info.chip, chips = n, mhz = info.mhz, baud, nominal_ths = info.nominal_hashrate / 1e12, "chain up");
     Ok(info)
+}
+
+/// Ask whatever is on `port` for chip ids, changing nothing but the version-rolling register:
+/// the generation and the number of chips that answered (at the reset baud, then the raised
+/// rates).
+pub fn probe<P: Port>(port: &mut P, wait: Duration) -> Result<(ChipType, usize), Error> {
+    let cfg = ChainConfig { enumerate_timeout: wait, ..ChainConfig::default() };
+    let mut tried = Vec::new();
+    for b in [HOST_RESET_BAUD, 1_000_000, 3_125_000] {
+        port.set_baud(b).map_err(io("set the host baud rate"))?;
+        tried.push(b);
+        let answers = enumerate(port, &cfg, wait)?;
+        if let Some(first) = answers.first() {
+            return Ok((ChipType::from_id((first.value >> 16) as u16), answers.len()));
+        }
+    }
+    Err(Error::NoChain { port: port.name(), bauds: tried, waited: wait })
 }

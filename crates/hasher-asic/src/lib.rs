@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use hashrig_hasher::{Control, DeviceInfo, DeviceKind, HashCount, Hasher, Sink, UnitOutcome, WorkUnit};
 
-pub use chain::{Chain, ChainConfig, ChainInfo, HOST_RESET_BAUD, PollOutcome, zero_bits};
+pub use chain::{Chain, ChainConfig, ChainInfo, HOST_RESET_BAUD, PollOutcome, probe, zero_bits};
 pub use firmware_protocol::ChipType;
 pub use port::{Port, SerialLink};
-pub use stats::{ChainSnapshot, ChainStats, ChipHealth, CoreHealth, Estimate, estimate, poisson_ci95};
+pub use stats::{ChainSnapshot, ChainStats, ChipHealth, CoreHealth, Estimate, TruthFn, estimate, poisson_ci95};
 
 /// Everything that goes wrong talking to a chain.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,10 @@ pub enum Error {
     Protocol(#[source] firmware_protocol::Error),
     #[error("unknown emulated chain `{0}` (e.g. bm1366x16: a generation, `x`, a chip count 1..=256)")]
     EmuModel(String),
+    #[error(
+        "bad emulator option `{0}` (known: crc=R, garbage=R, drop=R, dup=R, late=R with R in 0..=1; bad-core=I[+I..], dead=I[+I..], stop-after=N, bits=1..=40, rate=H/s)"
+    )]
+    EmuOption(String),
     #[cfg(feature = "emulator")]
     #[error("cannot start the emulator")]
     Emulator(#[source] firmware_protocol::emulator::EmulatorError),
@@ -89,6 +93,33 @@ pub fn classify_open_error(path: &str, source: serialport::Error) -> Error {
     if denied { Error::PermissionDenied { port: path.to_owned() } } else { Error::Open { port: path.to_owned(), source } }
 }
 
+/// Serial ports the OS knows, one line each: path, and what kind (USB ids when known).
+pub fn list_ports() -> Result<Vec<String>, Error> {
+    let ports = serialport::available_ports().map_err(|source| Error::Open { port: "(listing ports)".into(), source })?;
+    Ok(ports
+        .into_iter()
+        .map(|p| match p.port_type {
+            serialport::SerialPortType::UsbPort(u) => format!(
+                "{} (USB {:04x}:{:04x}{}{})",
+                p.port_name,
+                u.vid,
+                u.pid,
+                u.manufacturer.map(|m| format!(", {m}")).unwrap_or_default(),
+                u.product.map(|m| format!(", {m}")).unwrap_or_default()
+            ),
+            serialport::SerialPortType::PciPort => format!("{} (PCI)", p.port_name),
+            serialport::SerialPortType::BluetoothPort => format!("{} (Bluetooth)", p.port_name),
+            serialport::SerialPortType::Unknown => p.port_name,
+        })
+        .collect())
+}
+
+/// Open `path` and ask for chip ids: "4 x BM1370" or why not.
+pub fn probe_port(path: &str) -> Result<(ChipType, usize), Error> {
+    let mut link = open_serial(path)?;
+    probe(&mut link, Duration::from_millis(500))
+}
+
 /// Re-init back-off: 1 s, doubling to 30 s.
 #[derive(Debug)]
 struct Backoff {
@@ -103,7 +134,7 @@ pub struct AsicHasher<P: Port> {
     stalled: bool,
     backoff: Backoff,
     #[cfg(feature = "emulator")]
-    emulator: Option<firmware_protocol::emulator::Emulator>,
+    emulator: Option<std::sync::Arc<firmware_protocol::emulator::Emulator>>,
 }
 
 impl<P: Port> std::fmt::Debug for AsicHasher<P> {
@@ -250,8 +281,10 @@ pub fn parse_emu_model(model: &str) -> Result<(ChipType, usize), Error> {
 
 #[cfg(feature = "emulator")]
 mod emulated {
+    use std::sync::Arc;
+
     use super::*;
-    use firmware_protocol::emulator::{Emulator, EmulatorConfig};
+    use firmware_protocol::emulator::{Emulator, EmulatorConfig, Faults};
 
     /// The emulator-only ticket used by [`open_emulated`] unless told otherwise: 2^16 hashes per
     /// nonce, a few hundred nonces a second from a CPU-speed emulator.
@@ -272,32 +305,86 @@ mod emulated {
     }
 
     impl AsicHasher<SerialLink> {
-        /// Start `emu` in-process and bring it up over its pty; the emulator lives as long as
-        /// the hasher.
+        /// Bring `emu` up over its pty; the emulator lives as long as the hasher.
         pub fn with_emulator(emu: Emulator, cfg: ChainConfig) -> Result<Self, Error> {
             let path = emu.path().to_string_lossy().into_owned();
             let link = open_serial(&path)?;
             let mut h = AsicHasher::new(link, cfg)?;
             h.info = device_info(&path, h.chain.info(), true);
+            let emu = Arc::new(emu);
+            let truth = Arc::clone(&emu);
+            h.chain.stats().set_truth(Arc::new(move || truth.stats().hashes));
             h.emulator = Some(emu);
             Ok(h)
         }
 
         /// The emulator behind this hasher, if any (its stats hold the true hash count).
         pub fn emulator(&self) -> Option<&Emulator> {
-            self.emulator.as_ref()
+            self.emulator.as_deref()
+        }
+
+        /// A shared handle on the emulator, readable while the hasher works on another thread.
+        pub fn emulator_handle(&self) -> Option<Arc<Emulator>> {
+            self.emulator.clone()
         }
     }
 
-    /// `emu:bm1366x16`: an emulated chain over a real pty, driven like hardware.
-    pub fn open_emulated(model: &str) -> Result<AsicHasher<SerialLink>, Error> {
-        let (chip, n) = parse_emu_model(model)?;
-        let mut ecfg = EmulatorConfig::new(chip, n);
+    /// A parsed `emu:` spec: `bm1366x16[,crc=R,garbage=R,drop=R,dup=R,late=R,bad-core=I,dead=I,
+    /// stop-after=N,bits=K,rate=H]` (rates are probabilities per response frame; `bad-core` and
+    /// `dead` name chips by chain position, `+`-separated; `bits` is the emulator-only ticket in
+    /// leading zero bits; `rate` caps the emulator's hashes per second).
+    #[derive(Clone, Debug)]
+    pub struct EmuSpec {
+        pub chip: ChipType,
+        pub chips: usize,
+        pub faults: Faults,
+        pub ticket_zero_bits: u8,
+        pub max_hashrate: Option<f64>,
+    }
+
+    impl EmuSpec {
+        pub fn parse(spec: &str) -> Result<Self, Error> {
+            let mut parts = spec.split(',');
+            let (chip, chips) = parse_emu_model(parts.next().unwrap_or_default().trim())?;
+            let mut out = Self { chip, chips, faults: Faults::default(), ticket_zero_bits: EMU_TICKET_ZERO_BITS, max_hashrate: None };
+            for p in parts {
+                let bad = || Error::EmuOption(p.to_owned());
+                let (k, v) = p.split_once('=').ok_or_else(bad)?;
+                let (k, v) = (k.trim(), v.trim());
+                let rate = || v.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(bad);
+                let list = || v.split('+').map(|i| i.parse::<usize>().map_err(|_| bad())).collect::<Result<Vec<_>, _>>();
+                match k {
+                    "crc" => out.faults.crc_error_rate = rate()?,
+                    "garbage" => out.faults.garbage_rate = rate()?,
+                    "drop" => out.faults.drop_byte_rate = rate()?,
+                    "dup" => out.faults.duplicate_rate = rate()?,
+                    "late" => out.faults.late_nonce_rate = rate()?,
+                    "bad-core" => out.faults.bad_core_chips = list()?,
+                    "dead" => out.faults.dead_chips = list()?,
+                    "stop-after" => out.faults.stop_after_responses = Some(v.parse().map_err(|_| bad())?),
+                    "bits" => out.ticket_zero_bits = v.parse().ok().filter(|b| (1..=40).contains(b)).ok_or_else(bad)?,
+                    "rate" => out.max_hashrate = Some(v.parse().ok().filter(|r: &f64| *r > 0.0).ok_or_else(bad)?),
+                    _ => return Err(bad()),
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// `emu:bm1366x16[,faults...]`: an emulated chain over a real pty, driven like hardware.
+    pub fn open_emulated(spec: &str) -> Result<AsicHasher<SerialLink>, Error> {
+        let s = EmuSpec::parse(spec)?;
+        let mut ecfg = EmulatorConfig::new(s.chip, s.chips);
         ecfg.hash_budget_per_job = None;
+        ecfg.max_hashrate = s.max_hashrate;
+        ecfg.faults = s.faults;
         let emu = Emulator::spawn(ecfg).map_err(Error::Emulator)?;
-        AsicHasher::with_emulator(emu, emulated_config(chip, n))
+        let mut cfg = emulated_config(s.chip, s.chips);
+        cfg.emulator_ticket_zero_bits = Some(s.ticket_zero_bits);
+        // Dead chips do not answer enumeration: do not insist on the count.
+        AsicHasher::with_emulator(emu, cfg)
     }
 }
 
 #[cfg(feature = "emulator")]
-pub use emulated::{EMU_TICKET_ZERO_BITS, emulated_config, open_emulated};
+pub use emulated::{EMU_TICKET_ZERO_BITS, EmuSpec, emulated_config, open_emulated};

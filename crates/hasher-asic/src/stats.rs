@@ -76,8 +76,14 @@ pub struct ChainSnapshot {
     pub missed_heartbeats: u64,
     /// Power MODEL of an emulated chain (watts), when it offers one; never a measurement.
     pub model_watts: Option<f64>,
+    /// Emulated chains only: the hashes the emulator really did per second over the same window
+    /// as `estimate` (the truth the estimate is checked against).
+    pub emulator_true_hashrate: Option<f64>,
     pub per_chip: Vec<ChipHealth>,
 }
+
+/// Reads a true hash count (an emulator's).
+pub type TruthFn = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 #[derive(Debug, Default)]
 struct ChipCounts {
@@ -90,9 +96,11 @@ struct ChipCounts {
     cores: BTreeMap<u16, (u64, u64)>,
 }
 
-#[derive(Debug)]
 struct Inner {
     started: Instant,
+    first_job: bool,
+    truth: Option<TruthFn>,
+    truth_at_start: u64,
     chip: String,
     mhz: f64,
     nominal: f64,
@@ -106,6 +114,12 @@ struct Inner {
     reinits: u64,
     missed_heartbeats: u64,
     model_watts: Option<f64>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainStats").field("chip", &self.chip).field("chips", &self.chips.len()).finish()
+    }
 }
 
 /// What happened to one nonce response.
@@ -173,6 +187,9 @@ impl ChainStats {
     pub fn new() -> Self {
         Self(Arc::new(Mutex::new(Inner {
             started: Instant::now(),
+            first_job: false,
+            truth: None,
+            truth_at_start: 0,
             chip: String::new(),
             mhz: 0.0,
             nominal: 0.0,
@@ -220,6 +237,13 @@ impl ChainStats {
         }
     }
 
+    /// Attach the true hash counter of an emulated chain.
+    pub fn set_truth(&self, truth: TruthFn) {
+        let mut k = lock(&self.0);
+        k.truth_at_start = truth();
+        k.truth = Some(truth);
+    }
+
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Counters<'_>) -> R) -> R {
         let mut k = lock(&self.0);
         f(&mut Counters(&mut k))
@@ -256,6 +280,7 @@ impl ChainStats {
             reinits: k.reinits,
             missed_heartbeats: k.missed_heartbeats,
             model_watts: k.model_watts,
+            emulator_true_hashrate: k.truth.as_ref().map(|t| t().saturating_sub(k.truth_at_start) as f64 / seconds.max(1e-9)),
             per_chip: k
                 .chips
                 .iter()
@@ -288,6 +313,12 @@ impl Counters<'_> {
         self.0.skipped_bytes = skipped;
     }
     pub(crate) fn job_sent(&mut self) {
+        if !self.0.first_job {
+            // Rates are measured from the first job: bring-up is not mining time.
+            self.0.first_job = true;
+            self.0.started = Instant::now();
+            self.0.truth_at_start = self.0.truth.as_ref().map_or(0, |t| t());
+        }
         self.0.jobs_sent += 1;
     }
     pub(crate) fn flush(&mut self) {
