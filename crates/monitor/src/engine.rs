@@ -80,15 +80,23 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         s5: window_rate(&rig, 5.0).unwrap_or(stats.hashrate),
         m1: window_rate(&rig, 60.0).unwrap_or(stats.hashrate),
     };
-    let samples: Vec<Sample> = stats
-        .samples
+    // Rate per sample interval, from the run's start (0 hashes at 0 s). A last interval much
+    // shorter than the others (the engine samples once more when it stops) says little: drop it.
+    let mut points: Vec<(f64, u64)> = vec![(0.0, 0)];
+    points.extend(stats.samples.iter().filter(|s| s.t_s > 0.0).map(|s| (s.t_s, s.hashes)));
+    let mut samples: Vec<Sample> = points
         .windows(2)
-        .filter(|w| w[1].t_s > w[0].t_s)
-        .map(|w| Sample {
-            t_s: w[1].t_s,
-            hashrate: w[1].hashes.saturating_sub(w[0].hashes) as f64 / (w[1].t_s - w[0].t_s),
-        })
+        .filter(|w| w[1].0 > w[0].0)
+        .map(|w| Sample { t_s: w[1].0, hashrate: w[1].1.saturating_sub(w[0].1) as f64 / (w[1].0 - w[0].0) })
         .collect();
+    if points.len() >= 4 {
+        let n = points.len();
+        let last = points[n - 1].0 - points[n - 2].0;
+        let typical = points[n - 2].0 - points[n - 3].0;
+        if last < 0.5 * typical {
+            samples.pop();
+        }
+    }
 
     let mut ci_low = 0.0;
     let mut ci_high = 0.0;
@@ -210,6 +218,37 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats_with_samples(points: &[(f64, u64)]) -> Stats {
+        Stats {
+            elapsed_s: points.last().map_or(0.0, |p| p.0),
+            hashes: points.last().map_or(0, |p| p.1),
+            hashrate: 0.0,
+            shares: 0,
+            blocks: 0,
+            stale: 0,
+            accepted: 0,
+            rejected: 0,
+            hw_errors: 0,
+            unknown_candidates: 0,
+            jobs: 0,
+            epoch: 0,
+            devices: Vec::new(),
+            samples: points
+                .iter()
+                .map(|&(t_s, hashes)| hashrig_engine::Sample { t_s, hashes, shares: 0, hw_errors: 0 })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rate_series_starts_at_zero_and_drops_a_stub_last_interval() {
+        // 100 H/s each second, then a 0.05 s stub when the engine stopped.
+        let s = stats_with_samples(&[(1.0, 100), (2.0, 200), (3.0, 300), (3.05, 301)]);
+        let v = to_run_view(&s, &Extras::default());
+        let rates: Vec<(f64, f64)> = v.samples.iter().map(|x| (x.t_s, x.hashrate)).collect();
+        assert_eq!(rates, vec![(1.0, 100.0), (2.0, 100.0), (3.0, 100.0)]);
+    }
 
     #[test]
     fn window_rate_uses_the_last_window_of_cumulative_points() {

@@ -310,12 +310,13 @@ fn chip_section(html: &mut String, d: &DeviceView) -> Result<(), Error> {
         let cores: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.nonces)).collect();
         let _ = writeln!(
             html,
-            "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            "<tr{cls}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\"><details><summary>{} cores</summary>{}</details></td></tr>",
             c.index,
             c.nonces,
             c.hw_errors,
             fmt_rate(c.est_hashrate),
             c.temperature.map(|t| format!("{t:.1} °C")).unwrap_or_else(|| "-".into()),
+            cores.len(),
             cores.join(" ")
         );
     }
@@ -353,8 +354,8 @@ fn chip_map(d: &DeviceView, weak: &[usize]) -> Result<(String, usize), Error> {
             .disable_mesh()
             .x_desc("chip")
             .y_desc("core (top: chip)")
-            .x_label_formatter(&|x| format!("{}", *x as i64))
-            .y_label_formatter(&|y| format!("{}", *y as i64))
+            .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{}", *x as i64) } else { String::new() })
+            .y_label_formatter(&|y| if y.fract() == 0.0 { format!("{}", *y as i64) } else { String::new() })
             .draw()
             .map_err(&e)?;
         let mut rects = Vec::with_capacity(chips * rows);
