@@ -147,3 +147,30 @@ fn mine_bookkeeping_counts_pool_answers_by_pool_reason_and_difficulty() {
     assert_eq!((v.shares.accepted, v.shares.rejected, v.shares.stale), (1, 1, 1));
     assert_eq!(v.best_share, 9000.0);
 }
+
+#[test]
+fn emulated_chain_report_has_a_health_map_of_every_chip() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("emu.html");
+    let out = Command::cargo_bin("hashrig")
+        .unwrap()
+        .args(["bench", "--backend", "emu:bm1370x4", "--duration", "3", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    let open = "<script type=\"application/json\" id=\"run\">";
+    let at = html.find(open).unwrap() + open.len();
+    let run: hashrig_monitor::RunView = serde_json::from_str(&html[at..at + html[at..].find("</script>").unwrap()]).unwrap();
+    let chain = &run.devices[0];
+    assert_eq!(chain.kind, "asic");
+    assert_eq!(chain.chips.len(), 4, "one entry per chip from the driver's telemetry");
+    let nonces: u64 = chain.chips.iter().map(|c| c.nonces).sum();
+    assert!(nonces > 0, "the emulated chips returned nonces");
+    assert!(chain.chips.iter().all(|c| c.cores.iter().all(|k| k.nonces + k.hw_errors > 0)));
+    assert!(run.hashrate_ci.is_some(), "an estimated hashrate carries its interval");
+    // The map draws a cell for each chip and each core that answered.
+    let cells: usize = chain.chips.iter().map(|c| 1 + c.cores.len()).sum();
+    assert!(html.contains(&format!("id=\"chip-map-0\" class=\"chart chip-map\" data-points=\"{cells}\"")));
+}

@@ -105,7 +105,8 @@ impl Monitoring {
 
     /// Publish a fresh snapshot of the engine's stats.
     pub fn update(&mut self, stats: &Stats) {
-        let v = self.tracker.view(stats, &self.extras);
+        let mut v = self.tracker.view(stats, &self.extras);
+        merge_asic(&mut v, &crate::backend::asic_snapshots());
         self.view.set(v);
     }
 
@@ -222,5 +223,29 @@ impl Monitoring {
                 *p.shares.reject_reasons.entry(reason.to_string()).or_default() += 1;
             }
         }
+    }
+}
+
+/// Fill the per-chip / per-core health of ASIC devices (in the order they were opened) from
+/// the chain driver's telemetry, which counts valid nonces where the engine counts only errors.
+pub fn merge_asic(view: &mut RunView, chains: &[hashrig_hasher_asic::ChainSnapshot]) {
+    let asics = view.devices.iter_mut().filter(|d| d.kind == "asic");
+    for (dev, chain) in asics.zip(chains) {
+        dev.chips = chain
+            .per_chip
+            .iter()
+            .map(|c| hashrig_monitor::ChipView {
+                index: c.index,
+                nonces: c.nonces,
+                hw_errors: c.hw_errors,
+                est_hashrate: c.est_hashrate,
+                temperature: None,
+                cores: c
+                    .cores
+                    .iter()
+                    .map(|k| hashrig_monitor::CoreView { index: k.core, nonces: k.nonces, hw_errors: k.hw_errors })
+                    .collect(),
+            })
+            .collect();
     }
 }
