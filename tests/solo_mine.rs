@@ -1,0 +1,113 @@
+//! Solo mining through `hashrig mine --node` against a fake node (tests/solo_support) that checks
+//! every block with the bitcoin crate, and the crash-safety path: a block found just before the
+//! miner is killed is on disk and is the first thing submitted after a restart.
+
+mod pool_support;
+mod solo_support;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pool_support::{Miner, wait_for};
+use solo_support::{FakeNode, payout};
+
+const COOKIE: &str = "__cookie__:5f0d6e1c2b";
+/// Target about 2^-16: a block every ~65k hashes, easy on a debug-build CPU.
+const BITS: u32 = 0x1f00_ffff;
+
+fn solo_args(node: &FakeNode, cookie: &Path, blocks: &Path, extra: &[&str]) -> Vec<String> {
+    let (_, addr) = payout();
+    let mut v: Vec<String> = [
+        "--node", &node.url(), "--rpc-cookie", cookie.to_str().unwrap(), "--address", &addr,
+        "--network", "regtest", "--blocks-dir", blocks.to_str().unwrap(), "--threads", "2", "--status-interval", "0.5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".hex")).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn solo_blocks_across_the_op_n_height_boundary_are_accepted_by_a_checking_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cookie = tmp.path().join(".cookie");
+    std::fs::write(&cookie, COOKIE).unwrap();
+    let blocks = tmp.path().join("blocks");
+    // Heights 15 and 16 use OP_15/OP_16 for BIP 34; 17 onwards a number push.
+    let node = FakeNode::start(15, BITS, COOKIE);
+    let m = Miner::start(&solo_args(&node, &cookie, &blocks, &[]));
+    let ok = wait_for(Duration::from_secs(25), || node.state().submitted.iter().filter(|s| s.accepted).count() >= 3);
+    let first3: Vec<_> = node.state().submitted.iter().take(3).cloned().collect();
+    // Every block the node accepted is moved from pending/ to submitted/ by the miner.
+    let saved = wait_for(Duration::from_secs(5), || {
+        let on_disk = files(&blocks.join("submitted"));
+        first3.iter().all(|s| on_disk.contains(&format!("{}.hex", s.hash)))
+    });
+    let err = m.stderr();
+    drop(m);
+    let st = node.state();
+    assert!(ok, "submitted: {:?}\n{err}", st.submitted);
+    assert!(saved, "{:?} vs {:?}", first3, files(&blocks.join("submitted")));
+    let rejected: Vec<_> = st.submitted.iter().filter(|s| !s.accepted).collect();
+    assert!(rejected.is_empty(), "rejected: {rejected:?}\n{err}");
+    let heights: Vec<u64> = first3.iter().map(|s| s.height).collect();
+    assert_eq!(heights, [15, 16, 17]);
+    assert_eq!(st.unauthorized, 0);
+    drop(st);
+    assert!(err.contains("accepted"), "{err}");
+}
+
+#[test]
+fn a_block_found_before_the_miner_is_killed_is_submitted_first_on_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cookie = tmp.path().join(".cookie");
+    std::fs::write(&cookie, COOKIE).unwrap();
+    let blocks = tmp.path().join("blocks");
+    let node = FakeNode::start(300, BITS, COOKIE);
+    node.hang_submit.store(true, Ordering::SeqCst);
+    let mut m = Miner::start(&solo_args(&node, &cookie, &blocks, &[]));
+    let pending = blocks.join("pending");
+    let found = wait_for(Duration::from_secs(25), || !files(&pending).is_empty());
+    assert!(found, "no block written\n{}", m.stderr());
+    // Kill -9 right after the block hit the disk (its submission is hanging).
+    m.child.kill().unwrap();
+    m.child.wait().unwrap();
+    let saved = files(&pending);
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(node.state().submitted.is_empty());
+
+    node.hang_submit.store(false, Ordering::SeqCst);
+    let m2 = Miner::start(&solo_args(&node, &cookie, &blocks, &[]));
+    let ok = wait_for(Duration::from_secs(20), || !node.state().submitted.is_empty());
+    let err = m2.stderr();
+    assert!(ok, "nothing submitted after restart\n{err}");
+    let first = node.state().submitted[0].clone();
+    assert_eq!(format!("{}.hex", first.hash), saved[0], "the saved block goes first");
+    assert!(first.accepted, "{first:?}");
+    assert_eq!(first.height, 300);
+    let ok = wait_for(Duration::from_secs(5), || !files(&pending).contains(&saved[0]) && files(&blocks.join("submitted")).contains(&saved[0]));
+    assert!(ok, "pending {:?} submitted {:?} rejected {:?}\n{err}", files(&pending), files(&blocks.join("submitted")), files(&blocks.join("rejected")));
+}
+
+#[test]
+fn a_payout_address_of_another_network_is_refused_before_mining() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig"))
+        .args(["mine", "--node", "http://127.0.0.1:1", "--rpc-user", "u", "--rpc-pass", "p", "--network", "mainnet"])
+        .args(["--address", &payout().1, "--blocks-dir", tmp.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not valid for bitcoin"), "{err}");
+}
