@@ -82,6 +82,10 @@ pub struct BenchReport {
     /// Why power counters were not used, when none was.
     pub power_notes: Vec<String>,
     pub stats: Stats,
+    /// BM13xx chains (asic/emu backends): per-chip counts, duplicates, late nonces, CRC errors,
+    /// the driver's own estimate with its interval, and for an emulator its true hashrate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asic_chains: Vec<hashrig_hasher_asic::ChainSnapshot>,
 }
 
 /// Share difficulty of the synthetic job: ~4 M hashes per share, so verification is exercised
@@ -265,6 +269,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         economics: econ,
         power_notes: if power.is_some() { Vec::new() } else { notes },
         stats,
+        asic_chains: crate::backend::asic_snapshots(),
     })
 }
 

@@ -91,6 +91,8 @@ pub struct ChainInfo {
     pub ticket_zero_bits: u8,
     /// Each returned nonce stands for `ticket_difficulty * 2^32` hashes.
     pub ticket_difficulty: f64,
+    /// Emulated chains: the power MODEL (watts) read at bring-up; never a measurement.
+    pub model_watts: Option<f64>,
 }
 
 struct Slot {
@@ -126,6 +128,8 @@ pub struct Chain<P: Port> {
     ids: Vec<u8>,
     next_id: usize,
     epoch: Option<u64>,
+    /// The job id sent last.
+    current: Option<u8>,
     rolling_mask: Option<u32>,
     next_heartbeat: Instant,
     frames_since_heartbeat: u64,
@@ -224,6 +228,7 @@ impl<P: Port> Chain<P> {
     pub fn bring_up(mut port: P, cfg: ChainConfig, stats: ChainStats) -> Result<Self, Error> {
         let info = init_sequence(&mut port, &cfg)?;
         stats.set_chain(info.chip.clone(), &info.addresses, info.mhz, info.nominal_hashrate, info.ticket_difficulty);
+        stats.with(|c| c.set_model_watts(info.model_watts));
         let form = if info.chip_type.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
         let decoder = Decoder::new(Direction::ChipToHost, info.chip_type).with_response_length(ResponseLength::Fixed(form));
         let chips = info.chips;
@@ -240,6 +245,7 @@ impl<P: Port> Chain<P> {
             ids,
             next_id: 0,
             epoch: None,
+            current: None,
             rolling_mask,
             frames_since_heartbeat: 1,
             heartbeat_answers: vec![true; chips],
@@ -254,6 +260,7 @@ impl<P: Port> Chain<P> {
         self.stats.with(|c| c.reinit());
         let info = init_sequence(&mut self.port, &self.cfg)?;
         self.stats.set_chain(info.chip.clone(), &info.addresses, info.mhz, info.nominal_hashrate, info.ticket_difficulty);
+        self.stats.with(|c| c.set_model_watts(info.model_watts));
         let form = if info.chip_type.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
         self.decoder = Decoder::new(Direction::ChipToHost, info.chip_type).with_response_length(ResponseLength::Fixed(form));
         self.rolling_mask = info.chip_type.rolls_versions().then_some(VersionRolling::MAX_MASK);
@@ -369,6 +376,7 @@ impl<P: Port> Chain<P> {
             MidstateJob::new(id, le(72..76), le(68..72), tail, &states).map_err(Error::Protocol)?.encode()
         };
         self.slots[id as usize] = Some(slot);
+        self.current = Some(id);
         send(&mut self.port, frame.as_bytes())?;
         self.stats.with(|c| c.job_sent());
         Ok(id)
@@ -431,7 +439,9 @@ impl<P: Port> Chain<P> {
         self.stats.with(|c| c.set_answering(&answers));
         if self.cfg.emulator_power_model {
             let total: Option<u32> = self.model_mw.iter().copied().sum();
-            self.stats.with(|c| c.set_model_watts(total.map(|mw| f64::from(mw) / 1000.0)));
+            if let Some(mw) = total {
+                self.stats.with(|c| c.set_model_watts(Some(f64::from(mw) / 1000.0)));
+            }
             cmd(&mut self.port, Command::read_all(reg::EMU_POWER_MW))?;
         }
         cmd(&mut self.port, Command::read_all(reg::CHIP_ID))?;
@@ -493,6 +503,10 @@ impl<P: Port> Chain<P> {
             return;
         }
         self.stats.record(index, core, NonceKind::Valid);
+        if self.current != Some(wire) {
+            // For a job a newer one replaced without a flush: still good work, counted apart.
+            self.stats.with(|c| c.superseded());
+        }
         out.hashes += 1u64 << self.info.ticket_zero_bits.min(63);
         let in_range = u64::from(r.nonce) >= u64::from(slot.range.start()) && u64::from(r.nonce) < slot.range.end();
         if in_range && slot.target.is_met_by(&digest) {
@@ -550,6 +564,19 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
     }
     if answers.is_empty() {
         return Err(Error::NoChain { port: port.name(), bauds: tried, waited: cfg.enumerate_timeout });
+    }
+    // A noisy link can eat an answer (bad CRC): when fewer chips answered than configured, ask
+    // again a few times and keep the best count.
+    if let Some(want) = cfg.chips {
+        for _ in 0..3 {
+            if answers.len() >= want {
+                break;
+            }
+            let again = enumerate(port, cfg, cfg.enumerate_timeout)?;
+            if again.len() > answers.len() {
+                answers = again;
+            }
+        }
     }
     let id = (answers[0].value >> 16) as u16;
     let chip = ChipType::from_id(id);
@@ -668,6 +695,13 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
     if check.is_empty() {
         return Err(Error::SilentAfterInit { port: port.name(), baud });
     }
+    let model_watts = if cfg.emulator_power_model {
+        cmd(port, Command::read_all(reg::EMU_POWER_MW))?;
+        let mw = collect_registers(port, &mut decoder, reg::EMU_POWER_MW, cfg.enumerate_timeout, cfg.enumerate_quiet)?;
+        (!mw.is_empty()).then(|| mw.iter().map(|r| f64::from(r.value)).sum::<f64>() / 1000.0)
+    } else {
+        None
+    };
     let ticket_zero_bits = cfg.emulator_ticket_zero_bits.unwrap_or(32 + ticket.zero_bits());
     let info = ChainInfo {
         chip: chip.name().to_string(),
@@ -681,6 +715,7 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
         baud,
         ticket_zero_bits,
         ticket_difficulty: 2f64.powi(i32::from(ticket_zero_bits) - 32),
+        model_watts,
     };
     tracing::info!(port = %port.name(), chip = %info.chip, chips = n, mhz = info.mhz, baud, nominal_ths = info.nominal_hashrate / 1e12, "chain up");
     Ok(info)

@@ -62,6 +62,8 @@ pub struct ChainSnapshot {
     pub hw_errors: u64,
     pub duplicates: u64,
     pub late: u64,
+    /// Valid nonces for a job that a newer (not clean) job had already replaced: submitted.
+    pub superseded: u64,
     /// Nonces naming a job id the driver never sent (e.g. after a re-init).
     pub unknown_job: u64,
     /// Response frames with a bad CRC, and garbage bytes skipped, by the decoder.
@@ -76,6 +78,9 @@ pub struct ChainSnapshot {
     pub missed_heartbeats: u64,
     /// Power MODEL of an emulated chain (watts), when it offers one; never a measurement.
     pub model_watts: Option<f64>,
+    /// The model's J/TH at the nominal hashrate (an emulator hashes at CPU speed, so its
+    /// measured rate must not be divided into the model's watts).
+    pub model_j_per_th_at_nominal: Option<f64>,
     /// Emulated chains only: the hashes the emulator really did per second over the same window
     /// as `estimate` (the truth the estimate is checked against).
     pub emulator_true_hashrate: Option<f64>,
@@ -106,6 +111,7 @@ struct Inner {
     nominal: f64,
     ticket_difficulty: f64,
     chips: Vec<ChipCounts>,
+    superseded: u64,
     unknown_job: u64,
     bad_crc: u64,
     skipped_bytes: u64,
@@ -195,6 +201,7 @@ impl ChainStats {
             nominal: 0.0,
             ticket_difficulty: 1.0,
             chips: Vec::new(),
+            superseded: 0,
             unknown_job: 0,
             bad_crc: 0,
             skipped_bytes: 0,
@@ -237,6 +244,12 @@ impl ChainStats {
         }
     }
 
+    /// The power MODEL of an emulated chain, watts (None for hardware: a BM13xx chain reports
+    /// no power of its own).
+    pub fn model_watts(&self) -> Option<f64> {
+        lock(&self.0).model_watts
+    }
+
     /// Attach the true hash counter of an emulated chain.
     pub fn set_truth(&self, truth: TruthFn) {
         let mut k = lock(&self.0);
@@ -272,6 +285,7 @@ impl ChainStats {
             hw_errors: sum(|c| c.hw_errors),
             duplicates: sum(|c| c.duplicates),
             late: sum(|c| c.late),
+            superseded: k.superseded,
             unknown_job: k.unknown_job,
             bad_crc: k.bad_crc,
             skipped_bytes: k.skipped_bytes,
@@ -280,6 +294,7 @@ impl ChainStats {
             reinits: k.reinits,
             missed_heartbeats: k.missed_heartbeats,
             model_watts: k.model_watts,
+            model_j_per_th_at_nominal: k.model_watts.filter(|_| k.nominal > 0.0).map(|w| w / (k.nominal / 1e12)),
             emulator_true_hashrate: k.truth.as_ref().map(|t| t().saturating_sub(k.truth_at_start) as f64 / seconds.max(1e-9)),
             per_chip: k
                 .chips
@@ -305,6 +320,9 @@ impl ChainStats {
 pub(crate) struct Counters<'a>(&'a mut Inner);
 
 impl Counters<'_> {
+    pub(crate) fn superseded(&mut self) {
+        self.0.superseded += 1;
+    }
     pub(crate) fn unknown_job(&mut self) {
         self.0.unknown_job += 1;
     }
