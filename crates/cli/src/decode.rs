@@ -195,9 +195,18 @@ fn decode(bytes: &[u8], chip: ChipType, dir: Dir, rl: RespLen) -> Vec<Item> {
                     others.push(it);
                 }
             }
-            let inside = |o: u64| frames.iter().any(|f| o >= f.offset && o < f.offset + f.len);
-            let mut seen_bad = std::collections::BTreeSet::new();
-            others.retain(|it| !inside(it.offset) && seen_bad.insert(it.offset));
+            // Both lists are sorted by offset: walk them together.
+            let mut fi = 0;
+            let mut last_bad = None;
+            others.retain(|it| {
+                while fi < frames.len() && frames[fi].offset + frames[fi].len <= it.offset {
+                    fi += 1;
+                }
+                let inside = fi < frames.len() && frames[fi].offset <= it.offset;
+                let dup = last_bad == Some(it.offset);
+                last_bad = Some(it.offset);
+                !inside && !dup
+            });
             let mut out: Vec<Item> = frames.into_iter().chain(others).collect();
             out.sort_by_key(|it| it.offset);
             // Gaps: bytes covered by no frame and no rejected candidate's first byte.
