@@ -27,7 +27,7 @@ fn maj(a: u32, b: u32, c: u32) -> u32 {
     (a & b) | (c & (a | b))
 }
 
-/// One SHA-256 round on state `s` = [a, b, c, d, e, f, g, h] with `kw` = K[i] + W[i].
+/// One SHA-256 round on state `s` = [a, b, c, d, e, f, g, h] with `kw` = `K[i] + W[i]`.
 #[inline(always)]
 fn round(s: &mut [u32; 8], kw: u32) {
     let [a, b, c, d, e, f, g, h] = *s;

@@ -11,15 +11,16 @@
 //! ABEF is the new CDGH, so the two state variables swap roles each time.
 //!
 //! Work per nonce (block 2 is the header's second block, block 3 hashes the first digest):
-//! - block 2 starts after round 3: rounds 0-2 come from [`Prehash`], and round 3's nonce term is
-//!   a plain add into the A and E lanes. Rounds 4-15 use folded K+W constants (the message words
+//! - block 2 starts after round 3: rounds 0-2 come from
+//!   [`Prehash`](crate::scalar::Prehash), and round 3's nonce term is a plain add into the A
+//!   and E lanes. Rounds 4-15 use folded K+W constants (the message words
 //!   there are padding). W16/W17 are constants; W18..W31 skip the `msg1`/adds whose inputs are
 //!   constant (W4..W15); from W32 on the schedule is the standard one. 30 `rnds2`.
 //! - block 3: W0..W7 are the first digest; W8..W15 are padding, so rounds 8-15 use folded
 //!   constants and the schedule for W16..W31 drops the ops on constant inputs. It stops after
 //!   the `rnds2` of rounds 60-61: lane F of ABEF then holds E after round 60, which is the final
 //!   H7 minus IV7. 31 `rnds2`. Only a nonce whose `bswap(H7)` is within the target's top word
-//!   is hashed again in full by [`scalar::confirm`].
+//!   is hashed again in full by [`confirm`](crate::scalar::confirm).
 
 use core::arch::x86_64::__m128i;
 
