@@ -97,6 +97,8 @@ pub struct MineArgs {
     /// How often to try a preferred pool again while on a backup (default 60).
     #[arg(long, value_name = "SECS")]
     pub failback_interval: Option<f64>,
+    #[command(flatten)]
+    pub monitor: crate::monitoring::MonitorArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +168,8 @@ pub struct MineSettings {
     pub source: Source,
     pub status_interval: Duration,
     pub duration: Option<Duration>,
+    /// --api, --metrics, --report.
+    pub monitor: crate::monitoring::MonitorArgs,
 }
 
 fn secs(what: &str, v: f64) -> Result<Duration> {
@@ -252,7 +256,7 @@ impl MineSettings {
             c.retry_delay = c.retry_delay.min(c.failback_interval);
             Source::Pools(c)
         };
-        Ok(MineSettings { source, status_interval, duration })
+        Ok(MineSettings { source, status_interval, duration, monitor: args.monitor.clone() })
     }
 }
 
@@ -331,6 +335,8 @@ pub fn run(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> 
 }
 
 async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
+    let mut mon = crate::monitoring::Monitoring::start(&settings.monitor, "mine", None)?;
+    let mut mon_tick = tokio::time::interval(Duration::from_secs(1));
     let (share_tx, mut share_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = Engine::start(hashers, TokioSink(share_tx), EngineConfig::default()).context("cannot start the engine")?;
     for d in engine.devices() {
@@ -346,6 +352,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     match settings.source {
         Source::Pools(cfg) => {
             let urls: Vec<String> = cfg.pools.iter().map(|p| p.url.to_string()).collect();
+            mon.set_pools(&urls, &cfg.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
             let (client, mut events, _task) = hashrig_stratum::client::spawn(cfg);
             let mut book: JobBook<(usize, Arc<PoolJob>)> = JobBook::default();
             loop {
@@ -355,6 +362,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                     ev = events.recv() => match ev {
                         None => bail!("the stratum client stopped"),
                         Some(ClientEvent::Job { pool, job }) => {
+                            mon.pool_job(pool, job.difficulty);
                             let target = match target_from_difficulty(job.difficulty) {
                                 Ok(t) => t,
                                 Err(e) => { tracing::warn!(error = %e, "job skipped"); continue; }
@@ -364,19 +372,23 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             engine.set_job(Job { id, source: HeaderSource::Coinbase(job.job.clone()), share_target: target, clean: job.clean });
                         }
                         Some(ClientEvent::Connected { pool, url }) => {
+                            mon.pool_connected(pool);
                             status.pool = Some(format!("#{pool} {url}"));
                         }
                         Some(ClientEvent::Disconnected { pool, reason }) => {
+                            mon.pool_disconnected(pool);
                             tracing::warn!(pool, url = %urls[pool], %reason, "disconnected");
                             status.pool = None;
                         }
-                        Some(ClientEvent::ShareResult { outcome, .. }) => {
+                        Some(ClientEvent::ShareResult { pool, outcome, .. }) => {
+                            mon.share_result(pool, match &outcome { ShareOutcome::Accepted => None, ShareOutcome::Rejected { reason } => Some(reason.as_str()) });
                             engine.share_result(outcome == ShareOutcome::Accepted);
                         }
                     },
                     s = share_rx.recv() => {
                         let Some(s) = s else { bail!("the engine stopped") };
                         status.best = status.best.max(s.difficulty);
+                        mon.share_found(s.difficulty);
                         match book.get(&s.job_id) {
                             Some((pool, job)) => {
                                 tracing::info!(pool, job = %job.job_id, difficulty = format!("{:.3}", s.difficulty), block = s.is_block, "share found");
@@ -386,6 +398,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             None => tracing::warn!(job = %s.job_id, "share for a job no longer known: stale"),
                         }
                     }
+                    _ = mon_tick.tick() => mon.update(&engine.stats()),
                     _ = tick.tick() => {
                         let st = client.stats();
                         let now = (Instant::now(), engine.hashes());
@@ -403,6 +416,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
             }
             let st = client.stats();
             let es = engine.stop();
+            mon.finish(&es)?;
             eprintln!(
                 "mined {:.1} s: {} hashes ({}), shares accepted {} rejected {} stale {} (engine stale {}), hardware errors {}",
                 es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale, es.stale, es.hw_errors
@@ -411,6 +425,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         Source::Solo(s) => {
             let store = hashrig_node::BlockStore::open(&s.blocks_dir)?;
             tracing::info!(network = %s.network, node = %s.rpc.url, blocks = %s.blocks_dir.display(), "solo mining");
+            mon.set_pools(&[s.rpc.url.to_string()], &[]);
             let cfg = hashrig_node::SoloConfig {
                 rpc: s.rpc,
                 payout: s.payout,
@@ -431,6 +446,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                     ev = events.recv() => match ev {
                         None => bail!("the solo driver stopped"),
                         Some(hashrig_node::SoloEvent::Work { work, clean }) => {
+                            mon.pool_connected(0);
                             seq += 1;
                             let id = format!("solo/{seq}");
                             status.solo_height = Some(work.height);
@@ -440,6 +456,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             engine.set_job(Job { id, source: HeaderSource::Coinbase(work.job.clone()), share_target: target, clean: true });
                         }
                         Some(hashrig_node::SoloEvent::BlockResult { hash, rejected }) => {
+                            mon.share_result(0, rejected.as_deref());
                             engine.share_result(rejected.is_none());
                             match rejected {
                                 None => { status.blocks_accepted += 1; eprintln!("block {hash} accepted"); }
@@ -456,6 +473,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                     sh = share_rx.recv() => {
                         let Some(sh) = sh else { bail!("the engine stopped") };
                         status.best = status.best.max(sh.difficulty);
+                        mon.share_found(sh.difficulty);
                         let Some(work) = book.get(&sh.job_id) else { continue };
                         if !sh.is_block || solved.contains_key(&work.job.prev_hash) {
                             continue;
@@ -468,6 +486,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                         engine.set_job(Job { id: format!("solo/{seq}"), source: HeaderSource::Coinbase(work.job.clone()), share_target: hashrig_sha256d::Target([0; 32]), clean: true });
                         node.submit(hashrig_node::FoundBlock { work, extranonce2: sh.extranonce2, header });
                     }
+                    _ = mon_tick.tick() => mon.update(&engine.stats()),
                     _ = tick.tick() => {
                         let now = (Instant::now(), engine.hashes());
                         let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-9);
@@ -481,6 +500,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                 }
             }
             let es = engine.stop();
+            mon.finish(&es)?;
             eprintln!(
                 "mined {:.1} s: {} hashes ({}), blocks found {} accepted {} rejected {}",
                 es.elapsed_s, es.hashes, si(es.hashrate), status.blocks_found, status.blocks_accepted, status.blocks_rejected
