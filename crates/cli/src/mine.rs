@@ -260,6 +260,17 @@ impl MineSettings {
     }
 }
 
+/// What the engine hunts for in solo mode: the network target, but never easier than
+/// difficulty 1/4096. Any hash meeting it is a valid block; on regtest (about every second hash
+/// is a block) this keeps the hashers from drowning the verifier in millions of candidates.
+fn solo_target(work: &hashrig_node::SoloWork) -> hashrig_sha256d::Target {
+    let cap = target_from_difficulty(1.0 / 4096.0).map(|t| hashrig_work::target::to_bitcoin(&t));
+    match cap {
+        Ok(cap) => from_bitcoin(std::cmp::min(work.target(), cap)),
+        Err(_) => from_bitcoin(work.target()),
+    }
+}
+
 /// Engine shares into the async side.
 struct TokioSink(tokio::sync::mpsc::UnboundedSender<hashrig_engine::Share>);
 
@@ -452,7 +463,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             status.solo_height = Some(work.height);
                             let paused = solved.contains_key(&work.job.prev_hash);
                             book.insert(id.clone(), work.clone(), clean);
-                            let target = if paused { hashrig_sha256d::Target([0; 32]) } else { from_bitcoin(work.target()) };
+                            let target = if paused { hashrig_sha256d::Target([0; 32]) } else { solo_target(&work) };
                             engine.set_job(Job { id, source: HeaderSource::Coinbase(work.job.clone()), share_target: target, clean: true });
                         }
                         Some(hashrig_node::SoloEvent::BlockResult { hash, rejected }) => {
