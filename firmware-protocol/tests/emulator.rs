@@ -322,7 +322,9 @@ fn fault_crc_garbage_and_dropped_bytes_are_seen_by_the_host() {
     let mut c = Client::open(&emu);
     let mut good = 0;
     for _ in 0..4 {
-        good += enumerate(&mut c, 16).len();
+        // Some answers are lost to the faults: wait a fixed short time, not for all 16.
+        c.cmd(Command::read_all(reg::CHIP_ID));
+        good += c.responses(Duration::from_millis(400), 16).len();
     }
     let st = emu.stats();
     assert!(st.corrupted_crc > 0 && st.garbage_bytes > 0 && st.dropped_bytes > 0, "{st:?}");
