@@ -104,7 +104,7 @@ fn enumerate(client: &mut Client, chips: usize) -> Vec<Response> {
 /// Enumerate when fewer answers (or none) are expected: waits a short quiet time only.
 fn enumerate_short(client: &mut Client, at_most: usize) -> Vec<Response> {
     client.cmd(Command::read_all(reg::CHIP_ID));
-    client.responses(Duration::from_millis(400), at_most + 1)
+    client.responses(Duration::from_millis(1000), at_most + 1)
 }
 
 fn address_chain(client: &mut Client, chips: usize) -> Vec<u8> {
@@ -324,7 +324,7 @@ fn fault_crc_garbage_and_dropped_bytes_are_seen_by_the_host() {
     for _ in 0..4 {
         // Some answers are lost to the faults: wait a fixed short time, not for all 16.
         c.cmd(Command::read_all(reg::CHIP_ID));
-        good += c.responses(Duration::from_millis(400), 16).len();
+        good += c.responses(Duration::from_millis(1000), 16).len();
     }
     let st = emu.stats();
     assert!(st.corrupted_crc > 0 && st.garbage_bytes > 0 && st.dropped_bytes > 0, "{st:?}");
