@@ -174,3 +174,57 @@ fn emulated_chain_report_has_a_health_map_of_every_chip() {
     let cells: usize = chain.chips.iter().map(|c| 1 + c.cores.len()).sum();
     assert!(html.contains(&format!("id=\"chip-map-0\" class=\"chart chip-map\" data-points=\"{cells}\"")));
 }
+
+/// Start `hashrig bench` with the API and return it with the API address from stderr.
+fn bench_with_api(extra: &[&str]) -> (std::process::Child, SocketAddr, mpsc::Receiver<String>) {
+    let mut child = Command::cargo_bin("hashrig")
+        .unwrap()
+        .args(["bench", "--threads", "1", "--api", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("API line on stderr");
+        if let Some(a) = line.strip_prefix("cgminer API on ") {
+            return (child, a.parse().unwrap(), rx);
+        }
+    }
+}
+
+#[test]
+fn quit_from_a_write_allowed_address_ends_the_run_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("q.html");
+    let (mut child, api, _rx) =
+        bench_with_api(&["--duration", "60", "--api-allow", "W:127.0.0.1", "--report", report.to_str().unwrap()]);
+    let t0 = std::time::Instant::now();
+    let mut raw = ask(api, br#"{"command":"quit"}"#);
+    raw.pop();
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["STATUS"][0]["STATUS"], "S", "{v}");
+    assert_eq!(v["STATUS"][0]["Msg"], "BYE");
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(t0.elapsed() < Duration::from_secs(10), "stopped well before --duration 60");
+    assert!(report.exists(), "the report is written on quit too");
+}
+
+#[test]
+fn quit_without_write_access_is_denied_and_the_run_goes_on() {
+    let (mut child, api, _rx) = bench_with_api(&["--duration", "2"]);
+    let text = String::from_utf8(ask(api, b"quit")).unwrap();
+    assert!(text.starts_with("STATUS=E,") && text.contains("Code=45"), "{text}");
+    // Still serving: the run was not stopped.
+    let text = String::from_utf8(ask(api, b"summary")).unwrap();
+    assert!(text.starts_with("STATUS=S,"), "{text}");
+    assert!(child.wait().unwrap().success());
+}

@@ -180,7 +180,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     let mut last = (Instant::now(), 0u64);
     let mut next_poll = started + Duration::from_secs(1);
     let tick = Duration::from_millis(500);
-    while started.elapsed() < plan.duration {
+    while started.elapsed() < plan.duration && !mon.quit_requested() {
         let left = plan.duration.saturating_sub(started.elapsed());
         std::thread::sleep(tick.min(left));
         let now = Instant::now();

@@ -409,7 +409,10 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             None => tracing::warn!(job = %s.job_id, "share for a job no longer known: stale"),
                         }
                     }
-                    _ = mon_tick.tick() => mon.update(&engine.stats()),
+                    _ = mon_tick.tick() => {
+                        mon.update(&engine.stats());
+                        if mon.quit_requested() { break }
+                    }
                     _ = tick.tick() => {
                         let st = client.stats();
                         let now = (Instant::now(), engine.hashes());
@@ -497,7 +500,10 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                         engine.set_job(Job { id: format!("solo/{seq}"), source: HeaderSource::Coinbase(work.job.clone()), share_target: hashrig_sha256d::Target([0; 32]), clean: true });
                         node.submit(hashrig_node::FoundBlock { work, extranonce2: sh.extranonce2, header });
                     }
-                    _ = mon_tick.tick() => mon.update(&engine.stats()),
+                    _ = mon_tick.tick() => {
+                        mon.update(&engine.stats());
+                        if mon.quit_requested() { break }
+                    }
                     _ = tick.tick() => {
                         let now = (Instant::now(), engine.hashes());
                         let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-9);

@@ -5,12 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use hashrig_engine::Stats;
 use hashrig_monitor::engine::{Extras, Tracker};
-use hashrig_monitor::{Access, Actions, ApiConfig, ApiServer, MetricsServer, NoActions, RunView, SharedView};
+use hashrig_monitor::{Access, Actions, ApiConfig, ApiServer, MetricsServer, RunView, SharedView};
 
 use crate::bad_input;
 
@@ -50,11 +51,27 @@ pub struct Monitoring {
     api: Option<ApiServer>,
     metrics: Option<MetricsServer>,
     report: Option<PathBuf>,
+    quit: Arc<AtomicBool>,
+}
+
+/// Write commands a run supports by default: `quit` (stop the run cleanly, as Ctrl-C would).
+#[derive(Debug)]
+struct RunActions {
+    quit: Arc<AtomicBool>,
+}
+
+impl Actions for RunActions {
+    fn quit(&self) -> bool {
+        tracing::warn!("quit requested through the API");
+        self.quit.store(true, Ordering::Release);
+        true
+    }
 }
 
 impl Monitoring {
     /// Check the flags and start the listeners they ask for. `actions` serves write commands
-    /// (only for peers given `W:` in --api-allow).
+    /// (only for peers given `W:` in --api-allow); without it, `quit` is supported and the
+    /// caller polls [`Monitoring::quit_requested`].
     pub fn start(args: &MonitorArgs, mode: &str, actions: Option<Arc<dyn Actions>>) -> anyhow::Result<Self> {
         let access = match &args.api_allow {
             Some(list) => Access::parse(list).map_err(|e| bad_input(format!("--api-allow: {e}")))?,
@@ -71,12 +88,13 @@ impl Monitoring {
         let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let extras = Extras { mode: mode.to_string(), started_unix, ..Default::default() };
         let view = SharedView::new(RunView { mode: mode.to_string(), started_unix, ..Default::default() });
+        let quit = Arc::new(AtomicBool::new(false));
         let api = match args.api {
             Some(addr) => {
                 let mut cfg = ApiConfig::new(addr);
                 cfg.access = access;
                 cfg.validate().map_err(|e| bad_input(format!("--api: {e}")))?;
-                let actions = actions.unwrap_or_else(|| Arc::new(NoActions));
+                let actions = actions.unwrap_or_else(|| Arc::new(RunActions { quit: quit.clone() }));
                 let srv = ApiServer::start(cfg, view.clone(), actions).context("starting the cgminer API")?;
                 eprintln!("cgminer API on {}", srv.local_addr());
                 Some(srv)
@@ -95,7 +113,12 @@ impl Monitoring {
             }
             None => None,
         };
-        Ok(Monitoring { view, tracker: Tracker::new(), extras, api, metrics, report: args.report.clone() })
+        Ok(Monitoring { view, tracker: Tracker::new(), extras, api, metrics, report: args.report.clone(), quit })
+    }
+
+    /// Did an allowed peer send `quit`?
+    pub fn quit_requested(&self) -> bool {
+        self.quit.load(Ordering::Acquire)
     }
 
     /// The shared view the listeners read (for a caller that fills pools or power itself).
