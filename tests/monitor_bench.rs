@@ -25,6 +25,7 @@ fn bench_serves_api_and_metrics_while_running_and_writes_the_report() {
     let mut child = Command::cargo_bin("hashrig")
         .unwrap()
         .args(["bench", "--duration", "3", "--threads", "1", "--watts", "40"])
+        .args(["--power-price", "0.10", "--btc-price", "90000", "--difficulty", "1e14"])
         .args(["--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--report"])
         .arg(&report)
         .stdout(Stdio::null())
@@ -80,6 +81,8 @@ fn bench_serves_api_and_metrics_while_running_and_writes_the_report() {
     assert!(html.contains("<svg"), "inline SVG");
     assert!(html.contains("<script type=\"application/json\" id=\"run\">"));
     assert!(html.contains("(source: declared"), "power source named");
+    assert!(html.contains("Revenue / day") && html.contains("Break-even power price"), "economics shown");
+    assert!(html.contains("J/TH (power source: declared"), "J/TH with its source");
 }
 
 #[test]
