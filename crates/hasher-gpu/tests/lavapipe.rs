@@ -177,5 +177,33 @@ fn open_hashers_opens_each_named_adapter_once() {
     assert_eq!(twice.len(), 1);
     let all = hashrig_hasher_gpu::open_hashers("all").expect("there is an adapter");
     assert!(!all.is_empty());
-    assert!(matches!(hashrig_hasher_gpu::open_hashers("999"), Err(Error::AdapterNotFound { .. })));
+    assert!(matches!(
+        hashrig_hasher_gpu::open_hashers("999"),
+        Err(Error::AdapterNotFound { .. })
+    ));
+}
+
+/// The start-up search tries each workgroup size, then each nonces-per-invocation count at the
+/// best size, keeps the fastest, and the tuned hasher is still correct.
+#[test]
+fn tuning_keeps_the_fastest_setting_it_tried() {
+    let Some(mut h) = open(|o| {
+        o.workgroups = vec![32, 64];
+        o.nonces_per_invocation = vec![8, 32];
+    }) else {
+        return;
+    };
+    let t = h.tuning().clone();
+    assert_eq!(t.tried.len(), 3, "{t:?}");
+    let best = t.tried.iter().map(|x| x.2).fold(0.0, f64::max);
+    assert_eq!(t.rate, best, "{t:?}");
+    assert!(
+        t.tried
+            .contains(&(t.workgroup, t.nonces_per_invocation, t.rate)),
+        "{t:?}"
+    );
+    let block = testkit::REAL_BLOCKS[1];
+    let range = NonceRange::new(block.nonce - 40_000, 80_001).unwrap();
+    let (got, _, _) = sweep(&mut h, block.header(), range, block.target());
+    assert_eq!(got, BTreeSet::from([block.nonce]));
 }
