@@ -92,3 +92,16 @@ fn shares_unanswered_when_the_connection_drops_are_resubmitted_after_reconnectin
     let err = m.stderr();
     assert!(ok, "{:?}\n{err}", pool.log().shares);
 }
+
+#[test]
+fn client_reconnect_makes_the_miner_reconnect_to_its_configured_pool() {
+    let mut spec = PoolSpec::new("c");
+    spec.plan = Arc::new(|n| if n == 0 { ConnPlan { reconnect_at_share: Some(1), ..ConnPlan::default() } } else { ConnPlan::default() });
+    let pool = ScriptedPool::start(spec);
+    let m = miner(&[&pool], &[]);
+    let ok = wait_for(Duration::from_secs(20), || pool.log().shares.iter().any(|s| s.valid && s.conn == 1));
+    let err = m.stderr();
+    assert!(ok, "{:?}\n{err}", pool.log().shares);
+    assert!(err.contains("pool asked for a reconnect"), "{err}");
+    assert!(pool.log().invalid().is_empty());
+}

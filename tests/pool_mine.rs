@@ -56,3 +56,40 @@ fn rejected_shares_are_counted_per_reason_on_the_status_line() {
     assert!(rejected >= 1, "{err}");
     assert!(err.contains("Low difficulty share: "), "{err}");
 }
+
+#[test]
+fn a_toml_config_file_holds_the_same_settings_as_the_flags() {
+    let pool = ScriptedPool::start(PoolSpec::new("t"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hashrig.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:1\"\nuser = \"dead.pool\"\npass = \"first-secret\"\n\n\
+             [[pool]]\nurl = \"{}\"\nuser = \"cfg.worker\"\npass = \"cfg-secret-7\"\n\n\
+             [mine]\nstatus_interval = 0.5\nversion_rolling = false\n\n[api]\n[power]\n",
+            pool.url()
+        ),
+    )
+    .unwrap();
+    let mut m = Miner::start(&args(&["--config", cfg.to_str().unwrap(), "--duration", "3", "--threads", "2"]));
+    assert!(m.wait(Duration::from_secs(30)).success(), "{}", m.stderr());
+    let err = m.stderr();
+    let log = pool.log();
+    assert!(log.valid() >= 1, "{err}");
+    assert!(log.configures.is_empty(), "version_rolling = false: no mining.configure");
+    assert!(log.lines.iter().any(|l| l.contains("cfg.worker") && l.contains("cfg-secret-7")));
+    assert!(!err.contains("cfg-secret-7") && !err.contains("first-secret"), "{err}");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_setting_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\npasword = \"typo\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig")).args(["mine", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pasword") && err.contains("bad.toml") && err.contains("line 4"), "{err}");
+    assert!(!err.contains("typo"), "{err}");
+}

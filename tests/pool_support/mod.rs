@@ -45,6 +45,8 @@ pub struct ConnPlan {
     pub garbage: Vec<String>,
     /// Send a fresh (non-clean) job this often.
     pub new_job_every: Option<Duration>,
+    /// Answer this share, then send `client.reconnect` (empty host: same pool, no wait).
+    pub reconnect_at_share: Option<usize>,
 }
 
 /// A share as the pool saw it.
@@ -340,6 +342,9 @@ fn serve(conn: TcpStream, n: usize, spec: &PoolSpec, plan: &ConnPlan, log: &Mute
                 }
                 if valid {
                     send(&mut w, json!({"id": id, "result": true, "error": null}))?;
+                    if plan.reconnect_at_share == Some(received_shares) {
+                        send(&mut w, json!({"id": null, "method": "client.reconnect", "params": ["", "", 0]}))?;
+                    }
                 } else {
                     let code = match reason.as_str() {
                         "Job not found" => 21,

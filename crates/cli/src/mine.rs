@@ -182,7 +182,13 @@ fn secs(what: &str, v: f64) -> Result<Duration> {
 /// Read a `--config` file.
 fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+    // The toml crate's own message quotes the offending line, which may hold a password:
+    // name the line number and the problem only.
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+        let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
+        anyhow!("config file {} is not valid:{at} {}", path.display(), e.message().trim())
+    })
 }
 
 impl MineSettings {
