@@ -195,10 +195,22 @@ fn bench_with_api(extra: &[&str]) -> (std::process::Child, SocketAddr, mpsc::Rec
             let _ = tx.send(line);
         }
     });
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("API line on stderr");
-        if let Some(a) = line.strip_prefix("cgminer API on ") {
-            return (child, a.parse().unwrap(), rx);
+    let addr = loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => {
+                if let Some(a) = line.strip_prefix("cgminer API on ") {
+                    break a.parse::<SocketAddr>().ok();
+                }
+            }
+            Err(_) => break None,
+        }
+    };
+    match addr {
+        Some(addr) => (child, addr, rx),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no usable `cgminer API on ADDR` line on stderr");
         }
     }
 }
