@@ -45,7 +45,7 @@ pub enum Error {
     Chart { chart: &'static str, message: String },
     #[error("cannot encode the run as JSON")]
     Json(#[source] serde_json::Error),
-    #[error("cannot write the report to {path}")]
+    #[error("cannot write the report to {}", path.display())]
     Write {
         path: std::path::PathBuf,
         #[source]
