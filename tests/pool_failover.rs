@@ -105,3 +105,18 @@ fn client_reconnect_makes_the_miner_reconnect_to_its_configured_pool() {
     assert!(err.contains("pool asked for a reconnect"), "{err}");
     assert!(pool.log().invalid().is_empty());
 }
+
+#[test]
+fn a_tls_pool_whose_handshake_fails_is_skipped_for_the_next_pool() {
+    // The first URL asks for TLS from a pool that only speaks plain TCP: the handshake fails
+    // with a clear error and the miner moves on to the second pool.
+    let a = ScriptedPool::start(PoolSpec::new("a"));
+    let b = ScriptedPool::start(PoolSpec::new("b"));
+    let tls_url = format!("stratum+ssl://{}", a.addr);
+    let m = Miner::start(&args(&["--pool", &tls_url, "--pool", &b.url(), "--user", "w", "--pass", "x", "--threads", "2"]));
+    let ok = wait_for(Duration::from_secs(20), || b.log().valid() >= 1);
+    let err = m.stderr();
+    assert!(ok, "{err}");
+    assert!(err.contains("TLS handshake with 127.0.0.1 failed"), "{err}");
+    assert_eq!(a.log().valid(), 0);
+}

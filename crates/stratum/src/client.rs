@@ -78,6 +78,9 @@ pub struct ClientConfig {
     pub agent: String,
     pub version_rolling: Option<u32>,
     pub suggest_difficulty: Option<f64>,
+    /// Send `mining.extranonce.subscribe` after authorize (NiceHash-style pools then send
+    /// `mining.set_extranonce`; others answer with an error, which is ignored).
+    pub extranonce_subscribe: bool,
     /// A connected pool that sends nothing for this long is treated as dead.
     pub silence_timeout: Duration,
     /// How often a better pool is tried while mining on a worse one.
@@ -95,6 +98,7 @@ impl ClientConfig {
             agent: concat!("hashrig/", env!("CARGO_PKG_VERSION")).into(),
             version_rolling: Some(0x1fff_e000),
             suggest_difficulty: None,
+            extranonce_subscribe: true,
             silence_timeout: Duration::from_secs(180),
             failback_interval: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
@@ -378,6 +382,7 @@ impl Client {
         scfg.agent = self.cfg.agent.clone();
         scfg.version_rolling = self.cfg.version_rolling;
         scfg.suggest_difficulty = self.cfg.suggest_difficulty;
+        scfg.extranonce_subscribe = self.cfg.extranonce_subscribe;
         let mut session = Session::new(scfg);
         let url = pc.url.to_string();
         for ev in session.start() {

@@ -369,3 +369,23 @@ fn unanswered_submits_are_handed_back_not_dropped() {
     s3.handle_line(&notify_line("j1", PREV_A, true));
     assert!(!s3.accepts_share_for(back[0].1.as_ref().unwrap()), "another extranonce1 makes it a different job");
 }
+
+#[test]
+fn after_authorize_the_optional_requests_follow_and_their_errors_are_ignored() {
+    let mut c = cfg();
+    c.suggest_difficulty = Some(512.0);
+    c.extranonce_subscribe = true;
+    let mut s = Session::new(c);
+    s.start();
+    s.handle_line(r#"{"id":2,"result":[[],"00000001",4],"error":null}"#);
+    let out = sends(&s.handle_line(r#"{"id":3,"result":true,"error":null}"#));
+    let methods: Vec<&str> = out.iter().map(|v| v["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["mining.suggest_difficulty", "mining.extranonce.subscribe"]);
+    assert_eq!(out[0]["params"], json!([512.0]));
+    for v in &out {
+        let id = v["id"].as_u64().unwrap();
+        let ev = s.handle_line(&format!(r#"{{"id":{id},"result":null,"error":[20,"Method not found",null]}}"#));
+        assert!(ev.is_empty(), "{ev:?}");
+    }
+    assert!(s.stats().protocol_errors.is_empty());
+}
