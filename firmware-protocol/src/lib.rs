@@ -65,44 +65,62 @@ pub use register::{
 pub use response::{NonceResponse, RegisterResponse, Response, ResponseForm, ResponseFrame};
 
 /// Everything that can be wrong with a frame or a register value. `Copy`, so decoder events
-/// can carry it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+/// can carry it. (Display is written by hand: the core builds without `std` and thiserror's
+/// workspace entry brings std with it.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Error {
-    #[error("frame too short: {len} bytes, need {need}")]
     TooShort { len: usize, need: usize },
-    #[error("frame is {found} bytes, expected {expected}")]
     WrongLength { found: usize, expected: usize },
-    #[error("bad preamble {:02x} {:02x}", found[0], found[1])]
     BadPreamble { found: [u8; 2] },
-    #[error("unknown frame type byte {0:#04x}")]
     UnknownType(u8),
-    #[error("length byte {found:#04x} does not fit this frame (expected {expected:#04x})")]
     BadLengthByte { found: u8, expected: u8 },
-    #[error("bad CRC5: frame has {found:#04x}, computed {computed:#04x}")]
     Crc5 { found: u8, computed: u8 },
-    #[error("bad CRC16: frame has {found:#06x}, computed {computed:#06x}")]
     Crc16 { found: u16, computed: u16 },
-    #[error("{field} must be 0, found {found:#04x}")]
     NonZero { field: &'static str, found: u8 },
-    #[error("unknown response type {0} in the top bits of the last byte (0 = register, 4 = nonce)")]
     UnknownResponseType(u8),
-    #[error("a BM1397 job carries 1 to 4 midstates, not {0}")]
     MidstateCount(usize),
-    #[error("{field} {value} is out of range {min}..={max}")]
     OutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
-    #[error("ticket mask register {0:#010x} is not 2^n - 1 with bit-reversed bytes")]
     BadTicketMask(u32),
-    #[error("version mask {0:#010x} has bits outside 0x1fffe000 (the bits a BM136x can roll)")]
     BadVersionMask(u32),
-    #[error("no PLL setting reaches {}.{:02} MHz for this chip", mhz_x100 / 100, mhz_x100 % 100)]
     NoPll { mhz_x100: u32 },
-    #[error("unknown chip (known: bm1397, bm1366, bm1368, bm1370)")]
     UnknownChip,
-    #[error("not hex at character {position}: {found:?}")]
     Hex { position: usize, found: char },
-    #[error("odd number of hex digits ({0})")]
     HexOdd(usize),
 }
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::TooShort { len, need } => write!(f, "frame too short: {len} bytes, need {need}"),
+            Error::WrongLength { found, expected } => write!(f, "frame is {found} bytes, expected {expected}"),
+            Error::BadPreamble { found } => write!(f, "bad preamble {:02x} {:02x}", found[0], found[1]),
+            Error::UnknownType(t) => write!(f, "unknown frame type byte {t:#04x}"),
+            Error::BadLengthByte { found, expected } => {
+                write!(f, "length byte {found:#04x} does not fit this frame (expected {expected:#04x})")
+            }
+            Error::Crc5 { found, computed } => write!(f, "bad CRC5: frame has {found:#04x}, computed {computed:#04x}"),
+            Error::Crc16 { found, computed } => write!(f, "bad CRC16: frame has {found:#06x}, computed {computed:#06x}"),
+            Error::NonZero { field, found } => write!(f, "{field} must be 0, found {found:#04x}"),
+            Error::UnknownResponseType(t) => {
+                write!(f, "unknown response type {t} in the top bits of the last byte (0 = register, 4 = nonce)")
+            }
+            Error::MidstateCount(n) => write!(f, "a BM1397 job carries 1 to 4 midstates, not {n}"),
+            Error::OutOfRange { field, value, min, max } => write!(f, "{field} {value} is out of range {min}..={max}"),
+            Error::BadTicketMask(v) => write!(f, "ticket mask register {v:#010x} is not 2^n - 1 with bit-reversed bytes"),
+            Error::BadVersionMask(m) => {
+                write!(f, "version mask {m:#010x} has bits outside 0x1fffe000 (the bits a BM136x can roll)")
+            }
+            Error::NoPll { mhz_x100 } => {
+                write!(f, "no PLL setting reaches {}.{:02} MHz for this chip", mhz_x100 / 100, mhz_x100 % 100)
+            }
+            Error::UnknownChip => f.write_str("unknown chip (known: bm1397, bm1366, bm1368, bm1370)"),
+            Error::Hex { position, found } => write!(f, "not hex at character {position}: {found:?}"),
+            Error::HexOdd(n) => write!(f, "odd number of hex digits ({n})"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
 
 /// Bytes from capture text: hex digits with any separators (spaces, commas, colons, newlines,
 /// brackets), optional `0x` prefixes, `#` comments to the end of a line.
