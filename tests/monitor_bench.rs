@@ -243,3 +243,24 @@ fn quit_without_write_access_is_denied_and_the_run_goes_on() {
     assert!(text.starts_with("STATUS=S,"), "{text}");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn cpu_temperature_is_the_hottest_cpu_sensor_and_absent_without_one() {
+    use hashrig_cli::monitoring::cpu_temperature;
+    let root = tempfile::tempdir().unwrap();
+    assert!(cpu_temperature(root.path()).is_none(), "no hwmon: no figure");
+    let put = |dir: &str, name: &str, files: &[(&str, &str)]| {
+        let d = root.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("name"), format!("{name}\n")).unwrap();
+        for (f, v) in files {
+            std::fs::write(d.join(f), v).unwrap();
+        }
+    };
+    put("hwmon0", "nvme", &[("temp1_input", "90000\n")]); // not a CPU sensor
+    put("hwmon1", "k10temp", &[("temp1_input", "61250\n"), ("temp3_input", "64500\n"), ("temp1_label", "Tctl\n")]);
+    put("hwmon2", "coretemp", &[("temp2_input", "garbage\n")]);
+    let t = cpu_temperature(root.path()).expect("a CPU sensor");
+    assert_eq!(t.celsius, 64.5);
+    assert_eq!(t.sensor, "hwmon:k10temp");
+}
