@@ -93,3 +93,24 @@ fn a_config_file_with_an_unknown_setting_is_refused_with_its_name() {
     assert!(err.contains("pasword") && err.contains("bad.toml") && err.contains("line 4"), "{err}");
     assert!(!err.contains("typo"), "{err}");
 }
+
+#[test]
+fn an_emulated_asic_chain_rolls_version_bits_only_inside_the_granted_mask() {
+    // The chip emulator rolls header version bits itself (as BM13xx chips do); the pool grants
+    // a narrower mask than we ask for, and every share must stay inside it.
+    let mut spec = PoolSpec::new("v");
+    spec.grant_mask = Some(0x0fff_e000);
+    let pool = ScriptedPool::start(spec);
+    let mut m = Miner::start(&args(&["--pool", &pool.url(), "--user", "w", "--pass", "x", "--duration", "4", "--backend", "emu:bm1370x1"]));
+    assert!(m.wait(Duration::from_secs(40)).success(), "{}", m.stderr());
+    let err = m.stderr();
+    let log = pool.log();
+    assert!(log.valid() >= 2, "{err}");
+    assert!(log.invalid().is_empty(), "{:?}", log.invalid());
+    let rolled = log.shares.iter().filter(|s| s.version != 0x2000_0004).count();
+    for s in &log.shares {
+        let bits = u32::from_str_radix(s.version_bits.as_deref().unwrap(), 16).unwrap();
+        assert_eq!(bits & !0x0fff_e000, 0, "{s:?}");
+    }
+    assert!(rolled >= 1, "no share used a rolled version: {:?}", log.shares);
+}

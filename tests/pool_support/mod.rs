@@ -110,7 +110,7 @@ pub struct PoolSpec {
 impl PoolSpec {
     pub fn new(job_prefix: &str) -> Self {
         PoolSpec {
-            difficulty: 1.0 / 2048.0,
+            difficulty: 1.0 / 8192.0,
             judge_difficulty: None,
             grant_mask: Some(0x1fff_e000),
             en1_base: 0xf000_0000,
