@@ -111,3 +111,24 @@ fn a_payout_address_of_another_network_is_refused_before_mining() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not valid for bitcoin"), "{err}");
 }
+
+#[test]
+fn nbits_come_from_each_fresh_template_like_the_testnet_twenty_minute_rule() {
+    // The node first asks for a difficulty a CPU cannot meet in the test's time, then (same tip,
+    // as when a testnet block's time passes parent + 20 min) for an easy one: the miner must
+    // take nbits from the fresh template and its block must carry the new bits.
+    let tmp = tempfile::tempdir().unwrap();
+    let cookie = tmp.path().join(".cookie");
+    std::fs::write(&cookie, COOKIE).unwrap();
+    let node = FakeNode::start(500, 0x1d00_ffff, COOKIE);
+    let m = Miner::start(&solo_args(&node, &cookie, &tmp.path().join("blocks"), &[]));
+    assert!(wait_for(Duration::from_secs(10), || node.state().templates >= 1), "{}", m.stderr());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(node.state().submitted.is_empty());
+    node.state().bits = BITS;
+    let ok = wait_for(Duration::from_secs(20), || node.state().submitted.iter().any(|s| s.accepted));
+    let err = m.stderr();
+    let st = node.state();
+    assert!(ok, "{:?}\n{err}", st.submitted);
+    assert!(st.submitted.iter().all(|s| s.accepted), "{:?}", st.submitted);
+}
