@@ -26,7 +26,7 @@
 //! - Streams: [`Decoder`] (sans-IO; `push` bytes, `next_event`/`next_frame` out) for either
 //!   [`Direction`], resyncing on garbage and counting bad CRCs in [`DecoderStats`].
 //! - Registers: [`reg`] (addresses), [`Pll`] (frequency <-> dividers, ESP-Miner's solver),
-//!   [`TicketMask`] (difficulty <-> register), [`baud_from_register`], [`VersionRolling`]
+//!   [`TicketMask`] (difficulty <-> register), [`UartBaud`] / [`baud_from_register`], [`VersionRolling`]
 //!   (0xA4), [`HashCountingNumber`] (0x10), [`RegisterMeaning`] for people.
 //! - [`PowerModel`]: a labelled per-generation power model.
 //! - CRCs: [`crc5`], [`crc16`]. Captures: [`parse_hex`].
@@ -59,7 +59,7 @@ pub use decoder::{Decoder, DecoderStats, Direction, Event, Frame, Raw, ResponseL
 pub use job::{HeaderJob, Job, JobFrame, MidstateJob, midstate_from_wire, midstate_to_wire, rolled_version};
 pub use power::PowerModel;
 pub use register::{
-    HashCountingNumber, Pll, RegisterMeaning, TicketMask, VersionRolling, addr as reg, baud_from_register,
+    HashCountingNumber, Pll, RegisterMeaning, TicketMask, UartBaud, VersionRolling, addr as reg, baud_from_register,
     register_name,
 };
 pub use response::{NonceResponse, RegisterResponse, Response, ResponseForm, ResponseFrame};

@@ -227,23 +227,71 @@ fn ceil(x: f64) -> f64 {
     if t < x { t + 1.0 } else { t }
 }
 
-/// The UART baud a register write sets, if it is the baud register of this generation:
-/// BM1397 0x18 (BT8D in bits 12-8 and 27-24), BM136x 0x28 (divider in bits 15-8);
-/// baud = 25 MHz / (8 x (divider + 1)).
-pub fn baud_from_register(chip: ChipType, register: u8, value: u32) -> Option<u32> {
-    let divider = match (chip, register) {
-        (ChipType::Bm1397, addr::MISC_CONTROL) => (((value >> 24) & 0xf) << 5) | ((value >> 8) & 0x1f),
-        (ChipType::Bm1397, _) => return None,
-        (_, addr::UART_BAUD) => (value >> 8) & 0xff,
-        _ => return None,
-    };
-    Some(CRYSTAL_HZ / (8 * (divider + 1)))
+/// The UART baud divider: baud = 25 MHz / (8 x (divider + 1)). BM1397 keeps it in register
+/// 0x18 (BT8D: bits 12-8, high bits 27-24), BM136x in 0x28 (bits 15-8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UartBaud {
+    divider: u16,
 }
 
-/// The divider that gives the closest baud to `baud` (0 for 3.125 Mbaud).
-pub fn baud_divider(baud: u32) -> u32 {
-    let d = (CRYSTAL_HZ as f64 / (8.0 * f64::from(baud.max(1))) + 0.5) as u32;
-    d.max(1) - 1
+impl UartBaud {
+    /// Largest divider any generation stores (BM1397: 9 bits).
+    pub const MAX_DIVIDER: u16 = 0x1ff;
+    /// The reset divider of every generation (115 740 baud).
+    pub const RESET: UartBaud = UartBaud { divider: 26 };
+
+    pub fn from_divider(divider: u16) -> Result<Self, Error> {
+        range("UART divider", divider.into(), 0, Self::MAX_DIVIDER.into())?;
+        Ok(Self { divider })
+    }
+
+    /// The divider giving the baud closest to `baud` (e.g. 1 000 000 -> 1 041 666).
+    pub fn closest(baud: u32) -> Result<Self, Error> {
+        range("baud", baud.into(), u64::from(CRYSTAL_HZ / 8 / (u32::from(Self::MAX_DIVIDER) + 1)), u64::from(CRYSTAL_HZ / 8))?;
+        let d = (CRYSTAL_HZ as f64 / (8.0 * f64::from(baud)) + 0.5) as u32;
+        Self::from_divider((d.max(1) - 1) as u16)
+    }
+
+    pub fn divider(&self) -> u16 {
+        self.divider
+    }
+
+    pub fn baud(&self) -> u32 {
+        CRYSTAL_HZ / (8 * (u32::from(self.divider) + 1))
+    }
+
+    /// The register that holds the divider on this generation.
+    pub fn register(chip: ChipType) -> u8 {
+        if chip == ChipType::Bm1397 { addr::MISC_CONTROL } else { addr::UART_BAUD }
+    }
+
+    /// `base` (the register's other bits, e.g. 0x0000_7A31 on BM1397, 0x1130_0000 on BM136x)
+    /// with this divider put in.
+    pub fn to_register(&self, chip: ChipType, base: u32) -> Result<u32, Error> {
+        let d = u32::from(self.divider);
+        if chip == ChipType::Bm1397 {
+            Ok((base & !0x0f00_1f00) | ((d >> 5) << 24) | ((d & 0x1f) << 8))
+        } else {
+            range("UART divider", d.into(), 0, 0xff)?;
+            Ok((base & !0xff00) | (d << 8))
+        }
+    }
+
+    /// The divider a write of `value` to `register` sets, if that is the baud register.
+    pub fn from_register(chip: ChipType, register: u8, value: u32) -> Option<Self> {
+        let divider = match (chip, register) {
+            (ChipType::Bm1397, addr::MISC_CONTROL) => (((value >> 24) & 0xf) << 5) | ((value >> 8) & 0x1f),
+            (ChipType::Bm1397, _) => return None,
+            (_, addr::UART_BAUD) => (value >> 8) & 0xff,
+            _ => return None,
+        };
+        Some(Self { divider: divider as u16 })
+    }
+}
+
+/// The UART baud a register write sets, if it is the baud register of this generation.
+pub fn baud_from_register(chip: ChipType, register: u8, value: u32) -> Option<u32> {
+    UartBaud::from_register(chip, register, value).map(|b| b.baud())
 }
 
 /// The reset baud of every generation: 25 MHz / (8 x 27) = 115 740.
@@ -465,6 +513,22 @@ mod tests {
         assert_eq!(baud_from_register(ChipType::Bm1370, 0x28, 0x1130_0200), Some(1_041_666));
         assert_eq!(baud_from_register(ChipType::Bm1366, 0x28, 0x0130_1a00), Some(115_740));
         assert_eq!(baud_from_register(ChipType::Bm1370, 0x18, 0xf000_c100), None);
+    }
+
+    #[test]
+    fn uart_baud_encodes_the_notes_register_values() {
+        let mbaud = UartBaud::closest(1_000_000).unwrap();
+        assert_eq!(mbaud.baud(), 1_041_666);
+        assert_eq!(mbaud.to_register(ChipType::Bm1370, 0x1130_0000).unwrap(), 0x1130_0200);
+        let fast = UartBaud::closest(3_125_000).unwrap();
+        assert_eq!(fast.to_register(ChipType::Bm1397, 0x0000_7a31).unwrap(), 0x0000_6031);
+        let reset = UartBaud::closest(115_200).unwrap();
+        assert_eq!(reset, UartBaud::RESET);
+        assert_eq!(reset.to_register(ChipType::Bm1397, 0x0000_6031).unwrap(), 0x0000_7a31);
+        assert_eq!(UartBaud::from_register(ChipType::Bm1397, 0x18, 0x0000_6131).unwrap().baud(), 1_562_500);
+        assert!(UartBaud::from_divider(0x200).is_err());
+        assert!(UartBaud::from_divider(300).unwrap().to_register(ChipType::Bm1366, 0).is_err());
+        assert!(UartBaud::closest(0).is_err());
     }
 
     #[test]
