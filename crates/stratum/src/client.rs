@@ -502,15 +502,22 @@ impl Client {
             tokio::time::Instant::now() + self.cfg.failback_interval,
             self.cfg.failback_interval,
         );
+        // The watchdog counts from the last line received, whatever else happens meanwhile
+        // (shares being submitted must not keep a silent pool alive).
+        let mut last_rx = tokio::time::Instant::now();
         let end = loop {
             tokio::select! {
-                line = tokio::time::timeout(self.cfg.silence_timeout, reader.next()) => {
+                _ = tokio::time::sleep_until(last_rx + self.cfg.silence_timeout) => {
+                    break End::Failed(format!("no message for {} s", self.cfg.silence_timeout.as_secs_f64()));
+                }
+                // LineReader::next is cancel-safe: bytes are only consumed once a read completes.
+                line = reader.next() => {
+                    last_rx = tokio::time::Instant::now();
                     let events = match line {
-                        Err(_) => break End::Failed(format!("no message for {} s", self.cfg.silence_timeout.as_secs())),
-                        Ok(Err(e)) => break End::Failed(format!("read error: {e}")),
-                        Ok(Ok(None)) => break End::Failed("connection closed by the pool".into()),
-                        Ok(Ok(Some(Line::Bad(e)))) => { session.count_protocol_error(&e); self.count_protocol(&e); continue; }
-                        Ok(Ok(Some(Line::Ok(l)))) => session.handle_line(&l),
+                        Err(e) => break End::Failed(format!("read error: {e}")),
+                        Ok(None) => break End::Failed("connection closed by the pool".into()),
+                        Ok(Some(Line::Bad(e))) => { session.count_protocol_error(&e); self.count_protocol(&e); continue; }
+                        Ok(Some(Line::Ok(l))) => session.handle_line(&l),
                     };
                     if let Some(end) = self.apply(pool, &mut writer, events).await { break end; }
                 }
