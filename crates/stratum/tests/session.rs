@@ -389,3 +389,18 @@ fn after_authorize_the_optional_requests_follow_and_their_errors_are_ignored() {
     }
     assert!(s.stats().protocol_errors.is_empty());
 }
+
+#[test]
+fn a_refused_authorize_is_reported_with_its_reason_in_any_error_shape() {
+    for reply in [
+        r#"{"id":3,"result":false,"error":null}"#,
+        r#"{"id":3,"result":null,"error":[24,"Unauthorized worker",null]}"#,
+        r#"{"id":3,"result":null,"error":"bad password"}"#,
+    ] {
+        let mut s = Session::new(cfg());
+        s.start();
+        let ev = s.handle_line(reply);
+        assert_eq!(ev, vec![Event::Authorized(false)], "{reply}");
+        assert!(!s.is_authorized());
+    }
+}
