@@ -24,7 +24,9 @@ fn bench_serves_api_and_metrics_while_running_and_writes_the_report() {
     let report = dir.path().join("bench.html");
     let mut child = Command::cargo_bin("hashrig")
         .unwrap()
-        .args(["bench", "--duration", "3", "--threads", "1", "--watts", "40"])
+        // Long enough for a loaded CI box; the test ends the run with `quit` once it has seen
+        // what it needs.
+        .args(["bench", "--duration", "60", "--threads", "1", "--watts", "40", "--api-allow", "W:127.0.0.1"])
         .args(["--power-price", "0.10", "--btc-price", "90000", "--difficulty", "1e14"])
         .args(["--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--report"])
         .arg(&report)
@@ -54,7 +56,18 @@ fn bench_serves_api_and_metrics_while_running_and_writes_the_report() {
         seen.push(line);
     }
     let (api, metrics) = (api.unwrap(), metrics.unwrap());
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait until the run has a couple of seconds behind it (samples for the chart).
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut raw = ask(api, br#"{"command":"summary"}"#);
+        raw.pop();
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        if v["SUMMARY"][0]["Elapsed"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the run never reached 2 s: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let mut raw = ask(api, br#"{"command":"summary+devs"}"#);
     assert_eq!(raw.pop(), Some(0), "NUL-terminated");
@@ -74,6 +87,8 @@ fn bench_serves_api_and_metrics_while_running_and_writes_the_report() {
     assert!(http.contains("hashrig_power_watts{source="), "declared power is exported");
     assert!(http.trim_end().ends_with("# EOF"));
 
+    let bye = String::from_utf8(ask(api, b"quit")).unwrap();
+    assert!(bye.starts_with("STATUS=S,"), "{bye}");
     let status = child.wait().unwrap();
     assert!(status.success());
     let html = std::fs::read_to_string(&report).expect("report written");
@@ -235,7 +250,7 @@ fn quit_from_a_write_allowed_address_ends_the_run_cleanly() {
 
 #[test]
 fn quit_without_write_access_is_denied_and_the_run_goes_on() {
-    let (mut child, api, _rx) = bench_with_api(&["--duration", "2"]);
+    let (mut child, api, _rx) = bench_with_api(&["--duration", "5"]);
     let text = String::from_utf8(ask(api, b"quit")).unwrap();
     assert!(text.starts_with("STATUS=E,") && text.contains("Code=45"), "{text}");
     // Still serving: the run was not stopped.

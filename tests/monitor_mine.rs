@@ -34,8 +34,9 @@ fn mine_api_metrics_and_report_show_the_pools_answers() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("mine.html");
     let args: Vec<String> = [
-        "--pool", &url, "--user", "w", "--pass", "x", "--duration", "4", "--threads", "2",
-        "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--report", report.to_str().unwrap(),
+        // Long enough for a loaded CI box; the test ends the run with `quit` when done.
+        "--pool", &url, "--user", "w", "--pass", "x", "--duration", "60", "--threads", "2",
+        "--api", "127.0.0.1:0", "--api-allow", "W:127.0.0.1", "--metrics", "127.0.0.1:0", "--report", report.to_str().unwrap(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -51,7 +52,7 @@ fn mine_api_metrics_and_report_show_the_pools_answers() {
 
     // Wait until the pool has answered something, as seen through the API.
     let mut pools = serde_json::Value::Null;
-    let answered = wait_for(Duration::from_secs(3), || {
+    let answered = wait_for(Duration::from_secs(20), || {
         let mut raw = ask(api, br#"{"command":"pools"}"#);
         raw.pop();
         pools = serde_json::from_slice(&raw).unwrap();
@@ -68,6 +69,8 @@ fn mine_api_metrics_and_report_show_the_pools_answers() {
     assert!(http.contains("hashrig_share_rejects_total{pool=\"0\",reason=\"Low difficulty share\"}"), "{http}");
     assert!(http.contains("hashrig_pool_up{pool=\"0\""), "{http}");
 
+    let bye = String::from_utf8(ask(api, br#"{"command":"quit"}"#)).unwrap();
+    assert!(bye.contains("\"Msg\":\"BYE\""), "{bye}");
     let status = m.wait(Duration::from_secs(30));
     assert!(status.success(), "{}", m.stderr());
     let html = std::fs::read_to_string(&report).expect("report written");
