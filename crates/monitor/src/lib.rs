@@ -8,6 +8,9 @@
 //! - [`report`]: one self-contained HTML page with inline SVG charts (hashrate over time, the
 //!   per-chip health map of an ASIC chain) and the run's JSON embedded.
 //!
+//! [`engine`] turns the engine's `Stats` snapshots into a [`RunView`] (windowed rates, the rate
+//! series for the chart, J/TH from the caller's power figure).
+//!
 //! What it is not for: computing statistics (hashrates, confidence intervals, J/TH, economics
 //! come from the engine), or controlling the miner by itself: write commands go through the
 //! [`cgminer::Actions`] the caller provides, and only for peers the access list allows.
