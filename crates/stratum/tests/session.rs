@@ -404,3 +404,22 @@ fn a_refused_authorize_is_reported_with_its_reason_in_any_error_shape() {
         assert!(!s.is_authorized());
     }
 }
+
+#[test]
+fn real_slush_notify_rebuilds_the_midstate_esp_miner_expects() {
+    // ESP-Miner test_mining.c "Validate bm job construction 2" (values from its bm1397.py
+    // verifier): this notify with extranonce1 336508070fca95 and extranonce2 = 8 zero bytes
+    // gives midstate 5FD281AF... (written with each word's bytes reversed, as the chip takes
+    // it) and merkle root bytes 28..32 = 8a dd a8 6a.
+    let mut s = ready(None, "336508070fca95", 8);
+    let job = jobs(&s.handle_line(&data("slush_notify_20230526.json"))).pop().unwrap();
+    let header = job.job.header(&[0u8; 8], job.job.ntime, job.job.version_bits(), 0).unwrap();
+    let bytes = hashrig_work::job::header_bytes(&header);
+    assert_eq!(bytes[64..68], [0x8a, 0xdd, 0xa8, 0x6a]);
+    let mut state: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let first: [u8; 64] = bytes[..64].try_into().unwrap();
+    sha2::block_api::compress256(&mut state, &[first]);
+    let midstate: String = state.iter().map(|w| format!("{:08X}", w.swap_bytes())).collect();
+    assert_eq!(midstate, "5FD281AF6A1750EAEE502C04067738BD46C82FC22112FFE797CE7F035D276126");
+}
