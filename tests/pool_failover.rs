@@ -49,6 +49,15 @@ fn fails_over_when_the_primary_drops_and_fails_back_when_it_returns() {
     assert!(ok, "A: {ac} conns, {av} valid; B: {bv} valid\n{err}");
     assert!(a.log().invalid().is_empty() && b.log().invalid().is_empty(), "{err}");
     assert!(err.contains("preferred pool is back"), "{err}");
+    // The share A dropped unanswered could not go to B (another pool's job): counted stale,
+    // not lost. The status line shows it.
+    let max_stale = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.split(" stale ").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(wait_for(Duration::from_secs(5), || max_stale(&m.stderr()) >= 1), "{}", m.stderr());
 }
 
 #[test]
