@@ -72,12 +72,14 @@ fn a_toml_config_file_holds_the_same_settings_as_the_flags() {
         ),
     )
     .unwrap();
-    let mut m = Miner::start(&args(&["--config", cfg.to_str().unwrap(), "--duration", "3", "--threads", "2"]));
+    let mut m = Miner::start(&args(&["--config", cfg.to_str().unwrap(), "--duration", "3", "--threads", "2", "--suggest-difficulty", "0.5"]));
     assert!(m.wait(Duration::from_secs(30)).success(), "{}", m.stderr());
     let err = m.stderr();
     let log = pool.log();
     assert!(log.valid() >= 1, "{err}");
     assert!(log.configures.is_empty(), "version_rolling = false: no mining.configure");
+    assert!(log.lines.iter().any(|l| l.contains("mining.suggest_difficulty") && l.contains("0.5")), "{:?}", log.lines);
+    assert!(log.lines.iter().any(|l| l.contains("mining.extranonce.subscribe")));
     assert!(log.lines.iter().any(|l| l.contains("cfg.worker") && l.contains("cfg-secret-7")));
     assert!(!err.contains("cfg-secret-7") && !err.contains("first-secret"), "{err}");
 }

@@ -91,6 +91,9 @@ pub struct MineArgs {
     /// Do not ask pools for version rolling.
     #[arg(long)]
     pub no_version_rolling: bool,
+    /// Ask pools for this share difficulty (mining.suggest_difficulty; pools may ignore it).
+    #[arg(long, value_name = "DIFF")]
+    pub suggest_difficulty: Option<f64>,
     /// Treat a pool that sends nothing for this long as dead (default 180).
     #[arg(long, value_name = "SECS")]
     pub silence_timeout: Option<f64>,
@@ -143,6 +146,7 @@ struct FileNode {
 struct FileMine {
     status_interval: Option<f64>,
     version_rolling: Option<bool>,
+    suggest_difficulty: Option<f64>,
     silence_timeout: Option<f64>,
     failback_interval: Option<f64>,
 }
@@ -252,6 +256,12 @@ impl MineSettings {
             let mut c = ClientConfig::new(pools);
             let rolling = !args.no_version_rolling && fm.version_rolling.unwrap_or(true);
             c.version_rolling = rolling.then_some(0x1fff_e000);
+            if let Some(d) = args.suggest_difficulty.or(fm.suggest_difficulty) {
+                if !(d.is_finite() && d > 0.0) {
+                    bail!("--suggest-difficulty must be a number above 0, got {d}");
+                }
+                c.suggest_difficulty = Some(d);
+            }
             if let Some(s) = args.silence_timeout.or(fm.silence_timeout) {
                 c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
             }
