@@ -19,7 +19,10 @@
 //!
 //! [mine]
 //! status_interval = 5           # seconds between status lines
-//! version_rolling = true
+//! version_rolling = true        # ask pools for BIP 310 version rolling (mask 1fffe000)
+//! suggest_difficulty = 512      # mining.suggest_difficulty (optional)
+//! silence_timeout = 180         # seconds of silence before a pool counts as dead
+//! failback_interval = 60        # seconds between tries of a preferred pool
 //!
 //! [backend]                     # read by the backend opener
 //! [power]                       # reserved for power settings
