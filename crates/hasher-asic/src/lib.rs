@@ -255,7 +255,7 @@ impl<P: Port> Hasher for AsicHasher<P> {
         self.chain.start_unit(unit).map_err(device)?;
         let deadline = Instant::now() + self.chain.job_interval(unit.version_mask);
         loop {
-            let step = self.chain.poll(Duration::from_millis(2), sink);
+            let step = self.chain.poll(Duration::from_millis(1), sink);
             let step = match step {
                 Ok(s) => s,
                 Err(e) => return Err(hashrig_hasher::Error::Device { device: self.info.name.clone(), source: Box::new(e) }),
