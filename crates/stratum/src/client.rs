@@ -170,7 +170,7 @@ pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<Client
     let (share_tx, share_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(ClientStats::default()));
-    let client = Client { cfg, shares: share_rx, events: ev_tx, stats: stats.clone(), queue: Vec::new(), down_until: Vec::new() };
+    let client = Client { cfg: Arc::new(cfg), shares: share_rx, events: ev_tx, stats: stats.clone(), queue: Vec::new(), down_until: Vec::new() };
     let task = tokio::spawn(client.run());
     (ClientHandle { tx: share_tx, stats }, ev_rx, task)
 }
@@ -246,7 +246,7 @@ enum End {
 }
 
 struct Client {
-    cfg: ClientConfig,
+    cfg: Arc<ClientConfig>,
     shares: mpsc::UnboundedReceiver<FoundShare>,
     events: mpsc::UnboundedSender<ClientEvent>,
     stats: Arc<Mutex<ClientStats>>,
@@ -343,19 +343,7 @@ impl Client {
     }
 
     async fn establish(&mut self, pool: usize) -> Option<Established> {
-        let cfg = &self.cfg.pools[pool];
-        let url = cfg.url.clone();
-        match tokio::time::timeout(self.cfg.connect_timeout, self.handshake(pool)).await {
-            Ok(Ok(e)) => Some(e),
-            Ok(Err(e)) => {
-                tracing::warn!(pool, %url, error = %e, "could not start mining on pool");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(pool, %url, "no job from pool within the connect timeout");
-                None
-            }
-        }
+        establish(&self.cfg, &self.stats, pool).await
     }
 
     async fn open(url: &PoolUrl) -> Result<(Reader, Writer), Error> {
@@ -373,56 +361,8 @@ impl Client {
         }
     }
 
-    /// Connect, send the opening requests, and read until the first job.
-    async fn handshake(&self, pool: usize) -> Result<Established, Error> {
-        let pc = &self.cfg.pools[pool];
-        let (r, mut writer) = Self::open(&pc.url).await?;
-        let mut reader = LineReader::new(r);
-        let mut scfg = SessionConfig::new(pc.user.clone(), pc.password.clone());
-        scfg.agent = self.cfg.agent.clone();
-        scfg.version_rolling = self.cfg.version_rolling;
-        scfg.suggest_difficulty = self.cfg.suggest_difficulty;
-        scfg.extranonce_subscribe = self.cfg.extranonce_subscribe;
-        let mut session = Session::new(scfg);
-        let url = pc.url.to_string();
-        for ev in session.start() {
-            if let Event::Send(line) = ev {
-                write_line(&mut writer, &line, &url).await?;
-            }
-        }
-        let mut early = Vec::new();
-        loop {
-            let line = reader.next().await.map_err(|source| Error::Io { url: url.clone(), source })?;
-            let events = match line {
-                None => return Err(Error::Closed { url }),
-                Some(Line::Bad(e)) => {
-                    session.count_protocol_error(&e);
-                    self.count_protocol(&e);
-                    continue;
-                }
-                Some(Line::Ok(l)) => session.handle_line(&l),
-            };
-            let mut got_job = false;
-            for ev in events {
-                match ev {
-                    Event::Send(line) => write_line(&mut writer, &line, &url).await?,
-                    Event::Authorized(false) => return Err(Error::Unauthorized { url, user: pc.user.clone() }),
-                    Event::Job(_) => {
-                        got_job = true;
-                        early.push(ev);
-                    }
-                    Event::Protocol(e) => self.count_protocol(&e),
-                    other => early.push(other),
-                }
-            }
-            if got_job && session.is_authorized() {
-                return Ok(Established { pool, reader, writer, session, early });
-            }
-        }
-    }
-
     fn count_protocol(&self, e: &ProtocolError) {
-        *self.stats().protocol_errors.entry(e.kind()).or_default() += 1;
+        count_protocol(&self.stats, e);
     }
 
     /// Apply session events; `Some(end)` stops this connection.
@@ -502,6 +442,7 @@ impl Client {
             tokio::time::Instant::now() + self.cfg.failback_interval,
             self.cfg.failback_interval,
         );
+        let mut probe: Option<tokio::task::JoinHandle<Option<Established>>> = None;
         // The watchdog counts from the last line received, whatever else happens meanwhile
         // (shares being submitted must not keep a silent pool alive).
         let mut last_rx = tokio::time::Instant::now();
@@ -525,19 +466,31 @@ impl Client {
                     None => break End::Shutdown,
                     Some(s) => if let Some(end) = self.submit(pool, &mut session, &mut writer, s).await { break end; },
                 },
-                _ = failback.tick(), if pool > 0 => {
-                    let mut found = None;
-                    for better in 0..pool {
-                        if let Some(e) = self.establish(better).await {
-                            tracing::info!(from = pool, to = better, "preferred pool is back");
-                            found = Some(e);
-                            break;
+                // Try the preferred pools in a task of its own, so a slow or dead one never
+                // holds up this connection.
+                _ = failback.tick(), if pool > 0 && probe.is_none() => {
+                    let (cfg, stats) = (self.cfg.clone(), self.stats.clone());
+                    probe = Some(tokio::spawn(async move {
+                        for better in 0..pool {
+                            if let Some(e) = establish(&cfg, &stats, better).await {
+                                return Some(e);
+                            }
                         }
+                        None
+                    }));
+                }
+                r = async { probe.as_mut().expect("guarded by is_some").await }, if probe.is_some() => {
+                    probe = None;
+                    if let Ok(Some(e)) = r {
+                        tracing::info!(from = pool, to = e.pool, "preferred pool is back");
+                        break End::Failback(Box::new(e));
                     }
-                    if let Some(e) = found { break End::Failback(Box::new(e)); }
                 }
             }
         };
+        if let Some(p) = probe.take() {
+            p.abort();
+        }
         // Shares sent but unanswered: requeue if their job may still be valid, else stale.
         for (share, job) in session.take_unanswered() {
             match job {
@@ -549,6 +502,75 @@ impl Client {
         end
     }
 }
+
+fn count_protocol(stats: &Mutex<ClientStats>, e: &ProtocolError) {
+    *stats.lock().expect("stats lock is never poisoned: no panics while held").protocol_errors.entry(e.kind()).or_default() += 1;
+}
+
+/// Connect to `pool` and get as far as its first job within the connect timeout.
+async fn establish(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) -> Option<Established> {
+    let url = cfg.pools[pool].url.clone();
+    match tokio::time::timeout(cfg.connect_timeout, handshake(cfg, stats, pool)).await {
+        Ok(Ok(e)) => Some(e),
+        Ok(Err(e)) => {
+            tracing::warn!(pool, %url, error = %e, "could not start mining on pool");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(pool, %url, "no job from pool within the connect timeout");
+            None
+        }
+    }
+}
+
+/// Connect, send the opening requests, and read until the first job.
+async fn handshake(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) -> Result<Established, Error> {
+    let pc = &cfg.pools[pool];
+    let (r, mut writer) = Client::open(&pc.url).await?;
+    let mut reader = LineReader::new(r);
+    let mut scfg = SessionConfig::new(pc.user.clone(), pc.password.clone());
+    scfg.agent = cfg.agent.clone();
+    scfg.version_rolling = cfg.version_rolling;
+    scfg.suggest_difficulty = cfg.suggest_difficulty;
+    scfg.extranonce_subscribe = cfg.extranonce_subscribe;
+    let mut session = Session::new(scfg);
+    let url = pc.url.to_string();
+    for ev in session.start() {
+        if let Event::Send(line) = ev {
+            write_line(&mut writer, &line, &url).await?;
+        }
+    }
+    let mut early = Vec::new();
+    loop {
+        let line = reader.next().await.map_err(|source| Error::Io { url: url.clone(), source })?;
+        let events = match line {
+            None => return Err(Error::Closed { url }),
+            Some(Line::Bad(e)) => {
+                session.count_protocol_error(&e);
+                count_protocol(stats, &e);
+                continue;
+            }
+            Some(Line::Ok(l)) => session.handle_line(&l),
+        };
+        let mut got_job = false;
+        for ev in events {
+            match ev {
+                Event::Send(line) => write_line(&mut writer, &line, &url).await?,
+                Event::Authorized(false) => return Err(Error::Unauthorized { url, user: pc.user.clone() }),
+                Event::Job(_) => {
+                    got_job = true;
+                    early.push(ev);
+                }
+                Event::Protocol(e) => count_protocol(stats, &e),
+                other => early.push(other),
+            }
+        }
+        if got_job && session.is_authorized() {
+            return Ok(Established { pool, reader, writer, session, early });
+        }
+    }
+}
+
 
 async fn write_line(w: &mut Writer, line: &str, url: &str) -> Result<(), Error> {
     tracing::trace!(%url, bytes = line.len(), "send");
