@@ -69,8 +69,10 @@ pub struct MineArgs {
     /// The node's RPC cookie file.
     #[arg(long, value_name = "PATH")]
     pub rpc_cookie: Option<PathBuf>,
+    /// The node's RPC user (instead of --rpc-cookie).
     #[arg(long, value_name = "USER")]
     pub rpc_user: Option<String>,
+    /// The node's RPC password (with --rpc-user). Never logged.
     #[arg(long, value_name = "PASS")]
     pub rpc_pass: Option<String>,
     /// Solo payout address (checked against --network).
