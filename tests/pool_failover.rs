@@ -129,3 +129,30 @@ fn a_tls_pool_whose_handshake_fails_is_skipped_for_the_next_pool() {
     assert!(err.contains("TLS handshake with 127.0.0.1 failed"), "{err}");
     assert_eq!(a.log().valid(), 0);
 }
+
+#[test]
+fn probing_a_black_hole_primary_never_stalls_mining_on_the_backup() {
+    // The primary drops us at the first share, then accepts TCP but never says a word: every
+    // failback probe hangs until the connect timeout (3 s). Meanwhile shares must keep reaching
+    // the backup without a stall of that length (the backup's difficulty is low enough that a
+    // 2.5 s gap between shares is out of reach of chance even on a slow, busy CPU).
+    let mut a = PoolSpec::new("a");
+    a.plan = Arc::new(|n| if n == 0 { ConnPlan { drop_at_share: Some(1), ..ConnPlan::default() } } else { ConnPlan { mute: true, ..ConnPlan::default() } });
+    let a = ScriptedPool::start(a);
+    let mut bspec = PoolSpec::new("b");
+    bspec.en1_base = 0xb000_0000;
+    bspec.difficulty = 1.0 / 65536.0;
+    let b = ScriptedPool::start(bspec);
+    let m = miner(&[&a, &b], &["--silence-timeout", "3", "--failback-interval", "0.3"]);
+    let ok = wait_for(Duration::from_secs(25), || {
+        let lb = b.log();
+        lb.shares.first().is_some_and(|f| f.at.elapsed() > Duration::from_secs(6)) && a.log().connections >= 3
+    });
+    let err = m.stderr();
+    assert!(ok, "A conns {}, B shares {}\n{err}", a.log().connections, b.log().shares.len());
+    let lb = b.log();
+    let times: Vec<_> = lb.shares.iter().map(|s| s.at).collect();
+    let worst = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(worst < Duration::from_millis(2500), "a {worst:?} gap between shares on the backup\n{err}");
+    assert!(lb.invalid().is_empty());
+}

@@ -37,6 +37,8 @@ pub fn real_notify_params() -> Vec<Value> {
 pub struct ConnPlan {
     /// Close right after accepting (a pool that is down but whose port still answers).
     pub refuse: bool,
+    /// Accept and then say nothing at all, not even to the handshake (a black hole).
+    pub mute: bool,
     /// After the handshake and the first job, read but never write again.
     pub silent: bool,
     /// Close (without answering) when this many shares have been received.
@@ -63,6 +65,8 @@ pub struct ShareRecord {
     pub reason: String,
     pub difficulty: f64,
     pub answered: bool,
+    /// When the pool received it.
+    pub at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +243,12 @@ fn serve(conn: TcpStream, n: usize, spec: &PoolSpec, plan: &ConnPlan, log: &Mute
         drop(conn);
         return Ok(());
     }
+    if plan.mute {
+        let mut sink = [0u8; 4096];
+        let mut c = conn;
+        while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+        return Ok(());
+    }
     let en1_num = if spec.same_extranonce1 { spec.en1_base } else { spec.en1_base.wrapping_add(n as u32) };
     let en1 = en1_num.to_be_bytes().to_vec();
     let mut w = conn.try_clone()?;
@@ -333,6 +343,7 @@ fn serve(conn: TcpStream, n: usize, spec: &PoolSpec, plan: &ConnPlan, log: &Mute
                     reason: reason.clone(),
                     difficulty,
                     answered: !drop_now && !silent_now,
+                    at: Instant::now(),
                 });
                 if drop_now {
                     return Ok(());
