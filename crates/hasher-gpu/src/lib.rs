@@ -151,6 +151,8 @@ pub struct GpuHasher {
     info: DeviceInfo,
     /// Candidates the GPU claimed that fail even the top-word test on the host.
     hardware_errors: u64,
+    /// Dispatches whose candidates overflowed the result buffer (each was re-scanned).
+    overflows: u64,
 }
 
 impl GpuHasher {
@@ -256,6 +258,7 @@ impl GpuHasher {
             tuning,
             info,
             hardware_errors: 0,
+            overflows: 0,
         })
     }
 
@@ -272,6 +275,11 @@ impl GpuHasher {
     /// Candidates the GPU returned that the host found wrong (should stay 0).
     pub fn hardware_errors(&self) -> u64 {
         self.hardware_errors
+    }
+
+    /// Dispatches whose result buffer overflowed and were re-scanned in pieces.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
     }
 
     /// Nonces per invocation group (one workgroup's worth): dispatches are multiples of it.
@@ -491,6 +499,7 @@ impl Hasher for GpuHasher {
             }
             last_done = Some(now);
             let nonces = if back.overflowed {
+                self.overflows += 1;
                 tracing::debug!(adapter = %self.dev.adapter.name, ?range, "result buffer overflowed; re-scanning in pieces");
                 self.rescan(&base, range)
                     .map_err(|e| device_err(e, &name))?

@@ -131,6 +131,7 @@ fn many_dispatches_find_the_cpu_reference_set() {
     assert_eq!(hashes, range.count());
     assert_eq!(counted, range.count());
     assert_eq!(h.hardware_errors(), 0);
+    assert_eq!(h.overflows(), 0, "dispatches are sized to keep candidates inside the buffer");
 }
 
 /// When more nonces pass than the result buffer holds, the dispatch is re-scanned: nothing is
@@ -148,6 +149,7 @@ fn result_buffer_overflow_loses_no_candidate() {
     assert_eq!(got.first().copied(), Some(5));
     assert_eq!(got.last().copied(), Some(100_007));
     assert_eq!(hashes, range.count());
+    assert!(h.overflows() > 0, "the test meant to overflow the result buffer and did not");
     // An easy target with overflowing dispatches still matches the CPU exactly.
     let target = easy_target(4);
     let range = NonceRange::new(u32::MAX - 70_000, 70_001).unwrap();
