@@ -132,3 +132,29 @@ fn nbits_come_from_each_fresh_template_like_the_testnet_twenty_minute_rule() {
     assert!(ok, "{:?}\n{err}", st.submitted);
     assert!(st.submitted.iter().all(|s| s.accepted), "{:?}", st.submitted);
 }
+
+#[test]
+fn a_block_is_retried_until_the_node_answers() {
+    // The node answers the first two submitblock calls with a 503 that is not JSON (its work
+    // queue is full): the miner keeps the block and retries until the node really answers.
+    let tmp = tempfile::tempdir().unwrap();
+    let cookie = tmp.path().join(".cookie");
+    std::fs::write(&cookie, COOKIE).unwrap();
+    let node = FakeNode::start(1000, BITS, COOKIE);
+    node.fail_submits.store(2, Ordering::SeqCst);
+    let m = Miner::start(&solo_args(&node, &cookie, &tmp.path().join("blocks"), &[]));
+    let ok = wait_for(Duration::from_secs(20), || node.state().submitted.iter().any(|s| s.accepted));
+    let err = m.stderr();
+    let st = node.state();
+    assert!(ok, "{:?}\n{err}", st.submitted);
+    assert_eq!(st.refused_attempts.len(), 2);
+    // The refused attempts were the very block that was then accepted.
+    let first = &st.submitted[0];
+    let refused_hash = |h: &String| {
+        let header: bitcoin::block::Header = bitcoin::consensus::deserialize(&hex::decode(&h[..160]).unwrap()).unwrap();
+        header.block_hash()
+    };
+    assert!(st.refused_attempts.iter().all(|h| refused_hash(h) == first.hash));
+    assert!(first.accepted && first.height == 1000);
+    assert!(err.contains("retrying"), "{err}");
+}

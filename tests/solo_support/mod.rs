@@ -55,6 +55,8 @@ pub struct NodeState {
     pub submitted: Vec<Submitted>,
     pub templates: usize,
     pub unauthorized: usize,
+    /// Blocks answered with a 503 (hex).
+    pub refused_attempts: Vec<String>,
 }
 
 pub struct FakeNode {
@@ -62,6 +64,9 @@ pub struct FakeNode {
     pub state: Arc<Mutex<NodeState>>,
     /// While true, `submitblock` never answers (the connection hangs).
     pub hang_submit: Arc<AtomicBool>,
+    /// Answer this many `submitblock` calls with an HTTP 503 that is not JSON (a node whose
+    /// work queue is full), then behave.
+    pub fail_submits: Arc<std::sync::atomic::AtomicUsize>,
     pub cookie: String,
 }
 
@@ -90,20 +95,22 @@ impl FakeNode {
             submitted: Vec::new(),
             templates: 0,
             unauthorized: 0,
+            refused_attempts: Vec::new(),
         }));
         let hang = Arc::new(AtomicBool::new(false));
+        let fail = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let auth = format!("Basic {}", base64(cookie.as_bytes()));
-        let (s2, h2) = (state.clone(), hang.clone());
+        let (s2, h2, f2) = (state.clone(), hang.clone(), fail.clone());
         std::thread::spawn(move || {
             for c in listener.incoming() {
                 let Ok(c) = c else { continue };
-                let (s, h, a) = (s2.clone(), h2.clone(), auth.clone());
+                let (s, h, f, a) = (s2.clone(), h2.clone(), f2.clone(), auth.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(c, &s, &h, &a);
+                    let _ = serve(c, &s, &h, &f, &a);
                 });
             }
         });
-        FakeNode { addr, state, hang_submit: hang, cookie: cookie.into() }
+        FakeNode { addr, state, hang_submit: hang, fail_submits: fail, cookie: cookie.into() }
     }
 
     pub fn url(&self) -> String {
@@ -187,7 +194,7 @@ fn respond(w: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     write!(w, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
-fn serve(c: TcpStream, state: &Mutex<NodeState>, hang: &AtomicBool, auth: &str) -> std::io::Result<()> {
+fn serve(c: TcpStream, state: &Mutex<NodeState>, hang: &AtomicBool, fail: &std::sync::atomic::AtomicUsize, auth: &str) -> std::io::Result<()> {
     let mut w = c.try_clone()?;
     let mut r = BufReader::new(c);
     let mut len = 0usize;
@@ -251,6 +258,10 @@ fn serve(c: TcpStream, state: &Mutex<NodeState>, hang: &AtomicBool, auth: &str) 
                 return Ok(());
             }
             let hexblock = req["params"][0].as_str().unwrap_or("").to_owned();
+            if fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                state.lock().unwrap().refused_attempts.push(hexblock);
+                return respond(&mut w, "503 Service Unavailable", "Work queue depth exceeded");
+            }
             let mut s = state.lock().unwrap();
             let height = s.height;
             let result = check_block(&s, &hexblock);
