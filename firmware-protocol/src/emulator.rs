@@ -246,6 +246,8 @@ struct ChainState {
 struct ActiveJob {
     generation: u64,
     wire_id: u8,
+    /// The sweep starts at the chunk holding the job's starting nonce (0 from every known host).
+    start_chunk: u64,
     kind: ActiveKind,
 }
 
@@ -679,6 +681,10 @@ fn handle_job(shared: &Shared, job: Job) {
         st.chips.iter().find(|c| c.alive && c.rolling.is_enabled()).map(|c| c.rolling.header_mask()).unwrap_or(0)
     };
     let generation = shared.job_generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let start_chunk = u64::from(match job {
+        Job::Midstate(j) => j.starting_nonce,
+        Job::Header(j) => j.starting_nonce,
+    }) / CHUNK;
     let (wire_id, kind) = match job {
         Job::Midstate(j) => {
             let tail = j.tail12();
@@ -687,7 +693,7 @@ fn handle_job(shared: &Shared, job: Job) {
         }
         Job::Header(j) => (j.job_id, ActiveKind::Header { header: j.header(j.version, 0), mask }),
     };
-    *lock(&shared.job) = Some(Arc::new(ActiveJob { generation, wire_id, kind }));
+    *lock(&shared.job) = Some(Arc::new(ActiveJob { generation, wire_id, start_chunk, kind }));
     // Late nonces for the previous job come out after the new job went in.
     let held = std::mem::take(&mut lock(&shared.state).held);
     for frame in held {
@@ -791,7 +797,7 @@ fn hash_loop(shared: Arc<Shared>) {
         let per_block = block * chunks_per_space;
         let b = step / per_block;
         let within = step % per_block;
-        let chunk = within / block;
+        let chunk = (job.start_chunk + within / block) % chunks_per_space;
         let k = b * block + within % block;
         step += 1;
         if k >= versions {

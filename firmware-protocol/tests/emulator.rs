@@ -435,3 +435,31 @@ fn symlink_points_at_the_pty_and_goes_away_on_drop() {
     drop(emu);
     assert!(std::fs::symlink_metadata(&dir).is_err());
 }
+
+#[test]
+fn with_the_real_ticket_rule_a_chip_returns_block_100000s_nonce() {
+    // No emulator-only setting: the ticket mask (difficulty 256 = 40 zero bits) decides. The job
+    // starts its sweep near the block's nonce so the chain reaches it in a fraction of a second;
+    // the block's hash has 46 leading zero bits, and nothing else in 2^22 nonces has 40.
+    let h = header();
+    let block_nonce = u32::from_le_bytes(h[76..80].try_into().unwrap());
+    let mut cfg = EmulatorConfig::new(ChipType::Bm1368, 4);
+    cfg.hash_budget_per_job = Some(1 << 22);
+    let emu = Emulator::spawn(cfg).unwrap();
+    let mut c = Client::open(&emu);
+    let addrs = address_chain(&mut c, 4);
+    c.cmd(Command::write_all(reg::TICKET_MASK, TicketMask::from_difficulty(256.0).to_register()));
+    let mut job = HeaderJob::from_header(0x30, &h);
+    job.starting_nonce = block_nonce & !0xf_ffff;
+    c.send(job.encode().as_bytes());
+    let ns = nonces(&c.responses(Duration::from_secs(10), 1));
+    assert_eq!(ns.len(), 1, "{ns:?}");
+    assert_eq!(ns[0].nonce, block_nonce);
+    assert_eq!(ns[0].job_id(ChipType::Bm1368), 0x30);
+    assert_eq!(ns[0].version(ChipType::Bm1368, job.version, 0), 1, "no rolling without 0xA4");
+    // The chip that owns the nonce's address field sent it.
+    let owner = addrs.iter().rev().find(|a| **a <= ns[0].chip_address_field()).unwrap();
+    assert_eq!(*owner, ns[0].chip_address_field() / 64 * 64);
+    // And no more arrive within the budget.
+    assert!(nonces(&c.responses(Duration::from_millis(500), 1)).is_empty());
+}
