@@ -302,14 +302,19 @@ fn print_summary(r: &BenchReport) {
     println!("shares      {} verified (difficulty 1/1024)", r.shares);
     if let Some(e) = &r.economics {
         println!("economics   at difficulty {:.4e}, {:.0} USD/BTC, {} USD/kWh, subsidy {} BTC + fees {} BTC:", e.difficulty, e.btc_price_usd, e.power_price_usd_kwh, e.subsidy_btc, e.fees_btc);
-        println!("  revenue     {:.6} USD/day ({:.3e} BTC/day)", e.revenue_usd_day, e.btc_per_day);
+        println!("  revenue     {} USD/day ({:.3e} BTC/day)", money(e.revenue_usd_day), e.btc_per_day);
         match (e.cost_usd_day, e.break_even_usd_kwh) {
             (Some(c), Some(b)) => {
-                println!("  power cost  {c:.4} USD/day");
-                println!("  break-even  {b:.6} USD/kWh");
+                println!("  power cost  {} USD/day", money(c));
+                println!("  break-even  {} USD/kWh", money(b));
             }
             _ => println!("  power cost  unknown (power unknown)"),
         }
         println!("  hashprice   {:.2} USD/PH/day", e.hashprice_usd_ph_day);
     }
+}
+
+/// Money with four significant digits, however small (a CPU earns millionths of a dollar a day).
+fn money(x: f64) -> String {
+    if x == 0.0 || (0.01..1e9).contains(&x.abs()) { format!("{x:.4}") } else { format!("{x:.4e}") }
 }
