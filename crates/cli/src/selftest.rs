@@ -34,6 +34,9 @@ pub fn other_backends() -> Vec<BackendSpec> {
     specs
 }
 
+/// One conformance check of the kit.
+type Check = fn(&mut dyn Hasher, &KitConfig) -> Result<(), testkit::Failure>;
+
 pub fn run(a: &SelftestArgs) -> anyhow::Result<ExitCode> {
     let cpu = CpuOptions::parse(a.threads, None)?;
     // (label, hasher, kit sizes)
@@ -63,7 +66,7 @@ pub fn run(a: &SelftestArgs) -> anyhow::Result<ExitCode> {
     for (label, mut h, kit) in targets {
         let started = Instant::now();
         let name = format!("{label} [{}]", h.info().kernel);
-        let checks: [(&str, fn(&mut dyn Hasher, &KitConfig) -> Result<(), testkit::Failure>); 3] = [
+        let checks: [(&str, Check); 3] = [
             ("real blocks", testkit::finds_real_block_nonces),
             ("reference set", testkit::finds_reference_set_under_easy_target),
             ("range ends", testkit::honours_range_ends),
