@@ -37,15 +37,15 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn cpu_engine_submits_shares_that_verify_with_the_reference() {
     let cpu = CpuHasher::new(&CpuConfig { threads: Some(1), ..Default::default() }).unwrap();
     let (tx, rx) = mpsc::channel::<Share>();
-    let cfg = EngineConfig { first_unit_hashes: 1 << 16, ..Default::default() };
+    let cfg = EngineConfig { first_unit_hashes: 1 << 16, sample_interval: Duration::from_millis(20), ..Default::default() };
     let engine = Engine::start(vec![Box::new(cpu)], tx, cfg).unwrap();
     // About one share per 4096 hashes.
     let share_target = target_from_difficulty(1.0 / 1_048_576.0).unwrap();
     assert_eq!(engine.set_job(Job::synthetic("s1", 42, share_target)), JobChange::Replaced { epoch: 1 });
     let mut shares = Vec::new();
-    wait_until("20 shares", || {
+    wait_until("20 shares and 3 samples", || {
         shares.extend(rx.try_iter());
-        shares.len() >= 20
+        shares.len() >= 20 && engine.stats().samples.len() >= 3
     });
     let stats = engine.stop();
     shares.extend(rx.try_iter());
@@ -61,6 +61,9 @@ fn cpu_engine_submits_shares_that_verify_with_the_reference() {
         // Difficulty-1 nbits: a block is a hash of difficulty >= 1.
         assert_eq!(s.is_block, s.difficulty >= 1.0);
     }
+    assert!(stats.samples.len() >= 2, "samples every 20 ms: {:?}", stats.samples);
+    assert!(stats.samples.windows(2).all(|w| w[0].t_s < w[1].t_s && w[0].hashes <= w[1].hashes));
+    assert_eq!(stats.samples.last().unwrap().hashes, stats.hashes);
     let serialized = serde_json::to_value(&stats).unwrap();
     assert_eq!(serialized["devices"][0]["info"]["kind"], "cpu");
 }
@@ -182,6 +185,7 @@ fn update_job_keeps_in_flight_shares_valid() {
 struct RecordingHasher {
     info: DeviceInfo,
     seen: mpsc::Sender<([u8; 80], u64, u64)>,
+    delay: Duration,
 }
 
 impl Hasher for RecordingHasher {
@@ -192,7 +196,7 @@ impl Hasher for RecordingHasher {
     fn hash(&mut self, unit: &WorkUnit, ctl: &Control, _sink: &Sink) -> Result<UnitOutcome, HasherError> {
         let _ = self.seen.send((unit.header, u64::from(unit.range.start()), unit.range.end()));
         ctl.add_hashes(unit.range.count());
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(self.delay);
         Ok(UnitOutcome { hashes: unit.range.count(), completed: true })
     }
 }
@@ -202,7 +206,7 @@ fn units_never_overlap_and_a_fixed_header_runs_out_after_its_nonces() {
     let (tx, rx) = mpsc::channel();
     let mut info = fake_info("rec");
     info.nominal_hashrate = Some(3e8); // ~0.3 G nonces per unit: 15 units per header
-    let hashers: Vec<Box<dyn Hasher>> = (0..2).map(|_| Box::new(RecordingHasher { info: info.clone(), seen: tx.clone() }) as Box<dyn Hasher>).collect();
+    let hashers: Vec<Box<dyn Hasher>> = (0..2).map(|_| Box::new(RecordingHasher { info: info.clone(), seen: tx.clone(), delay: Duration::from_millis(1) }) as Box<dyn Hasher>).collect();
     drop(tx);
     let engine = Engine::start(hashers, DiscardShares, EngineConfig::default()).unwrap();
     let header = [5u8; 80];
@@ -253,4 +257,26 @@ fn a_device_failing_repeatedly_is_dropped_and_its_error_kept() {
 #[test]
 fn an_engine_without_hashers_is_refused() {
     assert!(Engine::start(Vec::new(), DiscardShares, EngineConfig::default()).is_err());
+}
+
+#[test]
+fn the_first_unit_is_sized_by_the_nominal_rate_and_later_ones_by_the_measured_rate() {
+    let (tx, rx) = mpsc::channel();
+    let mut info = fake_info("sized");
+    info.nominal_hashrate = Some(2_000_000.0);
+    let h = RecordingHasher { info, seen: tx, delay: Duration::from_millis(10) };
+    let cfg = EngineConfig { unit_seconds: 0.5, ..Default::default() };
+    let engine = Engine::start(vec![Box::new(h)], DiscardShares, cfg).unwrap();
+    engine.set_job(Job::synthetic("j", 1, Target::MAX));
+    let (_, start, end) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(end - start, 1_000_000, "0.5 s at the nominal 2 MH/s");
+    // The recording hasher "hashes" a unit in about 10 ms (~100 MH/s): far faster than nominal,
+    // so the following units grow.
+    let mut last = 0;
+    for _ in 0..5 {
+        let (_, s, e) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        last = e - s;
+    }
+    assert!(last > 1_000_000, "units did not follow the measured rate: {last}");
+    engine.stop();
 }
