@@ -308,6 +308,8 @@ struct Status {
     best: f64,
     pool: Option<String>,
     solo_height: Option<u32>,
+    /// Shares whose job had already left the job book: stale, counted here.
+    stale_unknown_job: u64,
     blocks_found: u64,
     blocks_accepted: u64,
     blocks_rejected: u64,
@@ -427,7 +429,10 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                                 let share = hashrig_stratum::Share { job_id: job.job_id.clone(), extranonce2: s.extranonce2, ntime: s.ntime, nonce: s.nonce, version: s.version };
                                 client.submit(FoundShare { pool, job, share });
                             }
-                            None => tracing::warn!(job = %s.job_id, "share for a job no longer known: stale"),
+                            None => {
+                                status.stale_unknown_job += 1;
+                                tracing::warn!(job = %s.job_id, "share for a job no longer known: stale");
+                            }
                         }
                     }
                     _ = mon_tick.tick() => {
@@ -444,7 +449,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             "[{:>6.0}s] {} | accepted {} rejected {}{} stale {} | best {:.3} | pool {}",
                             started.elapsed().as_secs_f64(), si(rate), st.accepted, st.rejected_total(),
                             if rejected.is_empty() { String::new() } else { format!(" ({rejected})") },
-                            st.stale, status.best, status.pool.as_deref().unwrap_or("none (connecting)"),
+                            st.stale + status.stale_unknown_job, status.best, status.pool.as_deref().unwrap_or("none (connecting)"),
                         );
                     }
                 }
@@ -454,7 +459,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
             mon.finish(&es)?;
             eprintln!(
                 "mined {:.1} s: {} hashes ({}), shares accepted {} rejected {} stale {} (engine stale {}), hardware errors {}",
-                es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale, es.stale, es.hw_errors
+                es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale + status.stale_unknown_job, es.stale, es.hw_errors
             );
         }
         Source::Solo(s) => {
