@@ -1,23 +1,22 @@
 //! The CPU hasher: the sha256d core's nonce scan spread over a rayon thread pool of its own.
 //!
 //! What it is for: implementing [`Hasher`] on the CPU. A unit's range is cut into big contiguous
-//! batches (2^18 nonces by default); each pool thread scans whole batches with one [`Scanner`]
-//! kernel, pushes the batch's candidates to the sink, adds the batch's hash count to the control
-//! with a single atomic add, and checks the epoch before taking the next batch. Nothing is
-//! shared per hash.
+//! batches (2^18 nonces by default); each pool thread claims the next batch from a shared cursor,
+//! scans it with one [`Scanner`] kernel, pushes the batch's candidates to the sink, adds the
+//! batch's hash count to the control with a single atomic add, and checks the epoch before
+//! claiming another. Nothing is shared per hash, and a stale unit leaves nothing to drain.
 //!
 //! What it is not for: choosing kernels cleverly (the core detects the best one; a kernel can be
 //! forced with [`CpuConfig::kernel`]) or verifying what it finds (the engine re-verifies every
 //! candidate).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hashrig_hasher::{
     Candidate, Control, DeviceInfo, DeviceKind, Error as HasherError, HashCount, Hasher, NonceRange, Origin,
     Sink, UnitOutcome, WorkUnit,
 };
 use hashrig_sha256d::{Kernel, ScanJob, Scanner};
-use rayon::prelude::*;
 
 /// The default batch: 2^18 nonces, a few milliseconds to tens of milliseconds per thread.
 pub const DEFAULT_BATCH: u64 = 1 << 18;
@@ -123,35 +122,42 @@ impl Hasher for CpuHasher {
         let version = unit.version();
         let range = unit.range;
         let batch = self.batch;
-        let batches = usize::try_from(range.count().div_ceil(batch)).expect("at most 2^32 batches");
+        let batches = range.count().div_ceil(batch);
         let scanner = self.scanner;
+        // Each pool thread claims the next batch from this cursor (one atomic add per batch) and
+        // stops claiming as soon as the unit is stale: nothing is left to drain afterwards.
+        let next = AtomicU64::new(0);
         // Set when the sink's receiver is gone: nobody listens, stop like a stale unit.
-        let orphaned = Mutex::new(false);
-        let hashes: u64 = self.pool.install(|| {
-            (0..batches)
-                .into_par_iter()
-                .with_max_len(1)
-                .map_init(Vec::new, |found, i| {
-                    if ctl.is_stale(unit) {
-                        return 0;
+        let orphaned = AtomicBool::new(false);
+        let per_thread: Vec<u64> = self.pool.broadcast(|_| {
+            let mut found = Vec::new();
+            let mut done_here = 0u64;
+            loop {
+                if ctl.is_stale(unit) || orphaned.load(Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= batches {
+                    break;
+                }
+                let start = u64::from(range.start()) + i * batch;
+                let count = batch.min(range.end() - start);
+                let sub = NonceRange::new(start as u32, count).expect("a batch lies inside the unit's range");
+                found.clear();
+                let done = scanner.scan(&job, sub, &unit.target, &mut found);
+                for &nonce in &found {
+                    let c = Candidate { unit_id: unit.id, nonce, version, origin: Origin::default() };
+                    if !sink.push(c) {
+                        orphaned.store(true, Ordering::Relaxed);
                     }
-                    let start = u64::from(range.start()) + i as u64 * batch;
-                    let count = batch.min(range.end() - start);
-                    let sub = NonceRange::new(start as u32, count).expect("a batch lies inside the unit's range");
-                    found.clear();
-                    let done = scanner.scan(&job, sub, &unit.target, found);
-                    for &nonce in found.iter() {
-                        let c = Candidate { unit_id: unit.id, nonce, version, origin: Origin::default() };
-                        if !sink.push(c) {
-                            *orphaned.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                        }
-                    }
-                    ctl.add_hashes(done);
-                    done
-                })
-                .sum()
+                }
+                ctl.add_hashes(done);
+                done_here += done;
+            }
+            done_here
         });
-        let orphaned = *orphaned.lock().unwrap_or_else(|e| e.into_inner());
+        let hashes: u64 = per_thread.iter().sum();
+        let orphaned = orphaned.load(Ordering::Relaxed);
         Ok(UnitOutcome { hashes, completed: hashes == range.count() && !orphaned })
     }
 }
