@@ -94,3 +94,14 @@ fn a_backend_not_built_yet_is_a_failure_not_a_crash() {
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
     }
 }
+
+#[test]
+fn hashrig_kernel_environment_variable_picks_the_kernel_and_bad_names_exit_2() {
+    let out = hashrig().env("HASHRIG_KERNEL", "scalar").args(["bench", "--duration", "0.5", "--threads", "1", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kernel"], "scalar");
+    let out = hashrig().env("HASHRIG_KERNEL", "neon9").args(["bench", "--duration", "0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HASHRIG_KERNEL"));
+}

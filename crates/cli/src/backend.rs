@@ -150,9 +150,16 @@ pub fn open(spec: &BackendSpec, cpu: &CpuOptions) -> anyhow::Result<Vec<Box<dyn 
     }
 }
 
-/// The CPU hasher.
+/// The CPU hasher. Without `--kernel`, `HASHRIG_KERNEL` may name one (bad input if unknown or
+/// unsupported); otherwise the best this CPU has.
 pub fn open_cpu(cpu: &CpuOptions) -> anyhow::Result<CpuHasher> {
-    let cfg = CpuConfig { threads: cpu.threads, kernel: cpu.kernel, batch: None };
+    let kernel = match cpu.kernel {
+        Some(k) => k,
+        None => hashrig_sha256d::Scanner::from_env()
+            .map_err(|e| bad_input(format!("{}: {e}", hashrig_sha256d::KERNEL_ENV)))?
+            .kernel(),
+    };
+    let cfg = CpuConfig { threads: cpu.threads, kernel: Some(kernel), batch: None };
     Ok(CpuHasher::new(&cfg)?)
 }
 
