@@ -246,7 +246,8 @@ struct ChainState {
 struct ActiveJob {
     generation: u64,
     wire_id: u8,
-    /// The sweep starts at the chunk holding the job's starting nonce (0 from every known host).
+    /// The sweep starts at the chunk holding the job's starting nonce (ESP-Miner always sends
+    /// 0; hashrig's driver sends its work unit's range start) and wraps past 2^32.
     start_chunk: u64,
     kind: ActiveKind,
 }

@@ -28,7 +28,9 @@ pub struct MidstateJob {
     pub job_id: u8,
     /// The `num_midstates` byte: how many midstates the chip works on (1..=4).
     pub num_midstates: u8,
-    /// Starting nonce (0 in every known host).
+    /// Starting nonce: where the chain's sweep begins (ESP-Miner always sends 0; what a real
+    /// chip does with another value is undocumented; the emulator starts at the 2^16-nonce
+    /// block holding it).
     pub starting_nonce: u32,
     pub nbits: u32,
     pub ntime: u32,
@@ -48,6 +50,7 @@ pub struct HeaderJob {
     pub job_id: u8,
     /// The `num_midstates` byte: 1 from ESP-Miner and factory firmware; the chips ignore it.
     pub num_midstates: u8,
+    /// Starting nonce, as in [`MidstateJob::starting_nonce`].
     pub starting_nonce: u32,
     pub nbits: u32,
     pub ntime: u32,

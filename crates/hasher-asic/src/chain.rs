@@ -333,6 +333,18 @@ impl<P: Port> Chain<P> {
         self.send_job(unit)
     }
 
+    /// One job frame for `unit`. Its starting-nonce field carries `unit.range.start()`.
+    ///
+    /// What a range means on a chain: the chip and core fields sit in the low 16 bits of the
+    /// nonce value (nonce_h bits 31-17, notes 2.3), so every block of 2^16 consecutive nonce
+    /// values holds a slice for every chip and core, and the chain advances through the space
+    /// block by block, all chips at once. The starting nonce is taken as where that sweep
+    /// begins (the emulator starts at the 2^16 block holding it and wraps past 2^32). The range
+    /// is never a bound on what the chain hashes: nonces outside it still count toward the
+    /// hashrate estimate, they are just not pushed as candidates. ESP-Miner always sends 0 and
+    /// what a real chip does with another value is not documented (notes 3.1/3.2); the engine
+    /// hands an ASIC whole-space units (`lanes` = 2^32), so on hardware the field is 0 as in
+    /// ESP-Miner, and only narrower units (the conformance kit) send anything else.
     fn send_job(&mut self, unit: &WorkUnit) -> Result<u8, Error> {
         let chip = self.info.chip_type;
         let id = self.ids[self.next_id % self.ids.len()];
@@ -356,7 +368,9 @@ impl<P: Port> Chain<P> {
                 self.rolling_mask = Some(mask);
             }
             slot.mask = mask;
-            HeaderJob::from_header(id, &unit.header).encode()
+            let mut job = HeaderJob::from_header(id, &unit.header);
+            job.starting_nonce = unit.range.start();
+            job.encode()
         } else {
             let mask = unit.version_mask;
             let n = if mask == 0 { 1 } else { 4u32.min(1 << mask.count_ones().min(2)) };
@@ -373,7 +387,9 @@ impl<P: Port> Chain<P> {
                 .collect();
             let le = |r: std::ops::Range<usize>| u32::from_le_bytes(unit.header[r].try_into().expect("4 bytes"));
             let tail = [unit.header[64], unit.header[65], unit.header[66], unit.header[67]];
-            MidstateJob::new(id, le(72..76), le(68..72), tail, &states).map_err(Error::Protocol)?.encode()
+            let mut job = MidstateJob::new(id, le(72..76), le(68..72), tail, &states).map_err(Error::Protocol)?;
+            job.starting_nonce = unit.range.start();
+            job.encode()
         };
         self.slots[id as usize] = Some(slot);
         self.current = Some(id);
@@ -677,22 +693,38 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
         all(port, reg::EMU_TICKET_ZERO_BITS, u32::from(k))?;
     }
     let mut baud = HOST_RESET_BAUD;
-    if cfg.raise_baud {
-        let (r, v, host) = baud_plan(chip);
-        all(port, r, v)?;
-        // Let the write leave the UART before switching our side (ESP-Miner waits for TX drain).
-        std::thread::sleep(Duration::from_millis(20));
-        port.set_baud(host).map_err(io("raise the host baud rate"))?;
-        baud = host;
-        std::thread::sleep(Duration::from_millis(10));
-        port.clear_input().map_err(io("clear the input buffer"))?;
-    }
-    // Check the link (and the new baud) with a read every chip must answer.
-    cmd(port, Command::read_all(reg::CHIP_ID))?;
     let form = if chip.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
     let mut decoder = Decoder::new(Direction::ChipToHost, chip).with_response_length(ResponseLength::Fixed(form));
-    let check = collect_registers(port, &mut decoder, reg::CHIP_ID, cfg.enumerate_timeout, cfg.enumerate_quiet)?;
-    if check.is_empty() {
+    // The baud write can be lost (the chain read it after our side had already switched, or
+    // line noise ate it): then the check below hears nothing. Go back to the reset baud and
+    // say it again, waiting longer each time, before calling the chain silent.
+    const BAUD_TRIES: u32 = 3;
+    let mut heard = false;
+    for attempt in 0..BAUD_TRIES {
+        if cfg.raise_baud {
+            let (r, v, host) = baud_plan(chip);
+            if attempt > 0 {
+                tracing::warn!(port = %port.name(), attempt, "no answer at the raised baud; repeating the baud change");
+                port.set_baud(HOST_RESET_BAUD).map_err(io("set the host baud rate"))?;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            all(port, r, v)?;
+            // Let the write leave the UART before switching our side (ESP-Miner waits for TX
+            // drain); longer on each retry.
+            std::thread::sleep(Duration::from_millis(20 << (2 * attempt)));
+            port.set_baud(host).map_err(io("raise the host baud rate"))?;
+            baud = host;
+            std::thread::sleep(Duration::from_millis(10));
+            port.clear_input().map_err(io("clear the input buffer"))?;
+        }
+        // Check the link (and the new baud) with a read every chip must answer.
+        cmd(port, Command::read_all(reg::CHIP_ID))?;
+        heard = !collect_registers(port, &mut decoder, reg::CHIP_ID, cfg.enumerate_timeout, cfg.enumerate_quiet)?.is_empty();
+        if heard || !cfg.raise_baud {
+            break;
+        }
+    }
+    if !heard {
         return Err(Error::SilentAfterInit { port: port.name(), baud });
     }
     let model_watts = if cfg.emulator_power_model {
