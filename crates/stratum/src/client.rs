@@ -89,6 +89,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Pause before going round the list again when no pool answered.
     pub retry_delay: Duration,
+    /// Extra CA certificates for `stratum+ssl://` pools (private CAs), besides the webpki roots.
+    pub pool_ca: Option<crate::PoolCa>,
 }
 
 impl ClientConfig {
@@ -103,6 +105,7 @@ impl ClientConfig {
             failback_interval: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
             retry_delay: Duration::from_secs(5),
+            pool_ca: None,
         }
     }
 }
@@ -346,13 +349,13 @@ impl Client {
         establish(&self.cfg, &self.stats, pool).await
     }
 
-    async fn open(url: &PoolUrl) -> Result<(Reader, Writer), Error> {
+    async fn open(url: &PoolUrl, ca: Option<&crate::PoolCa>) -> Result<(Reader, Writer), Error> {
         let tcp = TcpStream::connect((url.host.as_str(), url.port))
             .await
             .map_err(|source| Error::Connect { url: url.to_string(), source })?;
         let _ = tcp.set_nodelay(true);
         if url.tls {
-            let tls = crate::tls::connect(&url.host, tcp).await?;
+            let tls = crate::tls::connect(&url.host, tcp, ca).await?;
             let (r, w) = tokio::io::split(tls);
             Ok((Box::new(r), Box::new(w)))
         } else {
@@ -526,7 +529,7 @@ async fn establish(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) 
 /// Connect, send the opening requests, and read until the first job.
 async fn handshake(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) -> Result<Established, Error> {
     let pc = &cfg.pools[pool];
-    let (r, mut writer) = Client::open(&pc.url).await?;
+    let (r, mut writer) = Client::open(&pc.url, cfg.pool_ca.as_ref()).await?;
     let mut reader = LineReader::new(r);
     let mut scfg = SessionConfig::new(pc.user.clone(), pc.password.clone());
     scfg.agent = cfg.agent.clone();

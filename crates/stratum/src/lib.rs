@@ -15,6 +15,8 @@ pub mod session;
 mod tls;
 pub mod wire;
 
+pub use tls::PoolCa;
+
 pub use client::{ClientConfig, ClientEvent, ClientHandle, ClientStats, FoundShare, PoolConfig, PoolUrl};
 pub use session::{Event, Password, PoolJob, Session, SessionConfig, SessionStats, Share, ShareOutcome, SubmitError};
 pub use wire::{HexU32, Notify, PrevHash, ProtocolError, ServerMessage, StratumError};
@@ -43,6 +45,26 @@ pub enum Error {
     #[error("TLS setup failed {host}")]
     Tls {
         host: String,
+        #[source]
+        source: tokio_rustls::rustls::Error,
+    },
+    #[error("cannot read CA certificate file {path}")]
+    CaRead {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("CA file {path} is not valid PEM")]
+    CaPem {
+        path: std::path::PathBuf,
+        #[source]
+        source: tokio_rustls::rustls::pki_types::pem::Error,
+    },
+    #[error("no CERTIFICATE in CA file {path}")]
+    CaEmpty { path: std::path::PathBuf },
+    #[error("CA file {path} holds a certificate that cannot be a trust anchor")]
+    CaCert {
+        path: std::path::PathBuf,
         #[source]
         source: tokio_rustls::rustls::Error,
     },
