@@ -23,6 +23,7 @@
 //! suggest_difficulty = 512      # mining.suggest_difficulty (optional)
 //! silence_timeout = 180         # seconds of silence before a pool counts as dead
 //! failback_interval = 60        # seconds between tries of a preferred pool
+//! pool_ca = "my-pool-ca.pem"    # extra CA certificates for stratum+ssl:// pools (PEM)
 //!
 //! [backend]                     # read by the backend opener
 //! [power]                       # reserved for power settings
@@ -63,6 +64,10 @@ pub struct MineArgs {
     /// Password for each --pool (one for all, or one per pool). Never logged.
     #[arg(long = "pass", value_name = "PASS")]
     pub passes: Vec<String>,
+    /// PEM file of extra CA certificates trusted for stratum+ssl:// pools (a pool or proxy
+    /// with a private CA), besides the usual web roots.
+    #[arg(long, value_name = "PATH")]
+    pub pool_ca: Option<PathBuf>,
     /// Solo mining: the node's RPC URL, e.g. http://127.0.0.1:18443.
     #[arg(long, value_name = "URL", conflicts_with = "pools")]
     pub node: Option<String>,
@@ -154,6 +159,7 @@ struct FileMine {
     suggest_difficulty: Option<f64>,
     silence_timeout: Option<f64>,
     failback_interval: Option<f64>,
+    pool_ca: Option<PathBuf>,
 }
 
 /// Where the work comes from, validated.
@@ -275,6 +281,9 @@ impl MineSettings {
             }
             c.connect_timeout = c.connect_timeout.min(c.silence_timeout.max(Duration::from_secs(1)));
             c.retry_delay = c.retry_delay.min(c.failback_interval);
+            if let Some(path) = args.pool_ca.clone().or(fm.pool_ca.clone()) {
+                c.pool_ca = Some(hashrig_stratum::PoolCa::from_pem_file(&path)?);
+            }
             Source::Pools(c)
         };
         Ok(MineSettings { source, status_interval, duration, monitor: args.monitor.clone() })
