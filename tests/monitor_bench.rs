@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 
+mod monitor_support;
+
 fn ask(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -195,9 +197,11 @@ fn emulated_chain_report_has_a_health_map_of_every_chip() {
 
 /// Start `hashrig bench` with the API and return it with the API address from stderr.
 fn bench_with_api(extra: &[&str]) -> (std::process::Child, SocketAddr, mpsc::Receiver<String>) {
+    let cpu = !extra.contains(&"--backend");
     let mut child = Command::cargo_bin("hashrig")
         .unwrap()
-        .args(["bench", "--threads", "1", "--api", "127.0.0.1:0"])
+        .args(["bench", "--api", "127.0.0.1:0"])
+        .args(if cpu { &["--threads", "1"][..] } else { &[][..] })
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -278,4 +282,50 @@ fn cpu_temperature_is_the_hottest_cpu_sensor_and_absent_without_one() {
     let t = cpu_temperature(root.path()).expect("a CPU sensor");
     assert_eq!(t.celsius, 64.5);
     assert_eq!(t.sensor, "hwmon:k10temp");
+}
+
+#[test]
+fn pyasic_reads_a_running_bench_of_an_asic_chain() {
+    let Some(python) = monitor_support::pyasic_python("pyasic_reads_a_running_bench_of_an_asic_chain") else { return };
+    let (mut child, api, _rx) =
+        bench_with_api(&["--backend", "emu:bm1370x4", "--duration", "60", "--api-allow", "W:127.0.0.1"]);
+    // Let the run get a few seconds behind it.
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut raw = ask(api, br#"{"command":"summary"}"#);
+        raw.pop();
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        if v["SUMMARY"][0]["Elapsed"].as_u64().unwrap_or(0) >= 2 && v["SUMMARY"][0]["MHS 5s"].as_f64().unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the run never reached 2 s: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let p = monitor_support::probe(&python, api.port(), &[]);
+    let _ = ask(api, b"quit");
+    assert!(child.wait().unwrap().success());
+
+    // pyasic's CGMiner backend (pyasic/miners/backends/cgminer.py): SUMMARY[0]["GHS 5s"],
+    // VERSION[0]["CGMiner"], VERSION[0]["API"], STATS[1]["Elapsed"].
+    let cg = &p["cgminer"];
+    assert!(cg["fw_ver"].as_str().unwrap().starts_with("hashrig "), "{p}");
+    assert_eq!(cg["api_ver"], "3.7");
+    assert!(cg["uptime"].as_u64().unwrap() >= 2, "{p}");
+    let pyasic_rate = cg["hashrate_hs"].as_f64().expect("pyasic found a hashrate");
+    // The same figure the API's own MHS field gives (a later reply, so the 5 s window moved).
+    let mhs_5s = p["raw"]["summary"]["SUMMARY"][0]["MHS 5s"].as_f64().unwrap() * 1e6;
+    assert!(pyasic_rate > 0.0 && pyasic_rate / mhs_5s > 0.25 && pyasic_rate / mhs_5s < 4.0, "{pyasic_rate} vs {mhs_5s}");
+    assert_eq!(cg["pools"].as_array().unwrap().len(), 0, "a bench has no pools");
+    // Every other reply parsed by pyasic's reader.
+    assert_eq!(p["raw"]["devs"]["DEVS"][0]["ASC"], 0);
+    assert_eq!(p["raw"]["devdetails"]["DEVDETAILS"][0]["Kernel"], "bm1370");
+    assert_eq!(p["raw"]["config"]["CONFIG"][0]["ASC Count"], 1);
+    // pyasic's BMMiner backend (pyasic/miners/backends/bmminer.py) reads the chain from
+    // STATS[1]: chain_acn1, chain_rate1 (GH/s).
+    let boards = p["bmminer_boards"].as_array().unwrap();
+    assert_eq!(boards[0]["chips"], 4, "{p}");
+    assert_eq!(boards[0]["missing"], false);
+    assert!(boards[0]["hashrate_hs"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(boards[1..].iter().all(|b| b["missing"] == true), "one chain only: {p}");
+    assert!(p["bmminer_uptime"].as_u64().unwrap() >= 2);
 }

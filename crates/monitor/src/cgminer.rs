@@ -220,6 +220,25 @@ fn mhs(hs: f64) -> Value {
     num((hs / 1e6 * 1000.0).round() / 1000.0)
 }
 
+/// A rate in GH/s, as bmminer and Bitmain's cgminer builds report it (and pyasic reads it);
+/// 6 decimals so a CPU's few MH/s do not round to 0.
+fn ghs(hs: f64) -> Value {
+    num((hs / 1e9 * 1e6).round() / 1e6)
+}
+
+/// The software record that Bitmain's cgminer builds put in `version` and first in `stats`
+/// (`{"CGMiner":"4.9.0","Miner":"1.0.1.3","CompileTime":"..","Type":"Antminer L3+"}`); pyasic's
+/// CGMiner backend reads `VERSION[0]["CGMiner"]` as the firmware version. We name ourselves
+/// there rather than claim a cgminer version.
+fn version_record(view: &RunView) -> Fields {
+    vec![
+        f("CGMiner", json!(description())),
+        f("Miner", json!(env!("CARGO_PKG_VERSION"))),
+        f("CompileTime", json!("")),
+        f("Type", json!(format!("hashrig {}", view.mode).trim_end())),
+    ]
+}
+
 fn f(name: &str, v: Value) -> (String, Value) {
     (name.to_string(), v)
 }
@@ -337,13 +356,11 @@ fn run(command: &str, param: Option<&str>, view: &RunView, level: Level, actions
             }
         }
         "stats" => Reply::ok(MSG_MINESTATS, "CGMiner stats", "STATS", false, stats(view)),
-        "version" => Reply::ok(
-            MSG_VERSION,
-            "hashrig versions",
-            "VERSION",
-            true,
-            vec![vec![f("hashrig", json!(env!("CARGO_PKG_VERSION"))), f("API", json!(API_VERSION))]],
-        ),
+        "version" => {
+            let mut fields = vec![f("hashrig", json!(env!("CARGO_PKG_VERSION"))), f("API", json!(API_VERSION))];
+            fields.extend(version_record(view));
+            Reply::ok(MSG_VERSION, "hashrig versions", "VERSION", true, vec![fields])
+        }
         "config" => Reply::ok(MSG_MINECONFIG, "hashrig config", "CONFIG", true, vec![config(view, level)]),
         "devdetails" => Reply::ok(
             MSG_DEVDETAILS,
@@ -424,6 +441,9 @@ fn summary(v: &RunView) -> Fields {
         f("MHS av", mhs(v.hashrate.avg)),
         f("MHS 5s", mhs(v.hashrate.s5)),
         f("MHS 1m", mhs(v.hashrate.m1)),
+        // bmminer / Bitmain cgminer builds report GH/s; pyasic reads "GHS 5s".
+        f("GHS 5s", ghs(v.hashrate.s5)),
+        f("GHS av", ghs(v.hashrate.avg)),
         f("Found Blocks", json!(v.blocks_found)),
         f("Accepted", json!(s.accepted)),
         f("Rejected", json!(s.rejected)),
@@ -529,50 +549,115 @@ fn pool(p: &PoolView) -> Fields {
     ]
 }
 
+/// `stats` in the layout of Bitmain's cgminer/bmminer builds, which is what pyasic and rig
+/// monitors parse: `STATS[0]` is the software record, `STATS[1]` the whole miner (`Elapsed`,
+/// `GHS 5s`, `GHS av`, and per ASIC chain `i` from 1: `chain_acn{i}` chips, `chain_acs{i}` chip
+/// states, `chain_hw{i}`, `chain_rate{i}` in GH/s, `temp{i}`), then one record per device with
+/// our per-chip and per-core counts.
 fn stats(v: &RunView) -> Vec<Fields> {
-    v.devices
+    let elapsed = json!(v.elapsed_s.max(0.0) as u64);
+    let mut out = vec![version_record(v)];
+    let asics: Vec<&DeviceView> = v.devices.iter().filter(|d| !d.chips.is_empty()).collect();
+    let mut miner = vec![
+        f("STATS", json!(0)),
+        f("ID", json!("HASHRIG0")),
+        f("Elapsed", elapsed.clone()),
+        f("Calls", json!(0)),
+        f("Wait", num(0.0)),
+        f("Max", num(0.0)),
+        f("Min", num(99999999.0)),
+        f("GHS 5s", ghs(v.hashrate.s5)),
+        f("GHS av", ghs(v.hashrate.avg)),
+        f("miner_count", json!(asics.len())),
+    ];
+    let temps: Vec<(usize, f64)> = asics
         .iter()
         .enumerate()
-        .map(|(i, d)| {
-            let mut out = vec![
-                f("STATS", json!(i)),
-                f("ID", json!(format!("{}{}", dev_key(d), d.id))),
-                f("Elapsed", json!(v.elapsed_s.max(0.0) as u64)),
-                f("Calls", json!(0)),
-                f("Wait", num(0.0)),
-                f("Max", num(0.0)),
-                f("Min", num(99999999.0)),
-            ];
-            for (n, t) in d.temperatures.iter().enumerate() {
-                out.push(f(&format!("temp{n}"), num(t.celsius)));
-                out.push(f(&format!("temp{n}_sensor"), json!(t.sensor)));
-            }
-            if !d.chips.is_empty() {
-                out.push(f("chain_acn", json!(d.chips.len())));
-                let weak = d.weak_chips();
-                // bmminer's chain_acs: one letter per chip, 'o' healthy, 'x' weak.
-                let acs: String = (0..d.chips.len()).map(|i| if weak.contains(&i) { 'x' } else { 'o' }).collect();
-                out.push(f("chain_acs", json!(acs)));
-                for c in &d.chips {
-                    let k = c.index;
-                    out.push(f(&format!("chip{k}_nonces"), json!(c.nonces)));
-                    out.push(f(&format!("chip{k}_hw"), json!(c.hw_errors)));
-                    out.push(f(&format!("chip{k}_mhs"), mhs(c.est_hashrate)));
-                    if let Some(t) = c.temperature {
-                        out.push(f(&format!("chip{k}_temp"), num(t)));
-                    }
-                    if !c.cores.is_empty() {
-                        // `core:count` pairs: a driver may list only the cores that answered.
-                        let nonces: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.nonces)).collect();
-                        let hw: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.hw_errors)).collect();
-                        out.push(f(&format!("chip{k}_core_nonces"), json!(nonces.join(" "))));
-                        out.push(f(&format!("chip{k}_core_hw"), json!(hw.join(" "))));
-                    }
-                }
-            }
-            out
+        .filter_map(|(n, d)| {
+            let max = d.temperatures.iter().map(|t| t.celsius).fold(f64::NAN, f64::max);
+            (!max.is_nan()).then_some((n + 1, max))
         })
-        .collect()
+        .collect();
+    miner.push(f("temp_num", json!(temps.len())));
+    let nominal: f64 = v.devices.iter().filter_map(|d| d.nominal_hashrate).sum();
+    if nominal > 0.0 {
+        miner.push(f("total_rateideal", ghs(nominal)));
+        miner.push(f("rate_unit", json!("GH")));
+    }
+    for (i, t) in temps {
+        miner.push(f(&format!("temp{i}"), num(t)));
+    }
+    miner.push(f("Device Hardware%", num(v.hw_error_percent())));
+    for (n, d) in asics.iter().enumerate() {
+        miner.push(f(&format!("chain_acn{}", n + 1), json!(d.chips.len())));
+    }
+    for (n, d) in asics.iter().enumerate() {
+        miner.push(f(&format!("chain_acs{}", n + 1), json!(chain_acs(d))));
+    }
+    for (n, d) in asics.iter().enumerate() {
+        miner.push(f(&format!("chain_hw{}", n + 1), json!(d.hw_errors)));
+    }
+    for (n, d) in asics.iter().enumerate() {
+        // Bitmain's builds send this one as a string with 2 decimals ("126.12"); so do we,
+        // with more decimals for chains under 1 GH/s (emulators) so they do not read as 0.
+        let gh = d.hashrate.s5 / 1e9;
+        let rate = if gh >= 1.0 { format!("{gh:.2}") } else { format!("{gh:.6}") };
+        miner.push(f(&format!("chain_rate{}", n + 1), json!(rate)));
+    }
+    out.push(miner);
+    out.extend(v.devices.iter().enumerate().map(|(i, d)| device_stats(i + 1, d, &elapsed)));
+    out
+}
+
+/// bmminer's `chain_acs`: one letter per chip, 'o' healthy, 'x' weak, in groups of 8 each
+/// preceded by a space (" oooooooo oooxoooo").
+fn chain_acs(d: &DeviceView) -> String {
+    let weak = d.weak_chips();
+    let mut acs = String::new();
+    for i in 0..d.chips.len() {
+        if i % 8 == 0 {
+            acs.push(' ');
+        }
+        acs.push(if weak.contains(&i) { 'x' } else { 'o' });
+    }
+    acs
+}
+
+fn device_stats(index: usize, d: &DeviceView, elapsed: &Value) -> Fields {
+    let mut out = vec![
+        f("STATS", json!(index)),
+        f("ID", json!(format!("{}{}", dev_key(d), d.id))),
+        f("Elapsed", elapsed.clone()),
+        f("Calls", json!(0)),
+        f("Wait", num(0.0)),
+        f("Max", num(0.0)),
+        f("Min", num(99999999.0)),
+    ];
+    for (n, t) in d.temperatures.iter().enumerate() {
+        out.push(f(&format!("temp{n}"), num(t.celsius)));
+        out.push(f(&format!("temp{n}_sensor"), json!(t.sensor)));
+    }
+    if !d.chips.is_empty() {
+        out.push(f("chain_acn", json!(d.chips.len())));
+        out.push(f("chain_acs", json!(chain_acs(d))));
+        for c in &d.chips {
+            let k = c.index;
+            out.push(f(&format!("chip{k}_nonces"), json!(c.nonces)));
+            out.push(f(&format!("chip{k}_hw"), json!(c.hw_errors)));
+            out.push(f(&format!("chip{k}_mhs"), mhs(c.est_hashrate)));
+            if let Some(t) = c.temperature {
+                out.push(f(&format!("chip{k}_temp"), num(t)));
+            }
+            if !c.cores.is_empty() {
+                // `core:count` pairs: a driver may list only the cores that answered.
+                let nonces: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.nonces)).collect();
+                let hw: Vec<String> = c.cores.iter().map(|x| format!("{}:{}", x.index, x.hw_errors)).collect();
+                out.push(f(&format!("chip{k}_core_nonces"), json!(nonces.join(" "))));
+                out.push(f(&format!("chip{k}_core_hw"), json!(hw.join(" "))));
+            }
+        }
+    }
+    out
 }
 
 fn config(v: &RunView, level: Level) -> Fields {

@@ -61,6 +61,9 @@ fn json_summary_answers_in_cgminer_layout_ending_with_nul() {
     let s = &v["SUMMARY"][0];
     assert_eq!(s["MHS av"], 4_520_000.0);
     assert_eq!(s["MHS 5s"], 4_420_000.0);
+    // What Bitmain's builds send and pyasic reads.
+    assert_eq!(s["GHS av"], 4520.0);
+    assert_eq!(s["GHS 5s"], 4420.0);
     assert_eq!(s["Accepted"], 40);
     assert_eq!(s["Rejected"], 2);
     assert_eq!(s["Stale"], 1);
@@ -105,10 +108,24 @@ fn stats_lists_per_chip_counts_for_the_asic_chain() {
     let srv = start(Access::loopback_only(), Arc::new(NoActions));
     let v = pyasic_parse(&exchange(srv.local_addr(), br#"{"command":"stats"}"#, true));
     assert_eq!(v["STATUS"][0]["Code"], 70);
-    let asic = &v["STATS"][1];
+    // Bitmain's layout: the software record, the whole miner, then our devices.
+    assert!(v["STATS"][0]["CGMiner"].as_str().unwrap().starts_with("hashrig "), "{v}");
+    let miner = &v["STATS"][1];
+    assert_eq!(miner["miner_count"], 1, "one ASIC chain");
+    assert_eq!(miner["chain_acn1"], common::CHIPS);
+    assert_eq!(miner["temp1"], 71.5);
+    assert_eq!(miner["chain_hw1"], 3);
+    assert_eq!(miner["chain_rate1"], "4400.00", "GH/s over 5 s, as a string like Bitmain's");
+    assert_eq!(miner["GHS 5s"], 4420.0, "the rig's 5 s rate in GH/s");
+    assert_eq!(miner["total_rateideal"], 5000.0, "nominal, GH/s");
+    assert_eq!(miner["Elapsed"], 60);
+    let acs = miner["chain_acs1"].as_str().unwrap();
+    assert_eq!(acs, " ooooooox oooo", "groups of 8, each after a space; chip 7 weak");
+    let asic = &v["STATS"][3];
+    assert_eq!(v["STATS"][2]["ID"], "CPU0");
     assert_eq!(asic["ID"], "ASC1");
     assert_eq!(asic["chain_acn"], common::CHIPS);
-    let acs = asic["chain_acs"].as_str().unwrap();
+    let acs: String = asic["chain_acs"].as_str().unwrap().split_whitespace().collect();
     assert_eq!(acs.find('x'), Some(common::WEAK_CHIP), "{acs}");
     let weak = format!("chip{}_nonces", common::WEAK_CHIP);
     assert_eq!(asic[&weak], 20 * common::CORES as u64);
@@ -120,6 +137,9 @@ fn version_config_devdetails_answer() {
     let srv = start(Access::loopback_only(), Arc::new(NoActions));
     let v = pyasic_parse(&exchange(srv.local_addr(), br#"{"command":"version"}"#, true));
     assert_eq!(v["VERSION"][0]["API"], "3.7");
+    // pyasic's CGMiner backend takes the firmware version from here.
+    assert!(v["VERSION"][0]["CGMiner"].as_str().unwrap().starts_with("hashrig "), "{v}");
+    assert_eq!(v["VERSION"][0]["Type"], "hashrig mine");
     let v = pyasic_parse(&exchange(srv.local_addr(), br#"{"command":"config"}"#, true));
     assert_eq!(v["CONFIG"][0]["ASC Count"], 1);
     assert_eq!(v["CONFIG"][0]["Pool Count"], 2);
