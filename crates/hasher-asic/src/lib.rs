@@ -408,3 +408,78 @@ mod emulated {
 
 #[cfg(feature = "emulator")]
 pub use emulated::{EMU_TICKET_ZERO_BITS, EmuSpec, emulated_config, open_emulated};
+
+#[cfg(all(test, feature = "emulator"))]
+mod emu_spec_tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_model_gives_the_defaults() {
+        let s = EmuSpec::parse("bm1366x16").unwrap();
+        assert_eq!((s.chip, s.chips), (ChipType::Bm1366, 16));
+        assert_eq!(s.faults, firmware_protocol::emulator::Faults::default());
+        assert_eq!(s.ticket_zero_bits, EMU_TICKET_ZERO_BITS);
+        assert_eq!(s.max_hashrate, None);
+        let s = EmuSpec::parse("BM1397X1").unwrap();
+        assert_eq!((s.chip, s.chips), (ChipType::Bm1397, 1));
+        assert_eq!(EmuSpec::parse("bm1370x256").unwrap().chips, 256);
+    }
+
+    #[test]
+    fn every_option_lands_in_its_field() {
+        let s = EmuSpec::parse(
+            "bm1368x8, crc=0.05,garbage=0.1,drop=0.02,dup=0.25,late=1,bad-core=1+3,dead=7,stop-after=500,bits=20,rate=2e6",
+        )
+        .unwrap();
+        assert_eq!((s.chip, s.chips), (ChipType::Bm1368, 8));
+        let f = &s.faults;
+        assert_eq!(
+            (f.crc_error_rate, f.garbage_rate, f.drop_byte_rate, f.duplicate_rate, f.late_nonce_rate),
+            (0.05, 0.1, 0.02, 0.25, 1.0)
+        );
+        assert_eq!(f.bad_core_chips, vec![1, 3]);
+        assert_eq!(f.dead_chips, vec![7]);
+        assert_eq!(f.stop_after_responses, Some(500));
+        assert_eq!(s.ticket_zero_bits, 20);
+        assert_eq!(s.max_hashrate, Some(2e6));
+    }
+
+    #[test]
+    fn bad_models_are_refused() {
+        for spec in ["", "bm1366", "bm9999x4", "bm1366x0", "bm1366x257", "bm1366x-1", "bm1366xfour", "x4"] {
+            assert!(matches!(EmuSpec::parse(spec), Err(Error::EmuModel(_))), "{spec:?} accepted");
+        }
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_option() {
+        for opt in [
+            "crc=2",
+            "crc=-0.1",
+            "garbage=x",
+            "late",
+            "dead=a",
+            "bad-core=1+",
+            "stop-after=-3",
+            "bits=0",
+            "bits=41",
+            "rate=0",
+            "rate=fast",
+            "turbo=1",
+        ] {
+            match EmuSpec::parse(&format!("bm1370x4,{opt}")) {
+                Err(Error::EmuOption(o)) => assert_eq!(o, opt),
+                other => panic!("{opt}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn chip_indexes_are_checked_when_the_emulator_starts() {
+        // The parser takes any index; the emulator refuses one outside the chain.
+        let s = EmuSpec::parse("bm1366x2,dead=5").unwrap();
+        assert_eq!(s.faults.dead_chips, vec![5]);
+        let err = open_emulated("bm1366x2,dead=5").unwrap_err();
+        assert!(matches!(err, Error::Emulator(_)), "{err}");
+    }
+}
