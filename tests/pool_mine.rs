@@ -43,6 +43,36 @@ fn mined_shares_pass_an_independent_check_and_the_password_stays_out_of_logs() {
 }
 
 #[test]
+fn a_tls_pool_with_a_private_ca_mines_checked_shares_once_the_ca_is_trusted() {
+    let pool = ScriptedPool::start(PoolSpec::new("s"));
+    let front = pool.start_tls_front();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("pool-ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    let url = front.url();
+    // The same pool with and without --pool-ca, side by side.
+    let mut trusted = Miner::start(&args(&[
+        "--pool", &url, "--pool-ca", ca.to_str().unwrap(), "--user", "tls.worker", "--pass", "tls-secret-9",
+        "--duration", "3", "--status-interval", "0.5", "--threads", "1",
+    ]));
+    let mut untrusted = Miner::start(&args(&["--pool", &url, "--user", "w", "--pass", "x", "--duration", "3", "--threads", "1"]));
+    let status = trusted.wait(Duration::from_secs(30));
+    let err = trusted.stderr();
+    assert!(status.success(), "exit {status:?}\n{err}");
+    assert!(untrusted.wait(Duration::from_secs(30)).success(), "{}", untrusted.stderr());
+    let uerr = untrusted.stderr();
+    // Without the CA the certificate is refused, so the only connection the pool saw is ours.
+    assert!(uerr.contains("TLS handshake with 127.0.0.1 failed"), "{uerr}");
+    let log = pool.log();
+    assert_eq!(log.connections, 1, "only the miner that trusts the CA gets through");
+    assert!(log.valid() >= 1, "no valid share over TLS; stderr:\n{err}");
+    assert!(log.invalid().is_empty(), "invalid shares: {:?}", log.invalid());
+    assert!(log.lines.iter().any(|l| l.contains("mining.authorize") && l.contains("tls.worker")), "{:?}", log.lines);
+    assert!(err.contains(&format!("pool #0 {url}")), "{err}");
+    assert!(!err.contains("tls-secret-9"), "{err}");
+}
+
+#[test]
 fn rejected_shares_are_counted_per_reason_on_the_status_line() {
     // The pool tells us difficulty 1/2048 but judges at 1/64: most shares come back
     // "Low difficulty share".

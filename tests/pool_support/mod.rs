@@ -7,6 +7,8 @@
 //! the share difficulty is `bitcoin::Target::difficulty_float` of the hash. None of hashrig's
 //! code is used to judge a share.
 //!
+//! [`ScriptedPool::start_tls_front`] puts a TLS server (private CA) in front of it.
+//!
 //! Each connection follows a [`ConnPlan`] chosen by connection number, so tests can script a
 //! pool that refuses, goes silent, drops a share unanswered, or sends garbage.
 
@@ -371,6 +373,64 @@ fn serve(conn: TcpStream, n: usize, spec: &PoolSpec, plan: &ConnPlan, log: &Mute
                 }
             }
         }
+    }
+}
+
+/// A TLS front for a scripted pool: a tokio-rustls server on 127.0.0.1 whose certificate (for
+/// `127.0.0.1` and `localhost`) is issued by a CA made here with rcgen; each TLS connection is
+/// relayed in plain text to the scripted pool, which judges the shares as usual.
+pub struct TlsFront {
+    pub addr: SocketAddr,
+    /// The CA certificate, PEM, for `--pool-ca`.
+    pub ca_pem: String,
+}
+
+impl TlsFront {
+    pub fn url(&self) -> String {
+        format!("stratum+ssl://{}", self.addr)
+    }
+}
+
+impl ScriptedPool {
+    pub fn start_tls_front(&self) -> TlsFront {
+        use tokio_rustls::rustls;
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "hashrig test pool CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+        let leaf_key = rcgen::KeyPair::generate().expect("pool key");
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("pool params")
+            .signed_by(&leaf_key, &ca)
+            .expect("pool certificate");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let plain = self.addr;
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                        let Ok(mut up) = tokio::net::TcpStream::connect(plain).await else { return };
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                    });
+                }
+            });
+        });
+        TlsFront { addr, ca_pem: ca.pem() }
     }
 }
 
