@@ -148,8 +148,8 @@ fn mine_bookkeeping_counts_pool_answers_by_pool_reason_and_difficulty() {
     m.set_pools(&["stratum+tcp://a:1".into(), "stratum+tcp://b:2".into()], &["w1".into()]);
     m.pool_connected(1);
     m.pool_job(1, 512.0);
-    m.share_found(700.0);
-    m.share_found(9000.0);
+    m.share_found(0, 700.0);
+    m.share_found(0, 9000.0);
     m.share_result(1, None);
     m.share_result(1, Some("Duplicate share"));
     m.share_result(1, Some("Stale share"));

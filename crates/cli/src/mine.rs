@@ -397,6 +397,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
             let urls: Vec<String> = cfg.pools.iter().map(|p| p.url.to_string()).collect();
             mon.set_pools(&urls, &cfg.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
             let (client, mut events, _task) = hashrig_stratum::client::spawn(cfg);
+            mon.attach_pool_client(client.clone());
             let mut book: JobBook<(usize, Arc<PoolJob>)> = JobBook::default();
             loop {
                 tokio::select! {
@@ -423,23 +424,25 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                             tracing::warn!(pool, url = %urls[pool], %reason, "disconnected");
                             status.pool = None;
                         }
-                        Some(ClientEvent::ShareResult { pool, outcome, .. }) => {
-                            mon.share_result(pool, match &outcome { ShareOutcome::Accepted => None, ShareOutcome::Rejected { reason } => Some(reason.as_str()) });
+                        Some(ClientEvent::ShareResult { pool, share, outcome }) => {
+                            mon.share_answered(pool, &share, match &outcome { ShareOutcome::Accepted => None, ShareOutcome::Rejected { reason } => Some(reason.as_str()) });
                             engine.share_result(outcome == ShareOutcome::Accepted);
                         }
                     },
                     s = share_rx.recv() => {
                         let Some(s) = s else { bail!("the engine stopped") };
                         status.best = status.best.max(s.difficulty);
-                        mon.share_found(s.difficulty);
+                        mon.share_found(s.device, s.difficulty);
                         match book.get(&s.job_id) {
                             Some((pool, job)) => {
                                 tracing::info!(pool, job = %job.job_id, difficulty = format!("{:.3}", s.difficulty), block = s.is_block, "share found");
                                 let share = hashrig_stratum::Share { job_id: job.job_id.clone(), extranonce2: s.extranonce2, ntime: s.ntime, nonce: s.nonce, version: s.version };
+                                mon.share_submitted(pool, &share, s.device);
                                 client.submit(FoundShare { pool, job, share });
                             }
                             None => {
                                 status.stale_unknown_job += 1;
+                                mon.share_dropped_stale(s.device);
                                 tracing::warn!(job = %s.job_id, "share for a job no longer known: stale");
                             }
                         }
@@ -522,7 +525,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                     sh = share_rx.recv() => {
                         let Some(sh) = sh else { bail!("the engine stopped") };
                         status.best = status.best.max(sh.difficulty);
-                        mon.share_found(sh.difficulty);
+                        mon.share_found(sh.device, sh.difficulty);
                         let Some(work) = book.get(&sh.job_id) else { continue };
                         if !sh.is_block || solved.contains_key(&work.job.prev_hash) {
                             continue;

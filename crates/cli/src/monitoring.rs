@@ -2,9 +2,10 @@
 //! `--metrics` (Prometheus), `--report` (HTML page with charts), and the glue that feeds the
 //! engine's stats to them (`hashrig_monitor`).
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,12 +53,27 @@ pub struct Monitoring {
     metrics: Option<MetricsServer>,
     report: Option<PathBuf>,
     quit: Arc<AtomicBool>,
+    /// The stratum client of a pool-mining run (switchpool, and its counters).
+    client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
+    /// Shares sent and not answered yet: (pool, share) -> (device, pool difficulty).
+    in_flight: HashMap<(usize, hashrig_stratum::Share), (usize, f64)>,
+    in_flight_order: VecDeque<(usize, hashrig_stratum::Share)>,
+    /// Shares the miner dropped before sending (job no longer known).
+    stale_dropped: u64,
 }
 
-/// Write commands a run supports by default: `quit` (stop the run cleanly, as Ctrl-C would).
+/// Shares remembered while waiting for the pool's answer (a pool that never answers must not
+/// grow this without bound).
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Write commands a run supports by default: `quit` (stop the run cleanly, as Ctrl-C would),
+/// and in pool mining `switchpool N` (the stratum client's failover order). Pausing a device
+/// (`ascdisable`/`ascenable`) is not supported: the engine cannot pause one hasher, so those
+/// answer an error status.
 #[derive(Debug)]
 struct RunActions {
     quit: Arc<AtomicBool>,
+    client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
 }
 
 impl Actions for RunActions {
@@ -65,6 +81,15 @@ impl Actions for RunActions {
         tracing::warn!("quit requested through the API");
         self.quit.store(true, Ordering::Release);
         true
+    }
+
+    fn switch_pool(&self, pool: u32) -> bool {
+        let client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        let done = client.as_ref().is_some_and(|c| c.switch_pool(pool as usize));
+        if done {
+            tracing::warn!(pool, "switchpool requested through the API");
+        }
+        done
     }
 }
 
@@ -89,12 +114,14 @@ impl Monitoring {
         let extras = Extras { mode: mode.to_string(), started_unix, ..Default::default() };
         let view = SharedView::new(RunView { mode: mode.to_string(), started_unix, ..Default::default() });
         let quit = Arc::new(AtomicBool::new(false));
+        let client = Arc::new(Mutex::new(None));
         let api = match args.api {
             Some(addr) => {
                 let mut cfg = ApiConfig::new(addr);
                 cfg.access = access;
                 cfg.validate().map_err(|e| bad_input(format!("--api: {e}")))?;
-                let actions = actions.unwrap_or_else(|| Arc::new(RunActions { quit: quit.clone() }));
+                let actions =
+                    actions.unwrap_or_else(|| Arc::new(RunActions { quit: quit.clone(), client: client.clone() }));
                 let srv = ApiServer::start(cfg, view.clone(), actions).context("starting the cgminer API")?;
                 eprintln!("cgminer API on {}", srv.local_addr());
                 Some(srv)
@@ -113,7 +140,19 @@ impl Monitoring {
             }
             None => None,
         };
-        Ok(Monitoring { view, tracker: Tracker::new(), extras, api, metrics, report: args.report.clone(), quit })
+        Ok(Monitoring {
+            view,
+            tracker: Tracker::new(),
+            extras,
+            api,
+            metrics,
+            report: args.report.clone(),
+            quit,
+            client,
+            in_flight: HashMap::new(),
+            in_flight_order: VecDeque::new(),
+            stale_dropped: 0,
+        })
     }
 
     /// Did an allowed peer send `quit`?
@@ -135,6 +174,10 @@ impl Monitoring {
             if let Some(t) = &cpu_temp {
                 self.extras.temperatures.push((d.index, t.clone()));
             }
+        }
+        let client = self.client.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.stats());
+        if let Some(st) = client {
+            self.client_stats(&st);
         }
         let mut v = self.tracker.view(stats, &self.extras);
         merge_asic(&mut v, &crate::backend::asic_snapshots());
@@ -225,9 +268,72 @@ impl Monitoring {
         }
     }
 
-    /// A share was found (before the pool answers).
-    pub fn share_found(&mut self, difficulty: f64) {
+    /// A share was found by engine device `device` (before the pool answers).
+    pub fn share_found(&mut self, device: usize, difficulty: f64) {
         self.extras.best_share = self.extras.best_share.max(difficulty);
+        let d = self.extras.device_shares.entry(device).or_default();
+        d.best_share = d.best_share.max(difficulty);
+    }
+
+    /// Pool mining: the stratum client, for `switchpool` and for its counters (stale shares it
+    /// never sent, protocol errors, failover order), read at every [`Monitoring::update`].
+    pub fn attach_pool_client(&mut self, client: hashrig_stratum::ClientHandle) {
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client);
+    }
+
+    /// The stratum client's counters into the view.
+    pub fn client_stats(&mut self, st: &hashrig_stratum::ClientStats) {
+        self.extras.stale_unsent = st.stale + self.stale_dropped;
+        self.extras.protocol_errors = st.protocol_errors.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        for (rank, &pool) in st.order.iter().enumerate() {
+            if let Some(p) = self.pool(pool) {
+                p.priority = rank as u32;
+            }
+        }
+    }
+
+    /// A share of device `device` went to `pool`: remember it so the answer can be counted
+    /// for the device too.
+    pub fn share_submitted(&mut self, pool: usize, share: &hashrig_stratum::Share, device: usize) {
+        let difficulty = self.pool(pool).map_or(0.0, |p| p.difficulty);
+        let key = (pool, share.clone());
+        if self.in_flight.insert(key.clone(), (device, difficulty)).is_none() {
+            self.in_flight_order.push_back(key);
+        }
+        while self.in_flight_order.len() > MAX_IN_FLIGHT {
+            if let Some(old) = self.in_flight_order.pop_front() {
+                self.in_flight.remove(&old);
+            }
+        }
+    }
+
+    /// A share of device `device` was dropped before sending: its job was no longer known.
+    pub fn share_dropped_stale(&mut self, device: usize) {
+        self.stale_dropped += 1;
+        self.extras.stale_unsent += 1;
+        self.extras.device_shares.entry(device).or_default().stale += 1;
+    }
+
+    /// The pool's answer to `share`: counted for the pool ([`Monitoring::share_result`]) and for
+    /// the device that found it, when known.
+    pub fn share_answered(&mut self, pool: usize, share: &hashrig_stratum::Share, reject: Option<&str>) {
+        self.share_result(pool, reject);
+        let Some((device, difficulty)) = self.in_flight.remove(&(pool, share.clone())) else { return };
+        self.in_flight_order.retain(|k| !(k.0 == pool && &k.1 == share));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let d = self.extras.device_shares.entry(device).or_default();
+        match reject {
+            None => {
+                d.accepted += 1;
+                d.difficulty_accepted += difficulty;
+                d.last_share_unix = Some(now);
+            }
+            Some(reason) if is_stale_reason(reason) => d.stale += 1,
+            Some(_) => {
+                d.rejected += 1;
+                d.difficulty_rejected += difficulty;
+            }
+        }
     }
 
     /// The pool's answer to a share; `reject` is the pool's reason. Stale rejects ("stale",
@@ -243,8 +349,7 @@ impl Monitoring {
                 p.last_share_unix = Some(now);
             }
             Some(reason) => {
-                let r = reason.to_ascii_lowercase();
-                if r.contains("stale") || r.contains("job not found") {
+                if is_stale_reason(reason) {
                     p.shares.stale += 1;
                     p.shares.difficulty_stale += d;
                 } else {
@@ -255,6 +360,12 @@ impl Monitoring {
             }
         }
     }
+}
+
+/// Rejects cgminer counts as stale: "stale", "job not found".
+fn is_stale_reason(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("stale") || r.contains("job not found")
 }
 
 /// Fill the per-chip / per-core health of ASIC devices (in the order they were opened) from

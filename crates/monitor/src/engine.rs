@@ -6,10 +6,10 @@
 //! and J/TH from the power figure the caller measured.
 //!
 //! Gaps, said plainly: the engine's stats do not carry per-chip valid nonces yet, so per-chip
-//! entries carry hardware errors only; share difficulty sums and the best share come from the
-//! caller's [`Extras`] (the pools' answers), else show as 0.
+//! entries carry hardware errors only; share difficulty sums, per-device share answers and the
+//! best share come from the caller's [`Extras`] (the pools' answers), else show as 0.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use hashrig_engine::{HashCount, Stats};
 
@@ -27,6 +27,26 @@ pub struct Extras {
     pub temperatures: Vec<(usize, Temperature)>,
     /// Highest share difficulty seen (the engine does not keep it).
     pub best_share: f64,
+    /// The pools' answers per device (by engine device index), where the caller tracks them.
+    pub device_shares: BTreeMap<usize, DeviceShares>,
+    /// Shares found but never submitted because their job was gone by then (the miner's job
+    /// book or the stratum client dropped them). Counted as stale, like cgminer does; the
+    /// engine's own stale count is added to this.
+    pub stale_unsent: u64,
+    /// Pool protocol errors by kind (malformed lines, unknown methods, ...).
+    pub protocol_errors: BTreeMap<String, u64>,
+}
+
+/// One device's shares as the pools answered them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceShares {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub difficulty_accepted: f64,
+    pub difficulty_rejected: f64,
+    pub best_share: f64,
+    pub last_share_unix: Option<u64>,
 }
 
 /// Keeps the per-device history the windowed rates need. Feed it every snapshot (about once a
@@ -147,6 +167,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
             for c in &mut chips {
                 c.cores.sort_by_key(|x| x.index);
             }
+            let ds = extras.device_shares.get(&d.index).cloned().unwrap_or_default();
             DeviceView {
                 id: d.index as u32,
                 name: d.info.name.clone(),
@@ -166,7 +187,13 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
                     .map(|(_, t)| t.clone())
                     .collect(),
                 chips,
-                ..Default::default()
+                accepted: ds.accepted,
+                rejected: ds.rejected,
+                stale: ds.stale,
+                difficulty_accepted: ds.difficulty_accepted,
+                difficulty_rejected: ds.difficulty_rejected,
+                best_share: ds.best_share,
+                last_share_unix: ds.last_share_unix,
             }
         })
         .collect();
@@ -195,6 +222,8 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
                 *shares.reject_reasons.entry(r.clone()).or_default() += n;
             }
         }
+        // Found but never sent: stale too (cgminer counts discarded stale work the same way).
+        shares.stale += extras.stale_unsent + stats.stale;
     }
     RunView {
         mode: extras.mode.clone(),
@@ -212,6 +241,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         j_per_th,
         samples,
         economics: extras.economics.clone(),
+        protocol_errors: extras.protocol_errors.clone(),
     }
 }
 

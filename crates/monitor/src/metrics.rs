@@ -84,6 +84,7 @@ pub fn render(view: &RunView) -> Result<String, Error> {
     let chip_nonces = counter(&mut reg, "chip_nonces", "Valid nonces per ASIC chip");
     let chip_hw = counter(&mut reg, "chip_hardware_errors", "Hardware errors per ASIC chip");
     let chip_rate = gauge(&mut reg, "chip_hashrate_hashes_per_second", "Estimated hashrate per ASIC chip");
+    let dev_shares = counter(&mut reg, "device_shares", "Shares per device as the pools answered them (accepted, rejected, stale)");
     for d in &view.devices {
         let id = d.id.to_string();
         for (w, v) in [("5s", d.hashrate.s5), ("1m", d.hashrate.m1), ("avg", d.hashrate.avg)] {
@@ -93,6 +94,9 @@ pub fn render(view: &RunView) -> Result<String, Error> {
         hashes.get_or_create(&dl).inc_by(fin(d.hashes).max(0.0));
         hw.get_or_create(&dl).inc_by(d.hw_errors as f64);
         nonces.get_or_create(&dl).inc_by(d.valid_nonces as f64);
+        for (result, n) in [("accepted", d.accepted), ("rejected", d.rejected), ("stale", d.stale)] {
+            dev_shares.get_or_create(&l(&[("device", &id), ("kind", &d.kind), ("result", result)])).inc_by(n as f64);
+        }
         for t in &d.temperatures {
             temp.get_or_create(&l(&[("device", &id), ("sensor", &t.sensor)])).set(fin(t.celsius));
         }
@@ -128,6 +132,19 @@ pub fn render(view: &RunView) -> Result<String, Error> {
         let s = &view.shares;
         for (result, n) in [("accepted", s.accepted), ("rejected", s.rejected), ("stale", s.stale)] {
             shares.get_or_create(&l(&[("pool", "none"), ("result", result)])).inc_by(n as f64);
+        }
+    }
+
+    // The whole rig: the pools' answers plus shares found but never sent because their job
+    // had gone (stale).
+    let rig_shares = counter(&mut reg, "rig_shares", "Shares of the whole rig by result; stale includes shares never sent");
+    for (result, n) in [("accepted", view.shares.accepted), ("rejected", view.shares.rejected), ("stale", view.shares.stale)] {
+        rig_shares.get_or_create(&l(&[("result", result)])).inc_by(n as f64);
+    }
+    if !view.protocol_errors.is_empty() {
+        let pe = counter(&mut reg, "pool_protocol_errors", "Pool protocol errors by kind");
+        for (kind, n) in &view.protocol_errors {
+            pe.get_or_create(&l(&[("kind", kind)])).inc_by(*n as f64);
         }
     }
 

@@ -36,6 +36,9 @@ pub struct RunView {
     /// Rig hashrate over time, oldest first.
     pub samples: Vec<Sample>,
     pub economics: Option<Economics>,
+    /// Pool protocol errors by kind (mining only).
+    #[serde(default)]
+    pub protocol_errors: BTreeMap<String, u64>,
 }
 
 /// Hashrates over three windows, in hashes per second.

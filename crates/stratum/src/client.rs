@@ -141,6 +141,9 @@ pub struct ClientStats {
     pub connects: u64,
     /// Shares waiting for a connection.
     pub queued: u64,
+    /// The failover order (pool indices, preferred first); changed by
+    /// [`ClientHandle::switch_pool`].
+    pub order: Vec<usize>,
 }
 
 impl ClientStats {
@@ -154,6 +157,8 @@ impl ClientStats {
 pub struct ClientHandle {
     tx: mpsc::UnboundedSender<FoundShare>,
     stats: Arc<Mutex<ClientStats>>,
+    switch: mpsc::UnboundedSender<usize>,
+    pools: usize,
 }
 
 impl ClientHandle {
@@ -165,6 +170,14 @@ impl ClientHandle {
     pub fn stats(&self) -> ClientStats {
         self.stats.lock().expect("stats lock is never poisoned: no panics while held").clone()
     }
+
+    /// Make `pool` the preferred pool (cgminer's `switchpool`): it moves to the front of the
+    /// failover order, the others keep their order behind it, and the client leaves the
+    /// current pool for it now. If it cannot be reached, failover goes down the new order.
+    /// False for a pool index out of range or once the client has stopped.
+    pub fn switch_pool(&self, pool: usize) -> bool {
+        pool < self.pools && self.switch.send(pool).is_ok()
+    }
 }
 
 /// Start the client on the current tokio runtime. It runs until every [`ClientHandle`] is
@@ -172,10 +185,22 @@ impl ClientHandle {
 pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>, tokio::task::JoinHandle<()>) {
     let (share_tx, share_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let stats = Arc::new(Mutex::new(ClientStats::default()));
-    let client = Client { cfg: Arc::new(cfg), shares: share_rx, events: ev_tx, stats: stats.clone(), queue: Vec::new(), down_until: Vec::new() };
+    let (switch_tx, switch_rx) = mpsc::unbounded_channel();
+    let pools = cfg.pools.len();
+    let order: Vec<usize> = (0..pools).collect();
+    let stats = Arc::new(Mutex::new(ClientStats { order: order.clone(), ..Default::default() }));
+    let client = Client {
+        cfg: Arc::new(cfg),
+        shares: share_rx,
+        events: ev_tx,
+        stats: stats.clone(),
+        queue: Vec::new(),
+        down_until: Vec::new(),
+        switch: switch_rx,
+        order,
+    };
     let task = tokio::spawn(client.run());
-    (ClientHandle { tx: share_tx, stats }, ev_rx, task)
+    (ClientHandle { tx: share_tx, stats, switch: switch_tx, pools }, ev_rx, task)
 }
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
@@ -244,6 +269,8 @@ struct Established {
 enum End {
     Failed(String),
     Failback(Box<Established>),
+    /// `switch_pool` named another pool.
+    Switch(usize),
     Reconnect(Reconnect),
     Shutdown,
 }
@@ -255,11 +282,29 @@ struct Client {
     stats: Arc<Mutex<ClientStats>>,
     queue: Vec<FoundShare>,
     down_until: Vec<Option<Instant>>,
+    /// `switch_pool` requests.
+    switch: mpsc::UnboundedReceiver<usize>,
+    /// Failover order, preferred first.
+    order: Vec<usize>,
 }
 
 impl Client {
     fn stats(&self) -> std::sync::MutexGuard<'_, ClientStats> {
         self.stats.lock().expect("stats lock is never poisoned: no panics while held")
+    }
+
+    /// Move `pool` to the front of the failover order (cgminer's switchpool).
+    fn prefer(&mut self, pool: usize) {
+        self.order.retain(|&p| p != pool);
+        self.order.insert(0, pool);
+        self.down_until[pool] = None;
+        self.stats().order = self.order.clone();
+        tracing::info!(pool, order = ?self.order, "pool switched by request");
+    }
+
+    /// Where `pool` stands in the failover order (0 = preferred).
+    fn rank(&self, pool: usize) -> usize {
+        self.order.iter().position(|&p| p == pool).unwrap_or(usize::MAX)
     }
 
     fn emit(&self, e: ClientEvent) {
@@ -295,6 +340,13 @@ impl Client {
                     self.emit(ClientEvent::Disconnected { pool, reason: "failing back to a preferred pool".into() });
                     next = Some(*better);
                 }
+                End::Switch(to) => {
+                    self.emit(ClientEvent::Disconnected { pool, reason: format!("switching to pool {to} by request") });
+                    match self.establish(to).await {
+                        Some(e) => next = Some(e),
+                        None => self.down_until[to] = Some(Instant::now() + self.cfg.failback_interval),
+                    }
+                }
                 End::Reconnect(r) => {
                     tracing::info!(pool, wait = r.wait_seconds, "pool asked for a reconnect");
                     self.emit(ClientEvent::Disconnected { pool, reason: "client.reconnect".into() });
@@ -326,7 +378,9 @@ impl Client {
                 s = self.shares.recv() => match s {
                     Some(s) => { self.queue.push(s); self.stats().queued = self.queue.len() as u64; }
                     None => return true,
-                }
+                },
+                // Not connected: the new order applies to the next connection attempt.
+                Some(p) = self.switch.recv() => self.prefer(p),
             }
         }
     }
@@ -334,8 +388,8 @@ impl Client {
     /// Try the pools in order, skipping ones that failed recently unless all did.
     async fn connect_any(&mut self) -> Option<Established> {
         let now = Instant::now();
-        let up: Vec<usize> = (0..self.cfg.pools.len()).filter(|&i| self.down_until[i].is_none_or(|t| t <= now)).collect();
-        let order = if up.is_empty() { (0..self.cfg.pools.len()).collect() } else { up };
+        let up: Vec<usize> = self.order.iter().copied().filter(|&i| self.down_until[i].is_none_or(|t| t <= now)).collect();
+        let order = if up.is_empty() { self.order.clone() } else { up };
         for i in order {
             if let Some(e) = self.establish(i).await {
                 return Some(e);
@@ -471,10 +525,17 @@ impl Client {
                 },
                 // Try the preferred pools in a task of its own, so a slow or dead one never
                 // holds up this connection.
-                _ = failback.tick(), if pool > 0 && probe.is_none() => {
+                Some(to) = self.switch.recv() => {
+                    self.prefer(to);
+                    if to != pool {
+                        break End::Switch(to);
+                    }
+                }
+                _ = failback.tick(), if self.rank(pool) > 0 && probe.is_none() => {
                     let (cfg, stats) = (self.cfg.clone(), self.stats.clone());
+                    let preferred = self.order[..self.rank(pool)].to_vec();
                     probe = Some(tokio::spawn(async move {
-                        for better in 0..pool {
+                        for better in preferred {
                             if let Some(e) = establish(&cfg, &stats, better).await {
                                 return Some(e);
                             }

@@ -130,5 +130,6 @@ pub fn rig() -> RunView {
             cost_per_day: Some(0.2736),
             break_even_power_price_kwh: Some(0.0054),
         }),
+        protocol_errors: [("malformed line".to_string(), 2)].into(),
     }
 }
