@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use firmware_protocol::decoder::{Decoder, Direction, Event, Frame, ResponseLength};
+use firmware_protocol::decoder::{Decoder, DecoderStats, Direction, Event, Frame, ResponseLength};
 use firmware_protocol::register::{HashCountingNumber, Pll, TicketMask, VersionRolling, addr as reg};
 use firmware_protocol::response::{NonceResponse, RegisterResponse, Response, ResponseForm};
 use firmware_protocol::{ChipType, Command, HeaderJob, MidstateJob, rolled_version};
@@ -123,6 +123,8 @@ pub struct Chain<P: Port> {
     cfg: ChainConfig,
     info: ChainInfo,
     decoder: Decoder,
+    /// What `decoder` had rejected when last added to `stats` (it starts at zero per decoder).
+    decoder_accounted: DecoderStats,
     stats: ChainStats,
     slots: Vec<Option<Slot>>,
     ids: Vec<u8>,
@@ -168,6 +170,21 @@ pub fn zero_bits(digest: &[u8; 32]) -> u32 {
         }
     }
     n
+}
+
+/// Frames a decoder rejected (bad CRC or malformed) and bytes it skipped, beyond `before`.
+fn rejected_since(d: &Decoder, before: &DecoderStats) -> (u64, u64) {
+    let now = d.stats();
+    let bad = (now.bad_crc + now.malformed).saturating_sub(before.bad_crc + before.malformed);
+    (bad, now.skipped_bytes.saturating_sub(before.skipped_bytes))
+}
+
+/// Add everything a bring-up decoder rejected to the chain's totals (None: a probe, not kept).
+fn account_all(stats: Option<&ChainStats>, d: &Decoder) {
+    if let Some(stats) = stats {
+        let (bad, skipped) = rejected_since(d, &DecoderStats::default());
+        stats.with(|c| c.add_decoder(bad, skipped));
+    }
 }
 
 /// Register answers collected for `wait` (or until `quiet` passes after the last one).
@@ -226,7 +243,7 @@ fn job_ids(chip: ChipType) -> Vec<u8> {
 impl<P: Port> Chain<P> {
     /// Reset state, enumerate, address, configure and clock the chain (notes section 5).
     pub fn bring_up(mut port: P, cfg: ChainConfig, stats: ChainStats) -> Result<Self, Error> {
-        let info = init_sequence(&mut port, &cfg)?;
+        let info = init_sequence(&mut port, &cfg, Some(&stats))?;
         stats.set_chain(info.chip.clone(), &info.addresses, info.mhz, info.nominal_hashrate, info.ticket_difficulty);
         stats.with(|c| c.set_model_watts(info.model_watts));
         let form = if info.chip_type.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
@@ -240,6 +257,7 @@ impl<P: Port> Chain<P> {
             cfg,
             info,
             decoder,
+            decoder_accounted: DecoderStats::default(),
             stats,
             slots: (0..128).map(|_| None).collect(),
             ids,
@@ -258,11 +276,14 @@ impl<P: Port> Chain<P> {
     /// Bring the same chain up again on the same port (after it stopped answering).
     pub fn reinit(&mut self) -> Result<(), Error> {
         self.stats.with(|c| c.reinit());
-        let info = init_sequence(&mut self.port, &self.cfg)?;
+        // What the old decoder rejected stays counted; the new one starts from zero.
+        self.account_decoder();
+        let info = init_sequence(&mut self.port, &self.cfg, Some(&self.stats))?;
         self.stats.set_chain(info.chip.clone(), &info.addresses, info.mhz, info.nominal_hashrate, info.ticket_difficulty);
         self.stats.with(|c| c.set_model_watts(info.model_watts));
         let form = if info.chip_type.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
         self.decoder = Decoder::new(Direction::ChipToHost, info.chip_type).with_response_length(ResponseLength::Fixed(form));
+        self.decoder_accounted = DecoderStats::default();
         self.rolling_mask = info.chip_type.rolls_versions().then_some(VersionRolling::MAX_MASK);
         self.heartbeat_answers = vec![true; info.chips];
         self.model_mw = vec![None; info.chips];
@@ -437,10 +458,18 @@ impl<P: Port> Chain<P> {
             }
         }
         if n > 0 {
-            let d = self.decoder.stats();
-            self.stats.with(|c| c.set_decoder(d.bad_crc + d.malformed, d.skipped_bytes));
+            self.account_decoder();
         }
         Ok(out)
+    }
+
+    /// Add what the live decoder rejected since the last call to the chain's totals.
+    fn account_decoder(&mut self) {
+        let (bad, skipped) = rejected_since(&self.decoder, &self.decoder_accounted);
+        if bad + skipped > 0 {
+            self.stats.with(|c| c.add_decoder(bad, skipped));
+        }
+        self.decoder_accounted = self.decoder.stats();
     }
 
     fn heartbeat(&mut self) -> Result<(), Error> {
@@ -542,7 +571,7 @@ fn baud_plan(chip: ChipType) -> (u8, u32, u32) {
     }
 }
 
-fn enumerate<P: Port>(port: &mut P, cfg: &ChainConfig, wait: Duration) -> Result<Vec<RegisterResponse>, Error> {
+fn enumerate<P: Port>(port: &mut P, cfg: &ChainConfig, wait: Duration, stats: Option<&ChainStats>) -> Result<Vec<RegisterResponse>, Error> {
     port.clear_input().map_err(io("clear the input buffer"))?;
     // ESP-Miner (BM136x) enables version rolling before enumerating so the answers come in the
     // 11-byte form; BM1397 ignores the write. Either form is decoded.
@@ -551,10 +580,13 @@ fn enumerate<P: Port>(port: &mut P, cfg: &ChainConfig, wait: Duration) -> Result
     }
     cmd(port, Command::read_all(reg::CHIP_ID))?;
     let mut decoder = Decoder::new(Direction::ChipToHost, ChipType::Unknown(0)).with_response_length(ResponseLength::Auto);
-    collect_registers(port, &mut decoder, reg::CHIP_ID, wait, cfg.enumerate_quiet)
+    let answers = collect_registers(port, &mut decoder, reg::CHIP_ID, wait, cfg.enumerate_quiet);
+    account_all(stats, &decoder);
+    answers
 }
 
-fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, Error> {
+/// Bring-up; what its decoders reject is added to `stats` (None: a probe, nothing kept).
+fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig, stats: Option<&ChainStats>) -> Result<ChainInfo, Error> {
     // A chain fresh from reset listens at 115 740 baud; one left running by an earlier host
     // (no reset line on a plain serial port) may still be at the raised rate: try both.
     let mut answers = Vec::new();
@@ -572,7 +604,7 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
         port.set_baud(b).map_err(io("set the host baud rate"))?;
         // The reset rate gets the full wait; the raised rates (a chain left running) half.
         let wait = if tried.is_empty() { cfg.enumerate_timeout } else { cfg.enumerate_timeout / 2 };
-        answers = enumerate(port, cfg, wait)?;
+        answers = enumerate(port, cfg, wait, stats)?;
         tried.push(b);
         if !answers.is_empty() {
             break;
@@ -588,7 +620,7 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
             if answers.len() >= want {
                 break;
             }
-            let again = enumerate(port, cfg, cfg.enumerate_timeout)?;
+            let again = enumerate(port, cfg, cfg.enumerate_timeout, stats)?;
             if again.len() > answers.len() {
                 answers = again;
             }
@@ -719,21 +751,25 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig) -> Result<ChainInfo, 
         }
         // Check the link (and the new baud) with a read every chip must answer.
         cmd(port, Command::read_all(reg::CHIP_ID))?;
-        heard = !collect_registers(port, &mut decoder, reg::CHIP_ID, cfg.enumerate_timeout, cfg.enumerate_quiet)?.is_empty();
+        let answers = collect_registers(port, &mut decoder, reg::CHIP_ID, cfg.enumerate_timeout, cfg.enumerate_quiet);
+        heard = !answers.inspect_err(|_| account_all(stats, &decoder))?.is_empty();
         if heard || !cfg.raise_baud {
             break;
         }
     }
     if !heard {
+        account_all(stats, &decoder);
         return Err(Error::SilentAfterInit { port: port.name(), baud });
     }
     let model_watts = if cfg.emulator_power_model {
         cmd(port, Command::read_all(reg::EMU_POWER_MW))?;
-        let mw = collect_registers(port, &mut decoder, reg::EMU_POWER_MW, cfg.enumerate_timeout, cfg.enumerate_quiet)?;
+        let mw = collect_registers(port, &mut decoder, reg::EMU_POWER_MW, cfg.enumerate_timeout, cfg.enumerate_quiet);
+        let mw = mw.inspect_err(|_| account_all(stats, &decoder))?;
         (!mw.is_empty()).then(|| mw.iter().map(|r| f64::from(r.value)).sum::<f64>() / 1000.0)
     } else {
         None
     };
+    account_all(stats, &decoder);
     let ticket_zero_bits = cfg.emulator_ticket_zero_bits.unwrap_or(32 + ticket.zero_bits());
     let info = ChainInfo {
         chip: chip.name().to_string(),
@@ -762,7 +798,7 @@ pub fn probe<P: Port>(port: &mut P, wait: Duration) -> Result<(ChipType, usize),
     for b in [HOST_RESET_BAUD, 1_000_000, 3_125_000] {
         port.set_baud(b).map_err(io("set the host baud rate"))?;
         tried.push(b);
-        let answers = enumerate(port, &cfg, wait)?;
+        let answers = enumerate(port, &cfg, wait, None)?;
         if let Some(first) = answers.first() {
             return Ok((ChipType::from_id((first.value >> 16) as u16), answers.len()));
         }

@@ -66,7 +66,8 @@ pub struct ChainSnapshot {
     pub superseded: u64,
     /// Nonces naming a job id the driver never sent (e.g. after a re-init).
     pub unknown_job: u64,
-    /// Response frames with a bad CRC, and garbage bytes skipped, by the decoder.
+    /// Response frames rejected (bad CRC or malformed), and garbage bytes skipped, by the
+    /// decoders: bring-up (enumeration included) and every re-init count too.
     pub bad_crc: u64,
     pub skipped_bytes: u64,
     pub jobs_sent: u64,
@@ -326,9 +327,11 @@ impl Counters<'_> {
     pub(crate) fn unknown_job(&mut self) {
         self.0.unknown_job += 1;
     }
-    pub(crate) fn set_decoder(&mut self, bad_crc: u64, skipped: u64) {
-        self.0.bad_crc = bad_crc;
-        self.0.skipped_bytes = skipped;
+    /// Add what a decoder rejected since it was last accounted (totals run across the decoders
+    /// of bring-up, mining and every re-init).
+    pub(crate) fn add_decoder(&mut self, bad_crc: u64, skipped: u64) {
+        self.0.bad_crc += bad_crc;
+        self.0.skipped_bytes += skipped;
     }
     pub(crate) fn job_sent(&mut self) {
         if !self.0.first_job {

@@ -214,3 +214,75 @@ fn permission_denied_names_the_dialout_group() {
     );
     assert!(matches!(other, Error::Open { .. }));
 }
+
+/// Poll `chain` on `unit` until `done` says so (or 10 s pass).
+fn poll_until(
+    chain: &mut hashrig_hasher_asic::Chain<hashrig_hasher_asic::SerialLink>,
+    done: impl Fn(&hashrig_hasher_asic::ChainSnapshot) -> bool,
+) -> hashrig_hasher_asic::ChainSnapshot {
+    let (sink, _rx) = Sink::channel();
+    let t0 = Instant::now();
+    loop {
+        chain.poll(Duration::from_millis(5), &sink).expect("poll");
+        let s = chain.stats().snapshot();
+        if done(&s) {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "gave up waiting: {s:?}");
+    }
+}
+
+#[test]
+fn decoder_counts_accumulate_over_enumeration_mining_and_reinit() {
+    use hashrig_hasher_asic::{Chain, ChainStats, open_serial};
+    let garbage = Faults { garbage_rate: 1.0, ..Faults::default() };
+    let noisy = Faults { crc_error_rate: 0.3, ..Faults::default() };
+    let mut ecfg = EmulatorConfig::new(ChipType::Bm1366, 2);
+    // Garbage before every response from the start: the enumeration answers come with it.
+    ecfg.faults = garbage.clone();
+    ecfg.hash_budget_per_job = Some(1 << 22);
+    let emu = Emulator::spawn(ecfg).unwrap();
+    let link = open_serial(emu.path().to_str().unwrap()).unwrap();
+    let mut cfg = emulated_config(ChipType::Bm1366, 2);
+    cfg.emulator_ticket_zero_bits = Some(TEST_BITS);
+    let mut chain = Chain::bring_up(link, cfg, ChainStats::new()).unwrap();
+    let up = chain.stats().snapshot();
+    assert_eq!(up.chips, 2);
+    assert!(up.skipped_bytes > 0, "garbage skipped during bring-up is counted: {up:?}");
+    assert_eq!(up.valid_nonces, 0, "nothing mined yet");
+
+    // Mining on a link that corrupts CRCs: the live decoder's rejects add to the bring-up's.
+    emu.set_faults(noisy.clone()).unwrap();
+    let unit = |i: u64| WorkUnit {
+        id: i,
+        epoch: 0,
+        header: header(i as u8 + 60),
+        range: NonceRange::FULL,
+        target: target_for_zero_bits(TEST_BITS),
+        version_mask: MASK,
+    };
+    chain.start_unit(&unit(1)).unwrap();
+    let mined = poll_until(&mut chain, |s| s.bad_crc > 0 && s.valid_nonces > 20);
+    assert!(mined.skipped_bytes >= up.skipped_bytes, "{mined:?} after {up:?}");
+
+    // A re-init builds new decoders; their counts add to the totals instead of replacing them.
+    emu.set_faults(garbage).unwrap();
+    chain.reinit().unwrap();
+    let again = chain.stats().snapshot();
+    assert_eq!(again.reinits, 1);
+    assert!(again.bad_crc >= mined.bad_crc, "bad CRCs went down across the re-init: {} -> {}", mined.bad_crc, again.bad_crc);
+    assert!(
+        again.skipped_bytes > mined.skipped_bytes,
+        "the re-init's enumeration garbage is counted on top: {} -> {}",
+        mined.skipped_bytes,
+        again.skipped_bytes
+    );
+
+    // And mining after the re-init keeps adding.
+    emu.set_faults(noisy).unwrap();
+    chain.start_unit(&unit(2)).unwrap();
+    let bad_before = again.bad_crc;
+    let end = poll_until(&mut chain, |s| s.bad_crc > bad_before && s.valid_nonces > mined.valid_nonces + 20);
+    assert!(end.skipped_bytes >= again.skipped_bytes);
+    assert_eq!(end.hw_errors, 0, "a corrupted frame never became a nonce");
+}
