@@ -428,7 +428,10 @@ fn device_command(command: &str, param: Option<&str>, view: &RunView, actions: &
         let (code, verb) = if enable { (MSG_ASCENA, "sent enable message") } else { (MSG_ASCDIS, "set disable flag") };
         Reply::status(Severity::Info, code, format!("ASC {id} {verb}"))
     } else {
-        Reply::error(MSG_INVCMD, format!("{command} is not supported by this run"))
+        Reply::error(
+            MSG_INVCMD,
+            format!("{command} is not supported by this run: it cannot pause or resume one device (quit stops the run)"),
+        )
     }
 }
 
