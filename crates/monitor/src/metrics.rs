@@ -251,12 +251,20 @@ impl Drop for MetricsServer {
 }
 
 fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+    respond_to(stream, "GET", status, content_type, body)
+}
+
+/// Answer `method`: a HEAD gets the same head (Content-Length of the body it would get) and no
+/// body (RFC 9110 9.3.2).
+fn respond_to(stream: &mut TcpStream, method: &str, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
     stream.flush()
 }
 
@@ -300,18 +308,18 @@ fn serve(mut stream: TcpStream, view: &SharedView) -> std::io::Result<()> {
         return respond(&mut stream, "400 Bad Request", "text/plain", "HTTP/1.x only\n");
     }
     if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n");
+        return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET or HEAD only\n");
     }
     let path = target.split('?').next().unwrap_or("");
     match path {
         "/metrics" => match render(&view.snapshot()) {
-            Ok(body) => respond(&mut stream, "200 OK", CONTENT_TYPE, &body),
+            Ok(body) => respond_to(&mut stream, method, "200 OK", CONTENT_TYPE, &body),
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: encoding failed");
-                respond(&mut stream, "500 Internal Server Error", "text/plain", "encoding failed\n")
+                respond_to(&mut stream, method, "500 Internal Server Error", "text/plain", "encoding failed\n")
             }
         },
-        "/" => respond(&mut stream, "200 OK", "text/plain", "hashrig: metrics at /metrics\n"),
-        _ => respond(&mut stream, "404 Not Found", "text/plain", "not found; try /metrics\n"),
+        "/" => respond_to(&mut stream, method, "200 OK", "text/plain", "hashrig: metrics at /metrics\n"),
+        _ => respond_to(&mut stream, method, "404 Not Found", "text/plain", "not found; try /metrics\n"),
     }
 }

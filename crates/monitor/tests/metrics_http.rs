@@ -256,3 +256,84 @@ fn metrics_refuse_a_public_address_without_the_flag() {
     let err = MetricsServer::start("0.0.0.0:0".parse().unwrap(), false, SharedView::default()).unwrap_err();
     assert!(matches!(err, Error::OpenBind { .. }), "{err}");
 }
+
+#[test]
+fn head_gets_the_head_without_a_body() {
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    let get = http_get(srv.local_addr(), "GET /metrics HTTP/1.1\r\n\r\n");
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head ended by CRLF CRLF");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "", "no body after the head of a HEAD answer");
+    let len = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).expect("Content-Length");
+    assert_eq!(len.parse::<usize>().unwrap(), get.body.len(), "the length a GET would get");
+    // Errors too: the status, no body.
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.write_all(b"HEAD /nope HTTP/1.1\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 404") && raw.ends_with("\r\n\r\n"), "{raw:?}");
+}
+
+/// The Python `prometheus_client` package, fetching with urllib (a real HTTP client) and
+/// parsing with its OpenMetrics parser; prints `[[name, {labels}, value], ...]`.
+const PY_SCRAPE: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+url = sys.argv[1]
+with urllib.request.urlopen(url, timeout=10) as r:
+    ctype = r.headers["Content-Type"]
+    text = r.read().decode("utf-8")
+head = urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10)
+out = {"content_type": ctype, "head_body": len(head.read()), "samples": []}
+for fam in text_string_to_metric_families(text):
+    for s in fam.samples:
+        out["samples"].append([s.name, s.labels, s.value, fam.type])
+print(json.dumps(out))
+"#;
+
+#[test]
+fn prometheus_client_parses_the_scrape_like_the_strict_parser() {
+    let python = std::env::var_os("HASHRIG_PROMETHEUS_PYTHON").map(std::path::PathBuf::from).filter(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import prometheus_client.openmetrics.parser"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(python) = python else {
+        if std::env::var("HASHRIG_REQUIRE_PROMETHEUS_PARSER").as_deref() == Ok("1") {
+            panic!("HASHRIG_REQUIRE_PROMETHEUS_PARSER=1 but HASHRIG_PROMETHEUS_PYTHON names no Python with prometheus_client (see .ci/run)");
+        }
+        eprintln!("SKIPPED prometheus_client_parses_the_scrape_like_the_strict_parser: set HASHRIG_PROMETHEUS_PYTHON to a Python with `pip install prometheus_client`");
+        return;
+    };
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    let url = format!("http://{}/metrics", srv.local_addr());
+    let out = std::process::Command::new(&python).args(["-c", PY_SCRAPE, &url]).output().unwrap();
+    assert!(out.status.success(), "prometheus_client refused the scrape: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["content_type"].as_str().unwrap().starts_with("application/openmetrics-text"), "{v}");
+    assert_eq!(v["head_body"], 0, "HEAD answered without a body");
+    // The same samples, labels and values as our own strict parser reads.
+    let ours = scrape();
+    let theirs = v["samples"].as_array().unwrap();
+    assert_eq!(theirs.len(), ours.samples.len(), "sample count");
+    for s in theirs {
+        let name = s[0].as_str().unwrap().to_string();
+        let labels: LabelSet =
+            s[1].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+        let value = s[2].as_f64().unwrap();
+        let mine = ours.samples.get(&(name.clone(), labels.clone())).unwrap_or_else(|| panic!("{name}{labels:?} only in theirs"));
+        assert_eq!(*mine, value, "{name}{labels:?}");
+    }
+    let reason = theirs
+        .iter()
+        .find(|s| s[0] == "hashrig_share_rejects_total" && s[1]["reason"] == "low difficulty \"share\"")
+        .expect("the quoted reject reason, unescaped by prometheus_client");
+    assert_eq!(reason[2], 1.0);
+}
