@@ -196,11 +196,12 @@ fn report_renders_both_charts_in_headless_chromium() {
     assert_eq!(parsed, common::SAMPLES, "the browser parsed one vertex per sample");
 }
 
-/// `HASHRIG_REPORT_SAMPLE=path.html cargo test -p hashrig-monitor --test report_html` writes
-/// the sample report for a look by eye; otherwise does nothing.
+/// A tool, not a test: `HASHRIG_REPORT_SAMPLE=path.html cargo test --workspace --test
+/// report_html -- --ignored write_sample_report` writes the sample report for a look by eye.
 #[test]
-fn write_sample_report_when_asked() {
-    if let Ok(path) = std::env::var("HASHRIG_REPORT_SAMPLE") {
-        write_report(Path::new(&path), &common::rig()).unwrap();
-    }
+#[ignore = "a tool for looking at the report by eye; run with --ignored and HASHRIG_REPORT_SAMPLE=PATH.html"]
+fn write_sample_report() {
+    let path = std::env::var("HASHRIG_REPORT_SAMPLE").expect("HASHRIG_REPORT_SAMPLE=PATH.html names where to write");
+    write_report(Path::new(&path), &common::rig()).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 0);
 }
