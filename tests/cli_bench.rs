@@ -1,7 +1,11 @@
 //! `hashrig bench` run as a real binary.
 
 use assert_cmd::Command;
+use hashrig_sha256d::{CpuFeature, Kernel};
 use serde_json::Value;
+
+/// Every kernel name the CLI takes.
+const KERNELS: [&str; 4] = ["scalar", "avx2", "sha-ni", "sha-ni-sse"];
 
 fn hashrig() -> Command {
     Command::cargo_bin("hashrig").expect("the hashrig binary is built")
@@ -21,7 +25,7 @@ fn bench_json_reports_counted_hashrate_declared_power_and_j_per_th() {
     }
     assert_eq!(v["backend"], "cpu");
     assert_eq!(v["threads"], 1);
-    assert!(["scalar", "sha-ni", "avx2"].contains(&v["kernel"].as_str().unwrap()), "{}", v["kernel"]);
+    assert_eq!(v["kernel"], Kernel::best().name(), "without --kernel the best this CPU has");
     let hashes = v["hashes"].as_u64().unwrap();
     let seconds = v["seconds"].as_f64().unwrap();
     let rate = v["hashrate"].as_f64().unwrap();
@@ -104,4 +108,76 @@ fn hashrig_kernel_environment_variable_picks_the_kernel_and_bad_names_exit_2() {
     let out = hashrig().env("HASHRIG_KERNEL", "neon9").args(["bench", "--duration", "0.5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HASHRIG_KERNEL"));
+}
+
+#[test]
+fn every_kernel_runs_when_the_cpu_has_it_and_exits_2_listing_the_others_when_not() {
+    assert_eq!(Kernel::ALL.len(), KERNELS.len(), "a kernel was added: name it here");
+    for name in KERNELS {
+        let kernel: Kernel = name.parse().unwrap();
+        let out = hashrig().args(["bench", "--duration", "0.3", "--threads", "1", "--json", "--kernel", name]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if kernel.is_available() {
+            assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["kernel"], name);
+            assert!(v["hashes"].as_u64().unwrap() > 0, "{name}: {v}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            assert!(stderr.contains("not supported by this CPU (available: "), "{name}: {stderr}");
+        }
+    }
+}
+
+/// `hashrig bench` with `HASHRIG_CPU_DISABLE` set (and `HASHRIG_KERNEL` unset).
+fn masked_bench(mask: &str, args: &[&str]) -> std::process::Output {
+    hashrig()
+        .env("HASHRIG_CPU_DISABLE", mask)
+        .env_remove("HASHRIG_KERNEL")
+        .args(["bench", "--duration", "0.3", "--threads", "1", "--json"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn forcing_a_kernel_the_cpu_lacks_exits_2_and_lists_the_available_kernels() {
+    // HASHRIG_CPU_DISABLE makes this CPU lack SHA-NI and AVX2, whatever it really has.
+    for name in ["sha-ni", "sha-ni-sse", "avx2"] {
+        let out = masked_bench("sha-ni,avx2", &["--kernel", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: no report on bad input");
+        assert!(
+            stderr.contains(&format!("kernel `{name}` is not supported by this CPU (available: scalar; HASHRIG_CPU_DISABLE masks off sha, avx2)")),
+            "{name}: {stderr}"
+        );
+    }
+    // The same through HASHRIG_KERNEL.
+    let out = hashrig().env("HASHRIG_CPU_DISABLE", "avx2").env("HASHRIG_KERNEL", "avx2").args(["bench", "--duration", "0.3"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HASHRIG_KERNEL: kernel `avx2` is not supported by this CPU (available: "), "{stderr}");
+    assert!(!stderr.contains("available: avx2"), "{stderr}");
+}
+
+#[test]
+fn auto_detection_falls_back_to_avx2_without_sha_ni_and_to_scalar_without_both() {
+    let avx2 = CpuFeature::Avx2.in_hardware() && CpuFeature::Avx.in_hardware();
+    for (mask, want) in [("sha-ni", if avx2 { "avx2" } else { "scalar" }), ("sha-ni,avx2", "scalar")] {
+        let out = masked_bench(mask, &[]);
+        assert_eq!(out.status.code(), Some(0), "{mask}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["kernel"], want, "HASHRIG_CPU_DISABLE={mask}");
+        assert!(v["hashes"].as_u64().unwrap() > 0);
+        assert_eq!(v["hw_errors"], 0);
+    }
+}
+
+#[test]
+fn an_unknown_feature_in_hashrig_cpu_disable_exits_2() {
+    let out = masked_bench("sha-ni,neon", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HASHRIG_CPU_DISABLE: unknown CPU feature `neon`"), "{stderr}");
 }

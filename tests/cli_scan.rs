@@ -2,6 +2,7 @@
 //! parameters; block 125552 from the Bitcoin wiki's "Block hashing algorithm" page).
 
 use assert_cmd::Command;
+use hashrig_sha256d::Kernel;
 use serde_json::Value;
 
 const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
@@ -21,13 +22,16 @@ fn scan_finds_the_genesis_nonce_with_its_block_hash() {
 
 #[test]
 fn scan_json_lists_block_125552_with_every_kernel() {
-    for kernel in ["scalar", "sha-ni", "avx2"] {
+    assert_eq!(Kernel::ALL.len(), 4, "a kernel was added: name it here");
+    for kernel in ["scalar", "avx2", "sha-ni", "sha-ni-sse"] {
         let out = hashrig()
             .args(["scan", "--header", B125552, "--start", "2504400000", "--count", "65536", "--json", "--kernel", kernel, "--threads", "1"])
             .output()
             .unwrap();
-        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not supported by this CPU") {
-            assert_eq!(out.status.code(), Some(2));
+        if !kernel.parse::<Kernel>().unwrap().is_available() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{kernel}: {stderr}");
+            assert!(stderr.contains("not supported by this CPU (available: "), "{kernel}: {stderr}");
             continue;
         }
         assert_eq!(out.status.code(), Some(0), "{kernel}: {}", String::from_utf8_lossy(&out.stderr));
@@ -91,4 +95,31 @@ fn scan_bad_input_exits_2_with_a_reason() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: expected {why:?} in {stderr}");
     }
+}
+
+#[test]
+fn scan_with_a_kernel_the_cpu_lacks_exits_2_listing_the_available_ones() {
+    // HASHRIG_CPU_DISABLE masks the features off, so this runs on a CPU that has every kernel.
+    for (mask, kernel, masked) in [("avx2", "avx2", "avx2"), ("sha-ni", "sha-ni", "sha"), ("sha,avx", "sha-ni-sse", "sha, avx")] {
+        let out = hashrig()
+            .env("HASHRIG_CPU_DISABLE", mask)
+            .args(["scan", "--header", B125552, "--start", "2504433986", "--count", "1", "--kernel", kernel])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mask}: {stderr}");
+        assert!(stderr.contains(&format!("kernel `{kernel}` is not supported by this CPU (available: ")), "{mask}: {stderr}");
+        assert!(stderr.contains(&format!("scalar; HASHRIG_CPU_DISABLE masks off {masked})")), "{mask}: {stderr}");
+        assert!(!stderr.contains(&format!("available: {kernel}")) && !stderr.contains(&format!(", {kernel},")), "{mask}: {stderr}");
+    }
+    // Without --kernel the fallback still finds the block's nonce.
+    let out = hashrig()
+        .env("HASHRIG_CPU_DISABLE", "sha-ni,avx2")
+        .env_remove("HASHRIG_KERNEL")
+        .args(["scan", "--header", B125552, "--start", "2504433000", "--count", "2000", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["found"][0]["nonce"], 2504433986u32, "{v}");
 }

@@ -110,21 +110,19 @@ pub struct CpuOptions {
 }
 
 impl CpuOptions {
-    /// From the `--threads` and `--kernel` flags: unknown kernels, kernels this CPU lacks and
-    /// zero threads are bad input.
+    /// From the `--threads` and `--kernel` flags: unknown kernels, kernels this CPU lacks (or
+    /// `HASHRIG_CPU_DISABLE` masks off), a `HASHRIG_CPU_DISABLE` that does not parse and zero
+    /// threads are bad input.
     pub fn parse(threads: Option<usize>, kernel: Option<&str>) -> anyhow::Result<Self> {
         if threads == Some(0) {
             return Err(bad_input("--threads must be at least 1"));
         }
+        hashrig_sha256d::disabled_cpu_features().map_err(|e| bad_input(e.to_string()))?;
         let kernel = match kernel {
             None => None,
             Some(k) => {
-                let k: Kernel = k.parse().map_err(|e: hashrig_sha256d::Error| bad_input(e.to_string()))?;
-                if !k.is_available() {
-                    let avail: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
-                    return Err(bad_input(format!("kernel `{k}` is not supported by this CPU (available: {})", avail.join(", "))));
-                }
-                Some(k)
+                let bad = |e: hashrig_sha256d::Error| bad_input(e.to_string());
+                Some(hashrig_sha256d::Scanner::new(k.parse().map_err(bad)?).map_err(bad)?.kernel())
             }
         };
         Ok(Self { threads, kernel })

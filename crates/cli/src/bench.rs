@@ -5,10 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use hashrig_engine::{DiscardShares, Engine, EngineConfig, HashCount, Stats};
-use hashrig_power::{Meter, PowerChoice, PowerReport};
+use hashrig_power::{PowerChoice, PowerReport};
 use hashrig_work::Job;
 use hashrig_work::econ::{BLOCK_SUBSIDY_BTC, EconInputs, Economics, economics};
 use hashrig_work::target::target_from_difficulty;
@@ -24,7 +23,8 @@ pub struct BenchArgs {
     /// CPU threads (default: every available core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// CPU kernel: scalar, sha-ni, avx2 (default: the best this CPU has).
+    /// CPU kernel: scalar, avx2, sha-ni, sha-ni-sse (default: the best this CPU has;
+    /// HASHRIG_KERNEL when this is absent).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Seconds to run.
@@ -106,16 +106,6 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
     if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 7.0 * 86_400.0) {
         return Err(bad_input(format!("--duration {} must be a number of seconds above 0 (at most a week)", a.duration)));
     }
-    if let Some(w) = a.watts
-        && !(w.is_finite() && w > 0.0)
-    {
-        return Err(bad_input(format!("--watts {w} must be a number of watts above 0")));
-    }
-    if let Some(cmd) = &a.power_cmd
-        && cmd.trim().is_empty()
-    {
-        return Err(bad_input("--power-cmd is empty"));
-    }
     let econ = match (a.power_price, a.btc_price) {
         (Some(pp), Some(bp)) => {
             let Some(d) = a.difficulty else {
@@ -134,6 +124,7 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         _ => None,
     };
     let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(a.backend, BackendSpec::Gpu(_)) };
+    crate::metering::check_choice(&power, "--watts", "--power-cmd")?;
     Ok(Plan { spec: a.backend.clone(), cpu, duration: Duration::from_secs_f64(a.duration), power, econ })
 }
 
@@ -156,20 +147,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     let threads = plan.spec.is_cpu().then(|| plan.cpu.threads.unwrap_or_else(hashrig_hasher_cpu::available_threads));
 
     // Power: what the user named must work; an auto-detected counter that fails is only a note.
-    let detected = hashrig_power::detect(&plan.power)?;
-    let mut notes = detected.notes;
-    let user_named = plan.power.command.is_some() || plan.power.watts.is_some();
-    let mut meter = match detected.source {
-        Some(src) => match Meter::start(src) {
-            Ok(m) => Some(m),
-            Err(e) if user_named => return Err(e).context("the power meter you named does not work"),
-            Err(e) => {
-                notes.push(format!("{e:#}"));
-                None
-            }
-        },
-        None => None,
-    };
+    let mut meter = crate::metering::RunMeter::start(&plan.power)?;
 
     let engine = Engine::start(hashers, DiscardShares, EngineConfig::default())?;
     let share_target = target_from_difficulty(BENCH_SHARE_DIFFICULTY).expect("a valid constant difficulty");
@@ -178,21 +156,13 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     let live = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64);
-    let mut next_poll = started + Duration::from_secs(1);
     let tick = Duration::from_millis(500);
     while started.elapsed() < plan.duration && !mon.quit_requested() {
         let left = plan.duration.saturating_sub(started.elapsed());
         std::thread::sleep(tick.min(left));
         let now = Instant::now();
-        if let Some(m) = meter.as_mut()
-            && now >= next_poll
-        {
-            if let Err(e) = m.poll() {
-                tracing::warn!(error = %format!("{e:#}"), "power reading failed");
-            }
-            next_poll += Duration::from_secs(1);
-        }
-        mon.extras.power = crate::monitoring::live_power(meter.as_ref());
+        meter.poll_due(now);
+        mon.extras.power = meter.live();
         mon.update(&engine.stats());
         if live {
             let hashes = engine.hashes();
@@ -200,7 +170,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
             let rate_now = if dt > 0.0 { (hashes - last.1) as f64 / dt } else { 0.0 };
             let elapsed = engine.elapsed().as_secs_f64();
             let avg = if elapsed > 0.0 { hashes as f64 / elapsed } else { 0.0 };
-            let watts = meter.as_ref().and_then(Meter::recent_watts).map(|w| format!(", {w:.1} W")).unwrap_or_default();
+            let watts = meter.recent_watts().map(|w| format!(", {w:.1} W")).unwrap_or_default();
             eprint!("\r\x1b[2K{} now, {} avg, {hashes} hashes, {elapsed:.1} s{watts}", fmt_rate(rate_now), fmt_rate(avg));
             let _ = std::io::stderr().flush();
             last = (now, hashes);
@@ -210,16 +180,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     if live {
         eprint!("\r\x1b[2K");
     }
-    let power: Option<PowerReport> = match meter {
-        Some(m) => match m.finish() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                notes.push(format!("final power reading failed: {e:#}"));
-                None
-            }
-        },
-        None => None,
-    };
+    let (power, notes): (Option<PowerReport>, Vec<String>) = meter.finish();
 
     let estimated = infos.iter().any(|i| matches!(i.hash_count, HashCount::Estimated { .. }));
     let hashrate_ci95 = if estimated {

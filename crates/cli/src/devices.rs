@@ -15,16 +15,23 @@ pub struct DevicesArgs {
 
 pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
     println!("CPU: {} ({} threads available)", cpu_model(), hashrig_hasher_cpu::available_threads());
+    let masked = hashrig_sha256d::disabled_cpu_features().map_err(|e| crate::bad_input(e.to_string()))?;
+    if !masked.is_empty() {
+        let names: Vec<&str> = masked.iter().map(|f| f.name()).collect();
+        println!("  {} masks off: {}", hashrig_sha256d::CPU_DISABLE_ENV, names.join(", "));
+    }
     let best = Kernel::best();
     for k in Kernel::ALL {
-        let state = if !k.is_available() {
+        let state = if !k.is_available() && k.needs().iter().all(|f| f.in_hardware()) {
+            "masked off (HASHRIG_CPU_DISABLE)"
+        } else if !k.is_available() {
             "not supported by this CPU"
         } else if k == best {
             "available (default)"
         } else {
             "available"
         };
-        println!("  kernel {:<7} {state}", k.name());
+        println!("  kernel {:<10} {state}", k.name());
     }
     println!("GPU adapters:");
     for line in gpu_adapters() {

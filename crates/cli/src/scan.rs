@@ -35,8 +35,10 @@ pub struct ScanArgs {
     /// cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL
     #[arg(long, default_value = "cpu", value_parser = backend::parse_backend)]
     pub backend: BackendSpec,
+    /// CPU threads (default: every available core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// CPU kernel: scalar, avx2, sha-ni, sha-ni-sse (default: the best this CPU has).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Print one JSON object.

@@ -7,7 +7,9 @@
 //! nonces interleaved, and x86-64 AVX2 with eight nonces in the lanes of a vector. The best one
 //! for this CPU is detected once at run time; any kernel can be forced with [`Scanner::new`] (or
 //! the `HASHRIG_KERNEL` environment variable through [`Scanner::from_env`]), and forcing one the
-//! CPU lacks is an error, never a crash.
+//! CPU lacks is an error, never a crash. `HASHRIG_CPU_DISABLE` ([`CPU_DISABLE_ENV`]) masks CPU
+//! features off at detection time, so the fallbacks and that error can be exercised on a CPU
+//! that has everything.
 //!
 //! What it is not for: general-purpose hashing (use `sha2`), share policy, difficulty maths or
 //! Bitcoin types (those live in `hashrig-work`). This is the only crate of the workspace that
@@ -57,15 +59,134 @@ pub const NONCE_SPACE: u64 = 1 << 32;
 /// Errors of the core.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The kernel exists but this CPU cannot run it.
-    #[error("kernel `{kernel}` is not supported by this CPU (available: {available})")]
-    Unsupported { kernel: Kernel, available: String },
+    /// The kernel exists but this CPU cannot run it (or `HASHRIG_CPU_DISABLE` masks off a
+    /// feature it needs; `masked` then names the masked features, empty otherwise).
+    #[error("kernel `{kernel}` is not supported by this CPU (available: {available}{})", masked_note(.masked))]
+    Unsupported { kernel: Kernel, available: String, masked: String },
+    /// `HASHRIG_CPU_DISABLE` names a feature we do not know.
+    #[error("{CPU_DISABLE_ENV}: unknown CPU feature `{0}` (known: sha, ssse3, sse4.1, avx, avx2; sha-ni is sha)")]
+    UnknownCpuFeature(String),
     /// The kernel name is not one we know.
     #[error("unknown kernel `{0}` (known: scalar, sha-ni, sha-ni-sse, avx2)")]
     UnknownKernel(String),
     /// A nonce range that runs past 2^32 - 1.
     #[error("nonce range start {start} + count {count} runs past the last nonce 4294967295")]
     RangeOverflow { start: u32, count: u64 },
+}
+
+fn masked_note(masked: &str) -> String {
+    if masked.is_empty() { String::new() } else { format!("; {CPU_DISABLE_ENV} masks off {masked}") }
+}
+
+/// The environment variable that masks CPU features off at detection time, like OpenSSL's
+/// `OPENSSL_ia32cap`: a comma- or space-separated list of [`CpuFeature`] names (`sha` or
+/// `sha-ni`, `ssse3`, `sse4.1`, `avx`, `avx2`). Read once, when the CPU is first detected; the
+/// kernels then behave as on a CPU without those features (auto-detection falls back, forcing a
+/// masked kernel is [`Error::Unsupported`]). It can only take features away, never add one.
+pub const CPU_DISABLE_ENV: &str = "HASHRIG_CPU_DISABLE";
+
+/// An x86-64 feature one of the kernels needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum CpuFeature {
+    /// The SHA extensions (SHA-NI): both SHA-NI kernels.
+    Sha,
+    /// SSSE3 (byte shuffles): both SHA-NI kernels.
+    Ssse3,
+    /// SSE4.1 (blends, extracts): both SHA-NI kernels.
+    Sse41,
+    /// AVX (the VEX encoding): the `sha-ni` kernel, and `avx2`, which needs AVX too.
+    Avx,
+    /// AVX2: the `avx2` kernel.
+    Avx2,
+}
+
+impl CpuFeature {
+    pub const ALL: [CpuFeature; 5] = [CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41, CpuFeature::Avx, CpuFeature::Avx2];
+
+    /// The name `HASHRIG_CPU_DISABLE` takes (the one `is_x86_feature_detected!` uses).
+    pub const fn name(self) -> &'static str {
+        match self {
+            CpuFeature::Sha => "sha",
+            CpuFeature::Ssse3 => "ssse3",
+            CpuFeature::Sse41 => "sse4.1",
+            CpuFeature::Avx => "avx",
+            CpuFeature::Avx2 => "avx2",
+        }
+    }
+
+    /// Does the hardware have it (ignoring any mask)? Cached by the standard library.
+    pub fn in_hardware(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                CpuFeature::Sha => std::is_x86_feature_detected!("sha"),
+                CpuFeature::Ssse3 => std::is_x86_feature_detected!("ssse3"),
+                CpuFeature::Sse41 => std::is_x86_feature_detected!("sse4.1"),
+                CpuFeature::Avx => std::is_x86_feature_detected!("avx"),
+                CpuFeature::Avx2 => std::is_x86_feature_detected!("avx2"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Can the kernels use it: in the hardware and not masked off by `HASHRIG_CPU_DISABLE`?
+    /// AVX2 counts as masked when AVX is. A `HASHRIG_CPU_DISABLE` that does not parse masks
+    /// every feature (the user asked for less, and we cannot tell what), and
+    /// [`Scanner::new`] reports it.
+    pub fn is_usable(self) -> bool {
+        let masked = |f: CpuFeature| match disabled_cpu_features() {
+            Ok(m) => m.contains(&f),
+            Err(_) => true,
+        };
+        self.in_hardware() && !masked(self) && !(self == CpuFeature::Avx2 && masked(CpuFeature::Avx))
+    }
+}
+
+impl fmt::Display for CpuFeature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CpuFeature {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "sha" | "sha-ni" | "shani" => Ok(CpuFeature::Sha),
+            "ssse3" => Ok(CpuFeature::Ssse3),
+            "sse4.1" | "sse41" | "sse4-1" => Ok(CpuFeature::Sse41),
+            "avx" => Ok(CpuFeature::Avx),
+            "avx2" => Ok(CpuFeature::Avx2),
+            _ => Err(Error::UnknownCpuFeature(s.trim().to_owned())),
+        }
+    }
+}
+
+/// Parse a `HASHRIG_CPU_DISABLE` value: feature names separated by commas or spaces; blank is
+/// none. Sorted, without duplicates.
+pub fn parse_cpu_disable(value: &str) -> Result<Vec<CpuFeature>, Error> {
+    let mut features = value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<CpuFeature>, Error>>()?;
+    features.sort();
+    features.dedup();
+    Ok(features)
+}
+
+/// The features `HASHRIG_CPU_DISABLE` masks off, read from the environment once per process
+/// (the first time anything detects the CPU), or the error if it names an unknown feature.
+pub fn disabled_cpu_features() -> Result<&'static [CpuFeature], &'static Error> {
+    static MASK: OnceLock<Result<Vec<CpuFeature>, Error>> = OnceLock::new();
+    MASK.get_or_init(|| parse_cpu_disable(&std::env::var(CPU_DISABLE_ENV).unwrap_or_default()))
+        .as_ref()
+        .map(Vec::as_slice)
 }
 
 /// SHA-256 state after compressing the first 64 bytes of a header.
@@ -255,23 +376,20 @@ impl Kernel {
         }
     }
 
-    /// Can this CPU run it? (Detected once, then cached by the standard library.)
-    pub fn is_available(self) -> bool {
+    /// The CPU features it needs.
+    pub const fn needs(self) -> &'static [CpuFeature] {
         match self {
-            Kernel::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::ShaNi => Kernel::ShaNiSse.is_available() && std::is_x86_feature_detected!("avx"),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::ShaNiSse => {
-                std::is_x86_feature_detected!("sha")
-                    && std::is_x86_feature_detected!("sse4.1")
-                    && std::is_x86_feature_detected!("ssse3")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            Kernel::Scalar => &[],
+            Kernel::ShaNi => &[CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41, CpuFeature::Avx],
+            Kernel::ShaNiSse => &[CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41],
+            Kernel::Avx2 => &[CpuFeature::Avx, CpuFeature::Avx2],
         }
+    }
+
+    /// Can this CPU run it? Every feature it needs is in the hardware (detected once, then
+    /// cached by the standard library) and not masked off by `HASHRIG_CPU_DISABLE`.
+    pub fn is_available(self) -> bool {
+        self.needs().iter().all(|f| f.is_usable())
     }
 
     /// The kernels this CPU can run, best first.
@@ -329,13 +447,16 @@ impl Default for Scanner {
 }
 
 impl Scanner {
-    /// Force a kernel; an error if this CPU lacks it.
+    /// Force a kernel; an error if this CPU lacks it (or if `HASHRIG_CPU_DISABLE` does not
+    /// parse).
     pub fn new(kernel: Kernel) -> Result<Self, Error> {
+        disabled_cpu_features().map_err(Clone::clone)?;
         if kernel.is_available() {
             Ok(Self { kernel })
         } else {
+            let masked = disabled_cpu_features().unwrap_or_default().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
             let available = Kernel::available().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
-            Err(Error::Unsupported { kernel, available })
+            Err(Error::Unsupported { kernel, available, masked })
         }
     }
 

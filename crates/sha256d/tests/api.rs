@@ -10,7 +10,7 @@ fn forcing_a_kernel_succeeds_exactly_when_the_cpu_has_it() {
                 assert!(k.is_available(), "{k} was accepted without the CPU feature");
                 assert_eq!(s.kernel(), k);
             }
-            Err(Error::Unsupported { kernel, available }) => {
+            Err(Error::Unsupported { kernel, available, .. }) => {
                 assert!(!k.is_available(), "{k} was refused although available");
                 assert_eq!(kernel, k);
                 assert!(available.contains("scalar"), "the error lists what is available: {available}");

@@ -28,13 +28,29 @@ fn fixed_header(seed: u8) -> [u8; 80] {
 
 #[test]
 fn simd_kernels_are_detected_on_x86_64_with_the_features() {
-    // Guards against a detection bug that would silently test only the scalar kernel.
+    // Guards against a detection bug that would silently test only the scalar kernel. A
+    // HASHRIG_CPU_DISABLE in the environment takes features away on purpose.
     #[cfg(target_arch = "x86_64")]
     {
-        let sha = std::is_x86_feature_detected!("sha");
+        let masked = hashrig_sha256d::disabled_cpu_features().expect("HASHRIG_CPU_DISABLE parses");
+        let has = |name: &str, f: hashrig_sha256d::CpuFeature| {
+            let hw = match name {
+                "sha" => std::is_x86_feature_detected!("sha"),
+                "avx" => std::is_x86_feature_detected!("avx"),
+                "avx2" => std::is_x86_feature_detected!("avx2"),
+                _ => unreachable!("only the features named below"),
+            };
+            hw && !masked.contains(&f)
+        };
+        use hashrig_sha256d::CpuFeature as F;
+        let sha = has("sha", F::Sha) && !masked.contains(&F::Ssse3) && !masked.contains(&F::Sse41);
+        let avx = has("avx", F::Avx);
         assert_eq!(Kernel::ShaNiSse.is_available(), sha);
-        assert_eq!(Kernel::ShaNi.is_available(), sha && std::is_x86_feature_detected!("avx"));
-        assert_eq!(Kernel::Avx2.is_available(), std::is_x86_feature_detected!("avx2"));
+        assert_eq!(Kernel::ShaNi.is_available(), sha && avx);
+        assert_eq!(Kernel::Avx2.is_available(), avx && has("avx2", F::Avx2));
+        if masked.is_empty() {
+            assert_eq!(Kernel::ShaNiSse.is_available(), std::is_x86_feature_detected!("sha"));
+        }
     }
     assert_eq!(Kernel::available().first().copied(), Some(Kernel::best()));
 }
