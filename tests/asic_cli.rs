@@ -41,6 +41,8 @@ fn emulated_bm1366_chain_of_16_reports_an_estimate_consistent_with_the_emulator(
     assert_eq!(v["hw_errors"], 0, "no faults, no hardware errors");
     let chain = &v["asic_chains"][0];
     assert_eq!(chain["chips"], 16);
+    assert_eq!(chain["expected_chips"], 16);
+    assert_eq!(chain["missing_chips"], 0);
     assert_eq!(chain["per_chip"].as_array().unwrap().len(), 16);
     for key in ["hw_errors", "duplicates", "late", "bad_crc", "skipped_bytes", "reinits"] {
         assert_eq!(chain[key], 0, "{key} with no fault injected: {chain}");
@@ -118,6 +120,8 @@ fn a_dead_chip_is_reported_missing() {
     let v = fault_bench("dead=2", "2");
     let chain = &v["asic_chains"][0];
     assert_eq!(chain["chips"], 3, "{chain}");
+    assert_eq!(chain["expected_chips"], 4, "{chain}");
+    assert_eq!(chain["missing_chips"], 1, "{chain}");
     assert_eq!(chain["per_chip"].as_array().unwrap().len(), 3, "{chain}");
     assert!(chain["valid_nonces"].as_u64().unwrap() > 0, "the live chips work: {chain}");
     assert_no_bad_share(&v);

@@ -76,7 +76,13 @@ pub struct ChainInfo {
     pub chip: String,
     #[serde(skip)]
     pub chip_type: ChipType,
+    /// Chips that answered enumeration; these get the addresses.
     pub chips: usize,
+    /// Chips the configuration expected (`ChainConfig::chips`), if it said.
+    pub expected_chips: Option<usize>,
+    /// Expected chips that did not answer (0 when none was expected). A dead chip still relays,
+    /// so the chips behind it work, but which position it held cannot be told from the host.
+    pub missing_chips: usize,
     /// Addresses given, in chain order (interval 256 / chips).
     pub addresses: Vec<u8>,
     pub mhz: f64,
@@ -244,8 +250,7 @@ impl<P: Port> Chain<P> {
     /// Reset state, enumerate, address, configure and clock the chain (notes section 5).
     pub fn bring_up(mut port: P, cfg: ChainConfig, stats: ChainStats) -> Result<Self, Error> {
         let info = init_sequence(&mut port, &cfg, Some(&stats))?;
-        stats.set_chain(info.chip.clone(), &info.addresses, info.mhz, info.nominal_hashrate, info.ticket_difficulty);
-        stats.with(|c| c.set_model_watts(info.model_watts));
+        stats.set_chain(&info);
         let form = if info.chip_type.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
         let decoder = Decoder::new(Direction::ChipToHost, info.chip_type).with_response_length(ResponseLength::Fixed(form));
         let chips = info.chips;
@@ -279,8 +284,7 @@ impl<P: Port> Chain<P> {
         // What the old decoder rejected stays counted; the new one starts from zero.
         self.account_decoder();
         let info = init_sequence(&mut self.port, &self.cfg, Some(&self.stats))?;
-        self.stats.set_chain(info.chip.clone(), &info.addresses, info.mhz, info.nominal_hashrate, info.ticket_difficulty);
-        self.stats.with(|c| c.set_model_watts(info.model_watts));
+        self.stats.set_chain(&info);
         let form = if info.chip_type.has_long_responses() { ResponseForm::Long } else { ResponseForm::Short };
         self.decoder = Decoder::new(Direction::ChipToHost, info.chip_type).with_response_length(ResponseLength::Fixed(form));
         self.decoder_accounted = DecoderStats::default();
@@ -775,6 +779,8 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig, stats: Option<&ChainS
         chip: chip.name().to_string(),
         chip_type: chip,
         chips: n,
+        expected_chips: cfg.chips,
+        missing_chips: cfg.chips.map_or(0, |e| e.saturating_sub(n)),
         addresses,
         mhz: actual_mhz,
         cores_per_chip: chip.cores(),

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::chain::ChainInfo;
+
 /// Counts of one big core.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CoreHealth {
@@ -52,7 +54,13 @@ pub struct Estimate {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ChainSnapshot {
     pub chip: String,
+    /// Chips that answered enumeration (and were given addresses).
     pub chips: usize,
+    /// Chips the configuration expected (`chips=N`; an emulated chain's length), if it said.
+    pub expected_chips: Option<usize>,
+    /// Expected chips that did not answer (dead, or a broken link in the chain): 0 when no
+    /// count was expected. Which positions they held cannot be told: a dead chip still relays.
+    pub missing_chips: usize,
     pub mhz: f64,
     /// Frequency x small cores x chips (ESP-Miner's formula), H/s.
     pub nominal_hashrate: f64,
@@ -108,6 +116,7 @@ struct Inner {
     truth: Option<TruthFn>,
     truth_at_start: u64,
     chip: String,
+    expected_chips: Option<usize>,
     mhz: f64,
     nominal: f64,
     ticket_difficulty: f64,
@@ -198,6 +207,7 @@ impl ChainStats {
             truth: None,
             truth_at_start: 0,
             chip: String::new(),
+            expected_chips: None,
             mhz: 0.0,
             nominal: 0.0,
             ticket_difficulty: 1.0,
@@ -216,14 +226,16 @@ impl ChainStats {
 
     /// (Re)describe the chain after a bring-up; per-chip counts survive a re-init of the same
     /// chain shape.
-    pub(crate) fn set_chain(&self, chip: String, addresses: &[u8], mhz: f64, nominal: f64, ticket_difficulty: f64) {
+    pub(crate) fn set_chain(&self, info: &ChainInfo) {
         let mut k = lock(&self.0);
-        k.chip = chip;
-        k.mhz = mhz;
-        k.nominal = nominal;
-        k.ticket_difficulty = ticket_difficulty;
-        if k.chips.len() != addresses.len() {
-            k.chips = addresses.iter().map(|&a| ChipCounts { address: a, answering: true, ..Default::default() }).collect();
+        k.chip = info.chip.clone();
+        k.expected_chips = info.expected_chips;
+        k.mhz = info.mhz;
+        k.nominal = info.nominal_hashrate;
+        k.ticket_difficulty = info.ticket_difficulty;
+        k.model_watts = info.model_watts;
+        if k.chips.len() != info.addresses.len() {
+            k.chips = info.addresses.iter().map(|&a| ChipCounts { address: a, answering: true, ..Default::default() }).collect();
         }
     }
 
@@ -278,6 +290,8 @@ impl ChainStats {
         ChainSnapshot {
             chip: k.chip.clone(),
             chips: k.chips.len(),
+            expected_chips: k.expected_chips,
+            missing_chips: k.expected_chips.map_or(0, |e| e.saturating_sub(k.chips.len())),
             mhz: k.mhz,
             nominal_hashrate: k.nominal,
             ticket_difficulty: k.ticket_difficulty,

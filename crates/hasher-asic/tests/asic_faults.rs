@@ -140,6 +140,9 @@ fn dead_chip_is_left_out_and_the_rest_mine() {
     cfg.job_interval = Some(Duration::from_millis(300));
     let mut h = AsicHasher::with_emulator(emu, cfg).unwrap();
     assert_eq!(h.chain_info().chips, 15, "the dead chip does not answer enumeration");
+    assert_eq!((h.chain_info().expected_chips, h.chain_info().missing_chips), (Some(16), 1));
+    let s = h.stats().snapshot();
+    assert_eq!((s.chips, s.expected_chips, s.missing_chips), (15, Some(16), 1), "the health view says one is missing");
     let (found, _) = run_units(&mut h, 2, target_for_zero_bits(TEST_BITS), MASK);
     assert!(found.len() > 10);
     assert_eq!(check_all_verify(&found), 0);
