@@ -13,6 +13,7 @@ pub mod backend;
 pub mod bench;
 pub mod decode;
 pub mod devices;
+pub mod metering;
 pub mod monitoring;
 pub mod mine;
 pub mod scan;
