@@ -42,19 +42,30 @@ pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
         println!("  {line}");
     }
     println!("Power sources:");
-    match hashrig_power::detect(&hashrig_power::PowerChoice { gpu: true, ..Default::default() }) {
-        Ok(d) => {
-            match &d.source {
-                Some(s) => println!("  {}", s.describe()),
-                None => println!("  none found: bench reports power as unknown unless given --watts or --power-cmd"),
-            }
-            for n in d.notes {
-                println!("  ({n})");
-            }
-        }
-        Err(e) => println!("  error: {e:#}"),
+    for line in power_sources() {
+        println!("  {line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The source `hashrig bench` would pick without `--watts`/`--power-cmd`: for the default CPU
+/// bench, and for a GPU bench when that differs (NVML comes first there).
+pub fn power_sources() -> Vec<String> {
+    let detect = |gpu: bool| hashrig_power::detect(&hashrig_power::PowerChoice { gpu, ..Default::default() });
+    let describe = |d: &Result<hashrig_power::Detected, hashrig_power::Error>| match d {
+        Ok(d) => d.source.as_ref().map_or_else(|| "none found: power reported as unknown unless given --watts or --power-cmd".to_owned(), |s| s.describe()),
+        Err(e) => format!("error: {e}"),
+    };
+    let cpu = detect(false);
+    let mut lines = vec![format!("bench (cpu): {}", describe(&cpu))];
+    if let Ok(d) = &cpu {
+        lines.extend(d.notes.iter().map(|n| format!("  ({n})")));
+    }
+    let gpu = detect(true);
+    if describe(&gpu) != describe(&cpu) {
+        lines.push(format!("bench --backend gpu: {}", describe(&gpu)));
+    }
+    lines
 }
 
 /// One line per GPU adapter wgpu finds (index for `--backend gpu:N`, backend, type, driver).

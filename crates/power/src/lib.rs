@@ -5,9 +5,9 @@
 //! energy, a meter command printing joules) or an instantaneous power ([`Reading::Power`]: a meter
 //! command printing watts, a wattage the user declares). A [`Meter`] samples one source over a
 //! run and yields a [`PowerReport`] whose `source` always names where the figure came from.
-//! [`detect`] picks a source in a fixed order (the user's command, the user's wattage, RAPL,
-//! hwmon, NVML) and returns `None` when there is none: the report then says "unknown". Nothing
-//! here ever invents a figure.
+//! [`detect`] picks a source in a fixed order (the user's command, the user's wattage, NVML when
+//! the run uses a GPU and the `nvml` feature is on, RAPL, hwmon) and returns `None` when there
+//! is none: the report then says "unknown". Nothing here ever invents a figure.
 //!
 //! What it is not for: attributing power to devices (RAPL measures the CPU package, NVML one
 //! GPU, a wall meter the whole box: the source's description says which), or estimating power
