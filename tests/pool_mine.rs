@@ -5,7 +5,7 @@ mod pool_support;
 
 use std::time::Duration;
 
-use pool_support::{Miner, PoolSpec, ScriptedPool};
+use pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
 
 fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -112,6 +112,92 @@ fn a_toml_config_file_holds_the_same_settings_as_the_flags() {
     assert!(log.lines.iter().any(|l| l.contains("mining.extranonce.subscribe")));
     assert!(log.lines.iter().any(|l| l.contains("cfg.worker") && l.contains("cfg-secret-7")));
     assert!(!err.contains("cfg-secret-7") && !err.contains("first-secret"), "{err}");
+}
+
+fn ask(addr: std::net::SocketAddr, req: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    raw
+}
+
+fn listener(err: &str, prefix: &str) -> Option<std::net::SocketAddr> {
+    err.lines().find_map(|l| l.strip_prefix(prefix)).map(|a| a.trim_end_matches("/metrics").parse().unwrap())
+}
+
+#[test]
+fn the_config_files_backend_power_and_api_sections_take_effect_under_the_flags() {
+    let pool = ScriptedPool::start(PoolSpec::new("k"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hashrig.toml");
+    let report = dir.path().join("run.html");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[pool]]\nurl = \"{}\"\nuser = \"w\"\n\n\
+             [backend]\nspec = \"cpu\"\nkernel = \"scalar\"\nthreads = 1\n\n\
+             [power]\nwatts = 42.5\n\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nallow = \"W:127.0.0.1\"\nmetrics = \"127.0.0.1:0\"\n",
+            pool.url()
+        ),
+    )
+    .unwrap();
+    // --threads overrides the file's threads = 1; the rest comes from the file. The run ends
+    // with `quit` through the API, which only the file's `allow = "W:..."` permits.
+    let mut m = Miner::start(&args(&["--config", cfg.to_str().unwrap(), "--duration", "60", "--threads", "2", "--report", report.to_str().unwrap()]));
+    assert!(wait_for(Duration::from_secs(20), || listener(&m.stderr(), "Prometheus metrics at http://").is_some()), "{}", m.stderr());
+    let api = listener(&m.stderr(), "cgminer API on ").expect("API address on stderr");
+    let metrics = listener(&m.stderr(), "Prometheus metrics at http://").unwrap();
+    let mut summary = serde_json::Value::Null;
+    let powered = wait_for(Duration::from_secs(20), || {
+        let mut raw = ask(api, br#"{"command":"summary"}"#);
+        raw.pop();
+        summary = serde_json::from_slice(&raw).unwrap();
+        summary["SUMMARY"][0]["Power"].as_f64().is_some() && pool.log().valid() >= 1
+    });
+    assert!(powered, "no power in the API summary: {summary}\n{}", m.stderr());
+    assert_eq!(summary["SUMMARY"][0]["Power"].as_f64(), Some(42.5));
+    assert!(summary["SUMMARY"][0]["Power Source"].as_str().unwrap().starts_with("declared"), "{summary}");
+    let http = String::from_utf8(ask(metrics, b"GET /metrics HTTP/1.1\r\n\r\n")).unwrap();
+    assert!(http.lines().any(|l| l.starts_with("hashrig_power_watts{") && l.ends_with(" 42.5")), "{http}");
+    let bye = String::from_utf8(ask(api, br#"{"command":"quit"}"#)).unwrap();
+    assert!(bye.contains("\"Msg\":\"BYE\""), "{bye}");
+    let status = m.wait(Duration::from_secs(30));
+    let err = m.stderr();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("power 42.5 W (declared") && err.contains(" J/TH"), "{err}");
+    let html = std::fs::read_to_string(&report).expect("report written");
+    let open = "<script type=\"application/json\" id=\"run\">";
+    let at = html.find(open).unwrap() + open.len();
+    let run: hashrig_monitor::RunView = serde_json::from_str(&html[at..at + html[at..].find("</script>").unwrap()]).unwrap();
+    assert_eq!(run.power.as_ref().map(|p| p.watts), Some(42.5));
+    assert!(run.j_per_th.is_some_and(|j| j > 0.0), "{:?}", run.j_per_th);
+    assert_eq!(run.devices.len(), 1);
+    assert_eq!(run.devices[0].kernel, "scalar", "[backend] kernel");
+    assert!(run.devices[0].name.contains("2 threads"), "--threads over the file: {}", run.devices[0].name);
+    assert!(pool.log().invalid().is_empty(), "{:?}", pool.log().invalid());
+}
+
+#[test]
+fn unknown_keys_in_the_backend_power_and_api_sections_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (section, key) in [("backend", "thread"), ("power", "wats"), ("api", "listen_addr")] {
+        let cfg = dir.path().join(format!("{section}.toml"));
+        std::fs::write(&cfg, format!("[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\n\n[{section}]\n{key} = 1\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig")).args(["mine", "--config", cfg.to_str().unwrap()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "[{section}] {key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("unknown field `{key}`")) && err.contains("line 6"), "{err}");
+    }
+    // A bad value is named too.
+    let cfg = dir.path().join("power.toml");
+    std::fs::write(&cfg, "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\n[power]\nwatts = -3.0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig")).args(["mine", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[power] watts -3 must be a number of watts above 0"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -25,10 +25,25 @@
 //! failback_interval = 60        # seconds between tries of a preferred pool
 //! pool_ca = "my-pool-ca.pem"    # extra CA certificates for stratum+ssl:// pools (PEM)
 //!
-//! [backend]                     # read by the backend opener
-//! [power]                       # reserved for power settings
-//! [api]                         # reserved for the monitoring API
+//! [backend]
+//! spec = "cpu"                  # as --backend: cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL
+//! threads = 4                   # as --threads (cpu backend)
+//! kernel = "sha-ni"             # as --kernel (cpu backend)
+//!
+//! [power]                       # one of the two, as --watts / --power-cmd
+//! watts = 120.5                 # declared draw
+//! power_cmd = "my-meter --watts" # prints "123.4 W" or a cumulative "5.0 J"; run each second
+//!
+//! [api]
+//! listen = "127.0.0.1:4028"     # as --api: cgminer's API
+//! allow = "W:192.168.1.0/24"    # as --api-allow
+//! metrics = "127.0.0.1:9184"    # as --metrics: Prometheus
+//! metrics_public = false        # as --metrics-public
 //! ```
+//!
+//! A key the file does not know is an error that names it. A flag given on the command line
+//! replaces the file's setting (for power, `--watts` or `--power-cmd` replaces the whole
+//! `[power]` section).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -45,9 +60,9 @@ use serde::Deserialize;
 /// Flags of `hashrig mine`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct MineArgs {
-    /// Backend: cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL.
-    #[arg(long, default_value = "cpu", value_parser = crate::backend::parse_backend)]
-    pub backend: crate::backend::BackendSpec,
+    /// Backend: cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL [default: cpu].
+    #[arg(long, value_parser = crate::backend::parse_backend)]
+    pub backend: Option<crate::backend::BackendSpec>,
     /// CPU threads (cpu backend).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -104,6 +119,12 @@ pub struct MineArgs {
     /// Ask pools for this share difficulty (mining.suggest_difficulty; pools may ignore it).
     #[arg(long, value_name = "DIFF")]
     pub suggest_difficulty: Option<f64>,
+    /// Declare the power draw in watts (when no meter is available).
+    #[arg(long, conflicts_with = "power_cmd")]
+    pub watts: Option<f64>,
+    /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
+    #[arg(long)]
+    pub power_cmd: Option<String>,
     /// Treat a pool that sends nothing for this long as dead (default 180).
     #[arg(long, value_name = "SECS")]
     pub silence_timeout: Option<f64>,
@@ -121,13 +142,33 @@ struct FileConfig {
     pool: Vec<FilePool>,
     node: Option<FileNode>,
     mine: Option<FileMine>,
-    /// Read by the backend opener.
-    #[allow(dead_code, reason = "owned by the backend opener; accepted here so the file validates")]
-    backend: Option<toml::Table>,
-    #[allow(dead_code, reason = "reserved for power settings")]
-    power: Option<toml::Table>,
-    #[allow(dead_code, reason = "reserved for the monitoring API")]
-    api: Option<toml::Table>,
+    backend: Option<FileBackend>,
+    power: Option<FilePower>,
+    api: Option<FileApi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackend {
+    spec: Option<String>,
+    threads: Option<usize>,
+    kernel: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePower {
+    watts: Option<f64>,
+    power_cmd: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApi {
+    listen: Option<std::net::SocketAddr>,
+    allow: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
+    metrics_public: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,9 +222,13 @@ pub struct SoloSettings {
 #[derive(Debug)]
 pub struct MineSettings {
     pub source: Source,
+    pub backend: crate::backend::BackendSpec,
+    pub cpu: crate::backend::CpuOptions,
+    /// --watts / --power-cmd or `[power]`; a detected meter otherwise.
+    pub power: hashrig_power::PowerChoice,
     pub status_interval: Duration,
     pub duration: Option<Duration>,
-    /// --api, --metrics, --report.
+    /// --api, --metrics, --report (with the file's `[api]` under the flags).
     pub monitor: crate::monitoring::MonitorArgs,
 }
 
@@ -214,6 +259,31 @@ impl MineSettings {
             None => FileConfig::default(),
         };
         let fm = file.mine.unwrap_or_default();
+        let fb = file.backend.unwrap_or_default();
+        let backend = match (&args.backend, &fb.spec) {
+            (Some(b), _) => b.clone(),
+            (None, Some(spec)) => spec.parse().map_err(|e| anyhow!("[backend] spec: {e}"))?,
+            (None, None) => crate::backend::BackendSpec::Cpu,
+        };
+        let cpu = crate::backend::CpuOptions::parse(args.threads.or(fb.threads), args.kernel.as_deref().or(fb.kernel.as_deref()))?;
+        cpu.check_backend(&backend)?;
+        let gpu = matches!(backend, crate::backend::BackendSpec::Gpu(_));
+        let power = if args.watts.is_some() || args.power_cmd.is_some() {
+            let p = hashrig_power::PowerChoice { watts: args.watts, command: args.power_cmd.clone(), gpu };
+            crate::metering::check_choice(&p, "--watts", "--power-cmd")?;
+            p
+        } else {
+            let fp = file.power.unwrap_or_default();
+            let p = hashrig_power::PowerChoice { watts: fp.watts, command: fp.power_cmd, gpu };
+            crate::metering::check_choice(&p, "[power] watts", "[power] power_cmd")?;
+            p
+        };
+        let fa = file.api.unwrap_or_default();
+        let mut monitor = args.monitor.clone();
+        monitor.api = monitor.api.or(fa.listen);
+        monitor.api_allow = monitor.api_allow.or(fa.allow);
+        monitor.metrics = monitor.metrics.or(fa.metrics);
+        monitor.metrics_public |= fa.metrics_public.unwrap_or(false);
         let status_interval = secs("--status-interval", args.status_interval.or(fm.status_interval).unwrap_or(5.0))?;
         let duration = match args.duration {
             Some(d) if d > 0.0 => Some(secs("--duration", d)?),
@@ -286,7 +356,7 @@ impl MineSettings {
             }
             Source::Pools(c)
         };
-        Ok(MineSettings { source, status_interval, duration, monitor: args.monitor.clone() })
+        Ok(MineSettings { source, backend, cpu, power, status_interval, duration, monitor })
     }
 }
 
@@ -360,8 +430,7 @@ impl<T: Clone> JobBook<T> {
 /// `hashrig mine`: validate the settings (bad ones exit 2), open the backend, mine.
 pub fn run_cmd(args: &MineArgs) -> Result<std::process::ExitCode> {
     let settings = MineSettings::resolve(args).map_err(|e| crate::bad_input(format!("{e:#}")))?;
-    let cpu = crate::backend::CpuOptions::parse(args.threads, args.kernel.as_deref())?;
-    let hashers = crate::backend::open(&args.backend, &cpu)?;
+    let hashers = crate::backend::open(&settings.backend, &settings.cpu)?;
     run(settings, hashers)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -377,8 +446,31 @@ pub fn run(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> 
     rt.block_on(run_async(settings, hashers))
 }
 
+/// The meter's figure over the run, handed to the monitor (report, API, metrics).
+fn finish_power(meter: crate::metering::RunMeter, mon: &mut crate::monitoring::Monitoring) -> Option<hashrig_power::PowerReport> {
+    let (power, notes) = tokio::task::block_in_place(|| meter.finish());
+    if power.is_none() {
+        tracing::info!(notes = %notes.join("; "), "no power figure");
+    }
+    mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
+    power
+}
+
+/// ", power 42.5 W (source), 1234 J/TH" for the final line.
+fn power_summary(p: Option<&hashrig_power::PowerReport>, hashrate: f64) -> String {
+    match p {
+        None => ", power unknown (give --watts or --power-cmd)".into(),
+        Some(p) => {
+            let j = if hashrate > 0.0 { format!(", {:.0} J/TH", p.watts / (hashrate / 1e12)) } else { String::new() };
+            format!(", power {:.1} W ({}){j}", p.watts, p.source)
+        }
+    }
+}
+
 async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
     let mut mon = crate::monitoring::Monitoring::start(&settings.monitor, "mine", None)?;
+    // The meter may run a command (--power-cmd): keep it off the async workers' hot path.
+    let mut meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&settings.power))?;
     let mut mon_tick = tokio::time::interval(Duration::from_secs(1));
     let (share_tx, mut share_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = Engine::start(hashers, TokioSink(share_tx), EngineConfig::default()).context("cannot start the engine")?;
@@ -448,6 +540,8 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                         }
                     }
                     _ = mon_tick.tick() => {
+                        tokio::task::block_in_place(|| meter.poll_due(Instant::now()));
+                        mon.extras.power = meter.live();
                         mon.update(&engine.stats());
                         if mon.quit_requested() { break }
                     }
@@ -468,10 +562,12 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
             }
             let st = client.stats();
             let es = engine.stop();
+            let power = finish_power(meter, &mut mon);
             mon.finish(&es)?;
             eprintln!(
-                "mined {:.1} s: {} hashes ({}), shares accepted {} rejected {} stale {} (engine stale {}), hardware errors {}",
-                es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale + status.stale_unknown_job, es.stale, es.hw_errors
+                "mined {:.1} s: {} hashes ({}), shares accepted {} rejected {} stale {} (engine stale {}), hardware errors {}{}",
+                es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale + status.stale_unknown_job, es.stale, es.hw_errors,
+                power_summary(power.as_ref(), es.hashrate)
             );
         }
         Source::Solo(s) => {
@@ -539,6 +635,8 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                         node.submit(hashrig_node::FoundBlock { work, extranonce2: sh.extranonce2, header });
                     }
                     _ = mon_tick.tick() => {
+                        tokio::task::block_in_place(|| meter.poll_due(Instant::now()));
+                        mon.extras.power = meter.live();
                         mon.update(&engine.stats());
                         if mon.quit_requested() { break }
                     }
@@ -555,10 +653,12 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                 }
             }
             let es = engine.stop();
+            let power = finish_power(meter, &mut mon);
             mon.finish(&es)?;
             eprintln!(
-                "mined {:.1} s: {} hashes ({}), blocks found {} accepted {} rejected {}",
-                es.elapsed_s, es.hashes, si(es.hashrate), status.blocks_found, status.blocks_accepted, status.blocks_rejected
+                "mined {:.1} s: {} hashes ({}), blocks found {} accepted {} rejected {}{}",
+                es.elapsed_s, es.hashes, si(es.hashrate), status.blocks_found, status.blocks_accepted, status.blocks_rejected,
+                power_summary(power.as_ref(), es.hashrate)
             );
         }
     }
