@@ -89,14 +89,19 @@ fn bench_bad_input_exits_2_with_a_reason() {
 }
 
 #[test]
-fn a_backend_not_built_yet_is_a_failure_not_a_crash() {
-    let out = hashrig().args(["bench", "--duration", "1", "--backend", "emu:bm1370x4"]).output().unwrap();
-    let code = out.status.code();
-    // Once the emulator backend lands this runs; until then it must fail cleanly.
-    if code != Some(0) {
-        assert_eq!(code, Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
-    }
+fn the_emulated_asic_chain_benches_with_an_estimated_rate_and_its_interval() {
+    let out = hashrig().args(["bench", "--duration", "1", "--backend", "emu:bm1370x4", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "emu:bm1370x4");
+    assert_eq!(v["kernel"], "bm1370");
+    assert!(v["threads"].is_null(), "threads are a CPU figure: {}", v["threads"]);
+    assert!(v["hashes"].as_u64().unwrap() > 0, "{v}");
+    let rate = v["hashrate"].as_f64().unwrap();
+    let ci = v["hashrate_ci95"].as_array().expect("an ASIC's rate is estimated from nonces: it has an interval");
+    let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(lo <= rate && rate <= hi && lo < hi, "{lo} <= {rate} <= {hi}");
+    assert_eq!(v["hw_errors"], 0);
 }
 
 #[test]
@@ -180,4 +185,52 @@ fn an_unknown_feature_in_hashrig_cpu_disable_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("HASHRIG_CPU_DISABLE: unknown CPU feature `neon`"), "{stderr}");
+}
+
+/// `hashrig bench --json` with the sysfs power roots pointed at an empty directory, so the
+/// machine's own counters (RAPL, hwmon) cannot be found.
+fn bench_json_without_power_counters(extra: &[&str]) -> (Value, String) {
+    let empty = tempfile::tempdir().unwrap();
+    let root = empty.path().to_str().unwrap().to_owned();
+    let out = hashrig()
+        .env("HASHRIG_POWERCAP_ROOT", &root)
+        .env("HASHRIG_HWMON_ROOT", &root)
+        .args(["bench", "--duration", "1", "--threads", "1", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_slice(&out.stdout).expect("one JSON object"), root)
+}
+
+#[test]
+fn without_a_power_source_power_and_j_per_th_are_unknown_never_guessed() {
+    let (v, root) = bench_json_without_power_counters(&[]);
+    assert_eq!(v["power_source"], "unknown");
+    assert!(v["power_w"].is_null(), "{}", v["power_w"]);
+    assert!(v["energy_j"].is_null(), "{}", v["energy_j"]);
+    assert!(v["j_per_th"].is_null(), "{}", v["j_per_th"]);
+    // The notes say where it looked: the overridden roots, so the override took effect.
+    let notes = v["power_notes"].to_string();
+    assert!(notes.contains(&format!("rapl: no readable zones under {root}")), "{notes}");
+    assert!(notes.contains(&format!("hwmon: no energy counters under {root}")), "{notes}");
+    assert!(v["hashes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn declared_watts_give_j_per_th_from_the_hashes_and_seconds() {
+    let (v, _) = bench_json_without_power_counters(&["--watts", "30"]);
+    assert_eq!(v["power_source"], "declared: 30 W (--watts)");
+    let watts = v["power_w"].as_f64().unwrap();
+    assert!((watts - 30.0).abs() < 1e-9, "{watts} W declared as 30");
+    let hashes = v["hashes"].as_u64().unwrap() as f64;
+    let seconds = v["seconds"].as_f64().unwrap();
+    let j_per_th = v["j_per_th"].as_f64().expect("J/TH is known with a declared wattage");
+    // 30 J each second over hashes/seconds hashes each second, per 10^12 hashes.
+    let want = watts * seconds / hashes * 1e12;
+    assert!((j_per_th / want - 1.0).abs() < 1e-6, "{j_per_th} J/TH vs {watts} W x {seconds} s / {hashes} hashes = {want}");
+    // The meter's energy covers the same run (it starts a moment before the hashers).
+    let energy = v["energy_j"].as_f64().unwrap();
+    assert!((energy / (30.0 * seconds) - 1.0).abs() < 0.05, "{energy} J over {seconds} s at 30 W");
+    assert!((energy / hashes * 1e12 / j_per_th - 1.0).abs() < 0.05, "energy per hash agrees with J/TH");
 }

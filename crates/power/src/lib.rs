@@ -30,6 +30,12 @@ pub use nvml::NvmlGpu;
 pub const POWERCAP_ROOT: &str = "/sys/class/powercap";
 pub const HWMON_ROOT: &str = "/sys/class/hwmon";
 
+/// Environment variables that move [`detect`]'s sysfs roots elsewhere: a directory laid out like
+/// `/sys/class/powercap` (or `/sys/class/hwmon`), or an empty one to hide the machine's
+/// counters. For tests of the whole binary, and for reading counters copied from another box.
+pub const POWERCAP_ROOT_ENV: &str = "HASHRIG_POWERCAP_ROOT";
+pub const HWMON_ROOT_ENV: &str = "HASHRIG_HWMON_ROOT";
+
 /// Errors of the power crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -217,9 +223,14 @@ pub struct Detected {
 }
 
 /// Pick a source: the user's command, the user's wattage, (with `gpu` and the `nvml` feature)
-/// NVML, RAPL, then hwmon. `None` when there is none.
+/// NVML, RAPL, then hwmon. `None` when there is none. The sysfs roots are [`POWERCAP_ROOT`] and
+/// [`HWMON_ROOT`] unless [`POWERCAP_ROOT_ENV`] / [`HWMON_ROOT_ENV`] name others.
 pub fn detect(choice: &PowerChoice) -> Result<Detected, Error> {
-    detect_at(choice, Path::new(POWERCAP_ROOT), Path::new(HWMON_ROOT))
+    let root = |var: &str, default: &str| match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(default),
+    };
+    detect_at(choice, &root(POWERCAP_ROOT_ENV, POWERCAP_ROOT), &root(HWMON_ROOT_ENV, HWMON_ROOT))
 }
 
 /// [`detect`] with other sysfs roots (tests).
