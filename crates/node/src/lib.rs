@@ -52,7 +52,7 @@ pub enum Error {
     WitnessCommitmentMismatch { ours: String, node: String },
     #[error("unknown network {0:?} (mainnet, testnet4, testnet3, signet, regtest)")]
     Network(String),
-    #[error("payout address {address:?} is not valid for {network}")]
+    #[error("payout address {address:?} is not a {} address", network_name(*.network))]
     Address {
         address: String,
         network: bitcoin::Network,
@@ -79,10 +79,83 @@ pub fn parse_network(s: &str) -> Result<bitcoin::Network, Error> {
     })
 }
 
+/// The name [`parse_network`] takes for `n` (`mainnet` rather than the crate's `bitcoin`).
+pub fn network_name(n: bitcoin::Network) -> &'static str {
+    match n {
+        bitcoin::Network::Bitcoin => "mainnet",
+        bitcoin::Network::Testnet4 => "testnet4",
+        bitcoin::Network::Testnet => "testnet3",
+        bitcoin::Network::Signet => "signet",
+        bitcoin::Network::Regtest => "regtest",
+    }
+}
+
 /// The payout script of `address`, which must belong to `network`.
 pub fn payout_script(address: &str, network: bitcoin::Network) -> Result<bitcoin::ScriptBuf, Error> {
     let wrap = |source| Error::Address { address: address.to_owned(), network, source };
     let a = bitcoin::Address::from_str(address).map_err(wrap)?;
     let a = a.require_network(network).map_err(wrap)?;
     Ok(a.script_pubkey())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::Network;
+
+    /// BIP 173's P2WPKH examples (same key hash on both): mainnet `bc1`, test networks `tb1`.
+    const MAIN_P2WPKH: &str = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
+    const TEST_P2WPKH: &str = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx";
+    const P2WPKH_SCRIPT: &str = "0014751e76e8199196d454941c45d1b3a323f1433bd6";
+    /// BIP 350's mainnet taproot example.
+    const MAIN_P2TR: &str = "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0";
+    const P2TR_SCRIPT: &str = "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+
+    fn script(addr: &str, net: &str) -> Result<String, Error> {
+        payout_script(addr, parse_network(net)?).map(|s| hex::encode(s.as_bytes()))
+    }
+
+    #[test]
+    fn network_names_as_users_type_them() {
+        for (name, net) in [("mainnet", Network::Bitcoin), ("Testnet4", Network::Testnet4), ("signet", Network::Signet), ("regtest", Network::Regtest), ("testnet3", Network::Testnet)] {
+            assert_eq!(parse_network(name).unwrap(), net, "{name}");
+        }
+        let e = parse_network("testnet5").unwrap_err();
+        assert!(e.to_string().contains("\"testnet5\"") && e.to_string().contains("testnet4"), "{e}");
+    }
+
+    #[test]
+    fn mainnet_addresses_pay_to_their_script_on_mainnet_only() {
+        assert_eq!(script(MAIN_P2WPKH, "mainnet").unwrap(), P2WPKH_SCRIPT);
+        assert_eq!(script(MAIN_P2TR, "mainnet").unwrap(), P2TR_SCRIPT);
+        for net in ["testnet4", "signet", "regtest"] {
+            let e = script(MAIN_P2WPKH, net).unwrap_err();
+            assert!(matches!(e, Error::Address { .. }), "{e:?}");
+            assert_eq!(e.to_string(), format!("payout address \"{MAIN_P2WPKH}\" is not a {net} address"));
+        }
+    }
+
+    #[test]
+    fn tb1_addresses_serve_testnet4_and_signet_but_not_mainnet_or_regtest() {
+        assert_eq!(script(TEST_P2WPKH, "testnet4").unwrap(), P2WPKH_SCRIPT);
+        assert_eq!(script(TEST_P2WPKH, "signet").unwrap(), P2WPKH_SCRIPT);
+        for net in ["mainnet", "regtest"] {
+            let e = script(TEST_P2WPKH, net).unwrap_err();
+            assert_eq!(e.to_string(), format!("payout address \"{TEST_P2WPKH}\" is not a {net} address"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn regtest_bcrt1_addresses_serve_regtest_only_and_garbage_is_refused() {
+        let bcrt = bitcoin::Address::from_script(&bitcoin::ScriptBuf::from_bytes(hex::decode(P2WPKH_SCRIPT).unwrap()), Network::Regtest).unwrap().to_string();
+        assert!(bcrt.starts_with("bcrt1q"), "{bcrt}");
+        assert_eq!(script(&bcrt, "regtest").unwrap(), P2WPKH_SCRIPT);
+        for net in ["mainnet", "testnet4", "signet"] {
+            assert!(script(&bcrt, net).is_err(), "{net}");
+        }
+        // A mistyped checksum is refused whatever the network.
+        let typo = MAIN_P2WPKH.replace("f3t4", "f3t5");
+        let e = script(&typo, "mainnet").unwrap_err();
+        assert!(matches!(e, Error::Address { .. }), "{e:?}");
+    }
 }
