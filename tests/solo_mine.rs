@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bitcoin::hashes::Hash;
 use pool_support::{Miner, wait_for};
 use solo_support::{FakeNode, payout};
 
@@ -157,4 +158,32 @@ fn a_block_is_retried_until_the_node_answers() {
     assert!(st.refused_attempts.iter().all(|h| refused_hash(h) == first.hash));
     assert!(first.accepted && first.height == 1000);
     assert!(err.contains("retrying"), "{err}");
+}
+
+#[test]
+fn each_long_poll_sends_the_longpollid_of_the_previous_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cookie = tmp.path().join(".cookie");
+    std::fs::write(&cookie, COOKIE).unwrap();
+    // Difficulty 1: no block is found here, so only long polls move the template on.
+    let node = FakeNode::start(200, 0x1d00_ffff, COOKIE);
+    let m = Miner::start(&solo_args(&node, &cookie, &tmp.path().join("blocks"), &[]));
+    // The fake node holds a long poll up to 2 s while its tip is unchanged.
+    assert!(wait_for(Duration::from_secs(20), || node.state().gbt.len() >= 2), "{}", m.stderr());
+    // A new tip: the long poll in flight returns with it, and the next one names it.
+    let new_id = {
+        let mut s = node.state();
+        s.tip = bitcoin::BlockHash::from_byte_array([0x43; 32]);
+        s.height += 1;
+        format!("{}{}", s.tip, s.height)
+    };
+    let named = wait_for(Duration::from_secs(20), || node.state().gbt.iter().any(|(asked, _)| asked.as_deref() == Some(new_id.as_str())));
+    let err = m.stderr();
+    drop(m);
+    let gbt = node.state().gbt.clone();
+    assert!(named, "no long poll named the new tip's id {new_id}: {gbt:?}\n{err}");
+    assert_eq!(gbt[0].0, None, "the first request is not a long poll");
+    for w in gbt.windows(2) {
+        assert_eq!(w[1].0.as_deref(), Some(w[0].1.as_str()), "{gbt:?}");
+    }
 }

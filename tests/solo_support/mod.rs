@@ -57,6 +57,9 @@ pub struct NodeState {
     pub unauthorized: usize,
     /// Blocks answered with a 503 (hex).
     pub refused_attempts: Vec<String>,
+    /// Each `getblocktemplate` in order: the `longpollid` the caller sent (if any) and the one
+    /// the answer carried.
+    pub gbt: Vec<(Option<String>, String)>,
 }
 
 pub struct FakeNode {
@@ -96,6 +99,7 @@ impl FakeNode {
             templates: 0,
             unauthorized: 0,
             refused_attempts: Vec::new(),
+            gbt: Vec::new(),
         }));
         let hang = Arc::new(AtomicBool::new(false));
         let fail = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -248,6 +252,8 @@ fn serve(c: TcpStream, state: &Mutex<NodeState>, hang: &AtomicBool, fail: &std::
             let mut s = state.lock().unwrap();
             s.templates += 1;
             let t = template(&s);
+            let sent = t["longpollid"].as_str().expect("template has a longpollid").to_owned();
+            s.gbt.push((p["longpollid"].as_str().map(str::to_owned), sent));
             drop(s);
             respond(&mut w, "200 OK", &ok(t))
         }
