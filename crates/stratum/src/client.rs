@@ -348,13 +348,18 @@ impl Client {
                     }
                 }
                 End::Reconnect(r) => {
-                    tracing::info!(pool, wait = r.wait_seconds, "pool asked for a reconnect");
+                    tracing::info!(pool, wait = r.wait_seconds, host = ?r.host, port = ?r.port, "pool asked for a reconnect (to the configured pool only)");
                     self.emit(ClientEvent::Disconnected { pool, reason: "client.reconnect".into() });
                     if self.wait_collecting(Duration::from_secs(r.wait_seconds)).await {
                         return;
                     }
-                    // Reconnect to the configured pool (following a redirect to another host
-                    // would let a pool send our password elsewhere).
+                    // Reconnect to the configured pool, never to the host/port the message
+                    // names (`r.host`, `r.port` are only logged): following a redirect to
+                    // another host would hand our worker name and password, and our hashrate,
+                    // to whatever host a pool (or anyone who can inject a line into a plain-TCP
+                    // session) names, and for stratum+ssl the new host would be checked
+                    // against a name we never chose. cgminer follows it only within the same
+                    // domain; ESP-Miner, like us, reconnects to its configured pool.
                     if let Some(e) = self.establish(pool).await {
                         next = Some(e);
                     }

@@ -267,7 +267,9 @@ impl TryFrom<&[Value]> for SetVersionMask {
     }
 }
 
-/// `client.reconnect`: `[host, port, wait_seconds]`, all optional.
+/// `client.reconnect`: `[host, port, wait_seconds]`, all optional (wait capped at an hour).
+/// The client reconnects to the pool it has configured and does not follow `host`/`port`
+/// elsewhere (see `client.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reconnect {
     pub host: Option<String>,
