@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pool_support::{ConnPlan, Miner, PoolSpec, ScriptedPool, wait_for};
+use serde_json::json;
 
 fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -103,9 +104,14 @@ fn shares_unanswered_when_the_connection_drops_are_resubmitted_after_reconnectin
 }
 
 #[test]
-fn client_reconnect_makes_the_miner_reconnect_to_its_configured_pool() {
+fn client_reconnect_makes_the_miner_reconnect_to_its_configured_pool_not_the_host_it_names() {
+    // The pool redirects us to another (listening) pool: we go back to the configured one.
+    let elsewhere = ScriptedPool::start(PoolSpec::new("e"));
+    let target = json!([elsewhere.addr.ip().to_string(), elsewhere.addr.port(), 0]);
     let mut spec = PoolSpec::new("c");
-    spec.plan = Arc::new(|n| if n == 0 { ConnPlan { reconnect_at_share: Some(1), ..ConnPlan::default() } } else { ConnPlan::default() });
+    spec.plan = Arc::new(move |n| {
+        if n == 0 { ConnPlan { reconnect_at_share: Some(1), reconnect_params: Some(target.clone()), ..ConnPlan::default() } } else { ConnPlan::default() }
+    });
     let pool = ScriptedPool::start(spec);
     let m = miner(&[&pool], &[]);
     let ok = wait_for(Duration::from_secs(20), || pool.log().shares.iter().any(|s| s.valid && s.conn == 1));
@@ -113,6 +119,7 @@ fn client_reconnect_makes_the_miner_reconnect_to_its_configured_pool() {
     assert!(ok, "{:?}\n{err}", pool.log().shares);
     assert!(err.contains("pool asked for a reconnect"), "{err}");
     assert!(pool.log().invalid().is_empty());
+    assert_eq!(elsewhere.log().connections, 0, "followed the redirect to another host");
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub struct ConnPlan {
     pub new_job_every: Option<Duration>,
     /// Answer this share, then send `client.reconnect` (empty host: same pool, no wait).
     pub reconnect_at_share: Option<usize>,
+    /// The `client.reconnect` params instead of `["", "", 0]` (e.g. another host).
+    pub reconnect_params: Option<Value>,
 }
 
 /// A share as the pool saw it.
@@ -356,7 +358,8 @@ fn serve(conn: TcpStream, n: usize, spec: &PoolSpec, plan: &ConnPlan, log: &Mute
                 if valid {
                     send(&mut w, json!({"id": id, "result": true, "error": null}))?;
                     if plan.reconnect_at_share == Some(received_shares) {
-                        send(&mut w, json!({"id": null, "method": "client.reconnect", "params": ["", "", 0]}))?;
+                        let params = plan.reconnect_params.clone().unwrap_or_else(|| json!(["", "", 0]));
+                        send(&mut w, json!({"id": null, "method": "client.reconnect", "params": params}))?;
                     }
                 } else {
                     let code = match reason.as_str() {
