@@ -267,16 +267,16 @@ fn serve(conn: TcpStream, n: usize, spec: &PoolSpec, plan: &ConnPlan, log: &Mute
     let mut received_shares = 0usize;
     let mut line = String::new();
     loop {
-        if authorized && !plan.silent {
-            if let Some(every) = plan.new_job_every {
-                if last_job.elapsed() >= every {
-                    job_n += 1;
-                    let j = make_job(spec, n, job_n, false);
-                    send(&mut w, json!({"id": null, "method": "mining.notify", "params": j.params}))?;
-                    jobs.push(j);
-                    last_job = Instant::now();
-                }
-            }
+        if authorized
+            && !plan.silent
+            && let Some(every) = plan.new_job_every
+            && last_job.elapsed() >= every
+        {
+            job_n += 1;
+            let j = make_job(spec, n, job_n, false);
+            send(&mut w, json!({"id": null, "method": "mining.notify", "params": j.params}))?;
+            jobs.push(j);
+            last_job = Instant::now();
         }
         line.clear();
         match r.read_line(&mut line) {

@@ -22,10 +22,8 @@ fn template(c: &Value, with_default_commitment: bool) -> BlockTemplate {
         "height": c["height"],
         "rules": if c["segwit"].as_bool().unwrap() { json!(["csv", "!segwit", "taproot"]) } else { json!([]) },
     });
-    if with_default_commitment {
-        if let Some(s) = c["expected_commitment_script"].as_str() {
-            t["default_witness_commitment"] = json!(s);
-        }
+    if with_default_commitment && let Some(s) = c["expected_commitment_script"].as_str() {
+        t["default_witness_commitment"] = json!(s);
     }
     serde_json::from_value(t).unwrap()
 }

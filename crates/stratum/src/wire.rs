@@ -495,10 +495,11 @@ pub fn parse_line(line: &str) -> Result<ServerMessage, ProtocolError> {
             };
             let result = obj.get("result").cloned().unwrap_or(Value::Null);
             let mut error = obj.get("error").and_then(StratumError::from_value);
-            if error.is_none() && matches!(result, Value::Bool(false) | Value::Null) {
-                if let Some(reason) = obj.get("reject-reason").and_then(Value::as_str) {
-                    error = Some(StratumError { code: None, message: reason.to_owned() });
-                }
+            if error.is_none()
+                && matches!(result, Value::Bool(false) | Value::Null)
+                && let Some(reason) = obj.get("reject-reason").and_then(Value::as_str)
+            {
+                error = Some(StratumError { code: None, message: reason.to_owned() });
             }
             Ok(ServerMessage::Reply(Reply { id: id_num, result, error }))
         }
