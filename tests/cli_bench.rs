@@ -234,3 +234,48 @@ fn declared_watts_give_j_per_th_from_the_hashes_and_seconds() {
     assert!((energy / (30.0 * seconds) - 1.0).abs() < 0.05, "{energy} J over {seconds} s at 30 W");
     assert!((energy / hashes * 1e12 / j_per_th - 1.0).abs() < 0.05, "energy per hash agrees with J/TH");
 }
+
+/// On a real pseudo-terminal (util-linux `script` gives the command one): the live line is
+/// animated with carriage returns and its first hashrate figure appears within 2 s of start.
+#[cfg(target_os = "linux")]
+#[test]
+fn on_a_terminal_the_first_live_figure_appears_within_two_seconds() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let bin = env!("CARGO_BIN_EXE_hashrig");
+    assert!(!bin.contains('\''), "the binary path is quoted with single quotes: {bin}");
+    let started = Instant::now();
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &format!("'{bin}' bench --duration 3 --threads 1"), "/dev/null"])
+        .env_remove("HASHRIG_KERNEL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("util-linux `script` runs the bench on a pseudo-terminal (install util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut first_figure = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if first_figure.is_none() && String::from_utf8_lossy(&seen).contains("H/s now, ") {
+            first_figure = Some(started.elapsed());
+        }
+    }
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{text}");
+    let first = first_figure.unwrap_or_else(|| panic!("no live hashrate figure on the terminal: {text:?}"));
+    assert!(first < Duration::from_secs(2), "first figure after {first:?}");
+    assert!(text.contains("\r\x1b[2K"), "the live line redraws in place on a terminal: {text:?}");
+    let updates = text.matches("H/s now, ").count();
+    assert!(updates >= 3, "a 3 s run redraws the line every half second, saw {updates}: {text:?}");
+    assert!(text.contains("hashrate"), "the summary follows the live line: {text:?}");
+}
