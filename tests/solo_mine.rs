@@ -110,7 +110,7 @@ fn a_payout_address_of_another_network_is_refused_before_mining() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not valid for bitcoin"), "{err}");
+    assert!(err.contains("is not a mainnet address"), "{err}");
 }
 
 #[test]
