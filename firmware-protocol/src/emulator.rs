@@ -898,7 +898,7 @@ fn report(shared: &Shared, job: &ActiveJob, k: u64, version: u32, nonce: u32, di
                 }
             };
             let mut reported = nonce;
-            if c.bad_cores && core % 2 == 0 {
+            if c.bad_cores && core.is_multiple_of(2) {
                 // A bad core: the counter bits are wrong, the core and chip fields are not.
                 reported ^= 1 << 16;
                 shared.counters.wrong_nonces.fetch_add(1, Ordering::Relaxed);

@@ -362,5 +362,5 @@ impl Job {
 
 fn midstate_len_from_byte(length_byte: u8) -> Option<usize> {
     let total = length_byte as usize + 2;
-    (total >= 56 && (total - 24) % 32 == 0 && total <= MAX_JOB_FRAME).then_some(total)
+    (total >= 56 && (total - 24).is_multiple_of(32) && total <= MAX_JOB_FRAME).then_some(total)
 }

@@ -35,11 +35,10 @@ impl Client {
     }
 
     fn cmd(&mut self, c: Command) {
-        if let Command::WriteRegister { register: reg::VERSION_ROLLING, .. } = c {
-            if self.decoder.chip().has_long_responses() {
+        if let Command::WriteRegister { register: reg::VERSION_ROLLING, .. } = c
+            && self.decoder.chip().has_long_responses() {
                 self.decoder.set_response_length(ResponseLength::Fixed(ResponseForm::Long));
             }
-        }
         self.send(c.encode().as_bytes());
     }
 

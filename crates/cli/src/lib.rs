@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mine: Stratum v1 pools (--pool, failover in order) or solo against a node (--node).
-    Mine(mine::MineArgs),
+    Mine(Box<mine::MineArgs>),
     /// Hash a synthetic job and report hashrate, power, J/TH and economics.
     Bench(bench::BenchArgs),
     /// Known-answer tool: list every nonce of a header's range that meets a target.

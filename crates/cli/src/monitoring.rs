@@ -105,11 +105,10 @@ impl Monitoring {
         if args.api_allow.is_some() && args.api.is_none() {
             return Err(bad_input("--api-allow needs --api"));
         }
-        if let Some(path) = &args.report {
-            if path.is_dir() {
+        if let Some(path) = &args.report
+            && path.is_dir() {
                 return Err(bad_input(format!("--report {}: is a directory; name an .html file", path.display())));
             }
-        }
         let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let extras = Extras { mode: mode.to_string(), started_unix, ..Default::default() };
         let view = SharedView::new(RunView { mode: mode.to_string(), started_unix, ..Default::default() });

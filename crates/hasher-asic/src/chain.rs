@@ -218,21 +218,19 @@ fn collect_registers<P: Port>(
         }
         decoder.push(&buf[..n]);
         while let Some(f) = decoder.next_frame() {
-            if let Frame::Response(Response::Register(r)) = f {
-                if r.register == register {
+            if let Frame::Response(Response::Register(r)) = f
+                && r.register == register {
                     out.push(r);
                     last = Some(Instant::now());
                 }
-            }
         }
     }
     decoder.finish();
     while let Some(f) = decoder.next_frame() {
-        if let Frame::Response(Response::Register(r)) = f {
-            if r.register == register {
+        if let Frame::Response(Response::Register(r)) = f
+            && r.register == register {
                 out.push(r);
             }
-        }
     }
     Ok(out)
 }
@@ -638,17 +636,15 @@ fn init_sequence<P: Port>(port: &mut P, cfg: &ChainConfig, stats: Option<&ChainS
     if let Some(other) = answers.iter().map(|a| ChipType::from_id((a.value >> 16) as u16)).find(|&c| c != chip) {
         return Err(Error::MixedChips { first: chip, other });
     }
-    if let Some(want) = cfg.chip {
-        if want != chip {
+    if let Some(want) = cfg.chip
+        && want != chip {
             return Err(Error::WrongChip { expected: want, found: chip });
         }
-    }
     let n = answers.len();
-    if let Some(want) = cfg.chips {
-        if want != n {
+    if let Some(want) = cfg.chips
+        && want != n {
             tracing::warn!(expected = want, found = n, "chip count differs from the configured one; using the chips that answered");
         }
-    }
     let interval = (256 / n) as u16;
     let addresses: Vec<u8> = (0..n as u16).map(|i| (i * interval) as u8).collect();
     let mhz = cfg.mhz.unwrap_or(f64::from(chip.default_mhz()));

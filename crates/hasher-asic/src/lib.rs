@@ -120,26 +120,6 @@ pub fn probe_port(path: &str) -> Result<(ChipType, usize), Error> {
     probe(&mut link, Duration::from_millis(500))
 }
 
-/// The emulated chain's power MODEL as a power source (labelled a model, never a measurement).
-#[derive(Debug)]
-pub struct ChainPowerModel(pub ChainStats);
-
-impl hashrig_power::PowerSource for ChainPowerModel {
-    fn describe(&self) -> String {
-        "emulator power MODEL (firmware-protocol PowerModel from frequency and voltage; not a measurement)".to_owned()
-    }
-
-    fn read(&mut self) -> Result<hashrig_power::Reading, hashrig_power::Error> {
-        match self.0.model_watts() {
-            Some(watts) => Ok(hashrig_power::Reading::Power { watts }),
-            None => Err(hashrig_power::Error::Read {
-                path: "emulator register 0xF0".into(),
-                source: std::io::Error::other("the chain has not reported its power model"),
-            }),
-        }
-    }
-}
-
 /// Re-init back-off: 1 s, doubling to 30 s.
 #[derive(Debug)]
 struct Backoff {
