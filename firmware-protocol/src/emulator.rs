@@ -96,7 +96,8 @@ pub struct Faults {
     pub duplicate_rate: f64,
     /// Hold a nonce back and send it after the next job arrives (a late nonce for an old job).
     pub late_nonce_rate: f64,
-    /// After this many response frames the chain stops answering anything.
+    /// After this many response frames the chain stops answering anything (until
+    /// [`Emulator::resume_answering`]).
     pub stop_after_responses: Option<u64>,
 }
 
@@ -491,6 +492,16 @@ impl Emulator {
     /// From now on the chain answers nothing (a chain that stopped).
     pub fn stop_answering(&self) {
         self.shared.silent.store(true, Ordering::Release);
+    }
+
+    /// The chain answers again after [`Emulator::stop_answering`] or the
+    /// [`Faults::stop_after_responses`] fault (which is cleared, so it does not stop again at
+    /// once). Nothing else changes: the chips keep their addresses, registers and baud, as a
+    /// chain that hung and came back without a reset would; what reached it while silent was
+    /// ignored and stays lost.
+    pub fn resume_answering(&self) {
+        lock(&self.shared.faults).stop_after_responses = None;
+        self.shared.silent.store(false, Ordering::Release);
     }
 
     /// Is the chain silent (stopped answering)?

@@ -405,12 +405,21 @@ fn fault_chain_stops_answering() {
     assert_eq!(enumerate_short(&mut c, 1).len(), 1, "the third response is the last");
     assert!(enumerate_short(&mut c, 0).is_empty());
     assert!(emu.is_silent());
+    // Resumed, it answers again and the stop-after fault does not silence it at once.
+    emu.resume_answering();
+    assert!(!emu.is_silent());
+    for _ in 0..2 {
+        assert_eq!(enumerate(&mut c, 2).len(), 2);
+    }
+    assert!(!emu.is_silent());
     // stop_answering() does the same on demand.
     let emu = Emulator::spawn(config(ChipType::Bm1397, 1)).unwrap();
     let mut c = Client::open(&emu);
     assert_eq!(enumerate(&mut c, 1).len(), 1);
     emu.stop_answering();
     assert!(enumerate_short(&mut c, 0).is_empty());
+    emu.resume_answering();
+    assert_eq!(enumerate(&mut c, 1).len(), 1);
 }
 
 #[test]

@@ -48,6 +48,11 @@ pub struct ChainConfig {
     pub heartbeat: Duration,
     /// Heartbeats in a row with no frame at all before the chain counts as stalled.
     pub stall_heartbeats: u32,
+    /// Wait after the first failed re-init of a stalled chain; it doubles after each further
+    /// failure up to `reinit_backoff_max` (1 s and 30 s; tests shorten them).
+    pub reinit_backoff: Duration,
+    /// The longest wait between re-init attempts.
+    pub reinit_backoff_max: Duration,
 }
 
 impl Default for ChainConfig {
@@ -66,6 +71,8 @@ impl Default for ChainConfig {
             job_interval: None,
             heartbeat: Duration::from_secs(1),
             stall_heartbeats: 3,
+            reinit_backoff: Duration::from_secs(1),
+            reinit_backoff_max: Duration::from_secs(30),
         }
     }
 }
@@ -315,6 +322,11 @@ impl<P: Port> Chain<P> {
 
     pub fn port_name(&self) -> String {
         self.port.name()
+    }
+
+    /// The configuration the chain was brought up with.
+    pub fn config(&self) -> &ChainConfig {
+        &self.cfg
     }
 
     /// Has the chain missed `stall_heartbeats` heartbeats in a row?

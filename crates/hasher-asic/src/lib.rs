@@ -120,11 +120,36 @@ pub fn probe_port(path: &str) -> Result<(ChipType, usize), Error> {
     probe(&mut link, Duration::from_millis(500))
 }
 
-/// Re-init back-off: 1 s, doubling to 30 s.
+/// Re-init back-off: after a failed attempt wait `ChainConfig::reinit_backoff` (1 s), doubling
+/// after each further failure up to `ChainConfig::reinit_backoff_max` (30 s); a success starts
+/// over.
 #[derive(Debug)]
 struct Backoff {
+    /// No attempt before this.
     next: Instant,
+    /// The wait the next failure sets.
     delay: Duration,
+    /// The wait the last failure set (None: no failure since the chain last ran).
+    last: Option<Duration>,
+    base: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(base: Duration, max: Duration) -> Self {
+        Self { next: Instant::now(), delay: base, last: None, base, max: max.max(base) }
+    }
+
+    fn failed(&mut self) {
+        self.next = Instant::now() + self.delay;
+        self.last = Some(self.delay);
+        self.delay = (self.delay * 2).min(self.max);
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = self.base;
+        self.last = None;
+    }
 }
 
 /// A chain as a [`Hasher`].
@@ -162,13 +187,14 @@ impl<P: Port> AsicHasher<P> {
     /// Bring the chain on `port` up.
     pub fn new(port: P, cfg: ChainConfig) -> Result<Self, Error> {
         let name = port.name();
+        let backoff = Backoff::new(cfg.reinit_backoff, cfg.reinit_backoff_max);
         let chain = Chain::bring_up(port, cfg, ChainStats::new())?;
         let info = device_info(&name, chain.info(), false);
         Ok(Self {
             chain,
             info,
             stalled: false,
-            backoff: Backoff { next: Instant::now(), delay: Duration::from_secs(1) },
+            backoff,
             #[cfg(feature = "emulator")]
             emulator: None,
         })
@@ -176,6 +202,18 @@ impl<P: Port> AsicHasher<P> {
 
     pub fn chain_info(&self) -> &ChainInfo {
         self.chain.info()
+    }
+
+    /// Has the chain stopped answering (and not been brought back yet)?
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// While the chain is stalled: the wait set by the last failed re-init before the next
+    /// attempt (it doubles with each failure, up to `ChainConfig::reinit_backoff_max`). None when
+    /// no re-init has failed since the chain last ran.
+    pub fn reinit_backoff(&self) -> Option<Duration> {
+        self.backoff.last
     }
 
     /// The live counters (clone it before handing the hasher to the engine).
@@ -205,13 +243,14 @@ impl<P: Port> AsicHasher<P> {
         tracing::warn!(port = %self.chain.port_name(), "re-initialising a chain that stopped answering");
         match self.chain.reinit() {
             Ok(()) => {
+                tracing::info!(port = %self.chain.port_name(), "chain answers again after re-init");
                 self.stalled = false;
-                self.backoff.delay = Duration::from_secs(1);
+                self.backoff.succeeded();
                 Ok(true)
             }
             Err(e) => {
-                self.backoff.next = Instant::now() + self.backoff.delay;
-                self.backoff.delay = (self.backoff.delay * 2).min(Duration::from_secs(30));
+                self.backoff.failed();
+                tracing::warn!(port = %self.chain.port_name(), retry_in = ?self.backoff.last, "re-init failed");
                 Err(self.stall_error(Some(e)))
             }
         }

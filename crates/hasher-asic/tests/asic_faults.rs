@@ -181,6 +181,88 @@ fn a_chain_that_stops_answering_is_detected_and_reinitialised() {
 }
 
 #[test]
+fn a_chain_that_answers_again_is_reinitialised_after_backing_off_and_mines_on() {
+    let mut ecfg = EmulatorConfig::new(ChipType::Bm1368, 2);
+    ecfg.hash_budget_per_job = Some(1 << 22);
+    let emu = Emulator::spawn(ecfg).unwrap();
+    let mut cfg = emulated_config(ChipType::Bm1368, 2);
+    cfg.emulator_ticket_zero_bits = Some(TEST_BITS);
+    cfg.job_interval = Some(Duration::from_millis(200));
+    cfg.heartbeat = Duration::from_millis(100);
+    cfg.enumerate_timeout = Duration::from_millis(200);
+    // Today's 1 s doubling to 30 s, scaled down: 100 ms doubling to 400 ms.
+    cfg.reinit_backoff = Duration::from_millis(100);
+    cfg.reinit_backoff_max = Duration::from_millis(400);
+    let mut h = AsicHasher::with_emulator(emu, cfg).unwrap();
+    let ctl = Control::new();
+    let (sink, rx) = Sink::channel();
+    let unit = |i: u64| WorkUnit {
+        id: i,
+        epoch: ctl.epoch(),
+        header: header(i as u8 + 80),
+        range: NonceRange::FULL,
+        target: target_for_zero_bits(TEST_BITS),
+        version_mask: MASK,
+    };
+
+    h.hash(&unit(0), &ctl, &sink).unwrap();
+    let before = h.stats().snapshot();
+    assert!(before.valid_nonces > 0, "the chain mined before it stopped: {before:?}");
+    assert_eq!(before.reinits, 0);
+
+    // Silence: noticed by the heartbeat, then re-init attempts spaced by a growing back-off.
+    h.emulator().unwrap().stop_answering();
+    let stopped = Instant::now();
+    let mut failures: Vec<(Instant, Duration)> = Vec::new();
+    let mut id = 1;
+    while failures.len() < 4 {
+        assert!(stopped.elapsed() < Duration::from_secs(8), "only {} failed re-inits in {:?}", failures.len(), stopped.elapsed());
+        let r = h.hash(&unit(id), &ctl, &sink);
+        id += 1;
+        if let Err(e) = r {
+            let text = format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default());
+            assert!(text.contains("stopped answering"), "{text}");
+            assert!(h.is_stalled());
+            failures.push((Instant::now(), h.reinit_backoff().expect("a failed re-init sets a back-off")));
+        }
+    }
+    assert!(failures[0].0 - stopped < Duration::from_secs(3), "silence noticed in {:?}", failures[0].0 - stopped);
+    let waits: Vec<Duration> = failures.iter().map(|f| f.1).collect();
+    let ms = Duration::from_millis;
+    assert_eq!(waits, vec![ms(100), ms(200), ms(400), ms(400)], "the back-off doubles up to its cap");
+    for (pair, wait) in failures.windows(2).zip(&waits) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= *wait, "the next attempt came {gap:?} after a failure that set {wait:?}");
+    }
+    let stalled = h.stats().snapshot();
+    assert_eq!(stalled.reinits, 4, "every attempt is counted: {stalled:?}");
+    assert!(stalled.missed_heartbeats >= 3, "{stalled:?}");
+
+    // The chain answers again: the next attempt (after the back-off) brings it back.
+    h.emulator().unwrap().resume_answering();
+    let first_after = id;
+    h.hash(&unit(id), &ctl, &sink).expect("the re-init succeeds once the chain answers");
+    id += 1;
+    assert!(!h.is_stalled());
+    assert_eq!(h.reinit_backoff(), None, "a success clears the back-off");
+    let back = h.stats().snapshot();
+    assert_eq!(back.reinits, 5, "{back:?}");
+    assert_eq!(back.chips, 2);
+    for _ in 0..2 {
+        h.hash(&unit(id), &ctl, &sink).unwrap();
+        id += 1;
+    }
+    drop(sink);
+    let after = h.stats().snapshot();
+    assert_eq!(after.reinits, 5, "no further re-init once it runs: {after:?}");
+    assert!(after.valid_nonces > back.valid_nonces.max(before.valid_nonces), "mining resumed: {before:?} -> {after:?}");
+    assert_eq!(after.hw_errors, 0, "{after:?}");
+    let resumed: Vec<_> = rx.try_iter().filter(|c| c.unit_id >= first_after).map(|c| (unit(c.unit_id), c)).collect();
+    assert!(resumed.len() > 10, "new candidates after the re-init: {}", resumed.len());
+    assert_eq!(check_all_verify(&resumed), 0, "every nonce of the resumed chain verifies");
+}
+
+#[test]
 fn a_port_that_is_not_a_chain_fails_fast_with_a_clear_message() {
     use std::io::Write;
     let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
