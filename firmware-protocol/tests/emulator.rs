@@ -301,125 +301,190 @@ fn emulator_only_ticket_register_raises_the_bar() {
     }
 }
 
+/// Run `f` once per generation (BM1397 with midstate jobs, BM1366, BM1368, BM1370), the four
+/// side by side in threads named after the chip: a fault test mostly waits on its pty, so four
+/// in parallel take about as long as one. Fails naming every generation that failed.
+fn each_generation(f: impl Fn(ChipType) + Sync) {
+    let f = &f;
+    let failed: Vec<ChipType> = std::thread::scope(|s| {
+        let runs: Vec<_> = ChipType::KNOWN
+            .into_iter()
+            .map(|chip| (chip, std::thread::Builder::new().name(chip.to_string()).spawn_scoped(s, move || f(chip)).unwrap()))
+            .collect();
+        runs.into_iter().filter_map(|(chip, run)| run.join().is_err().then_some(chip)).collect()
+    });
+    assert!(failed.is_empty(), "failed on {failed:?} (their panics are printed above)");
+}
+
+/// The pool's version mask in the job helpers.
+const MASK: u32 = 0x1fff_e000;
+
+/// A job sent to a chain of any generation, and the check of a nonce against it.
+struct SentJob {
+    chip: ChipType,
+    header: [u8; 80],
+    base: u32,
+}
+
+impl SentJob {
+    /// BM136x: version rolling under [`MASK`] on, then a full-header job. BM1397: a midstate
+    /// job of 4 versions rolled under [`MASK`] (as the driver builds them).
+    fn send(c: &mut Client, id: u8, header: [u8; 80]) -> Self {
+        let chip = c.decoder.chip();
+        let base = u32::from_le_bytes(header[..4].try_into().unwrap());
+        if chip.rolls_versions() {
+            c.cmd(Command::write_all(reg::VERSION_ROLLING, VersionRolling::enabled(MASK).unwrap().to_register()));
+            c.send(HeaderJob::from_header(id, &header).encode().as_bytes());
+        } else {
+            let states: Vec<[u32; 8]> = (0..4)
+                .map(|k| {
+                    let mut hk = header;
+                    hk[..4].copy_from_slice(&firmware_protocol::rolled_version(base, MASK, k).to_le_bytes());
+                    hashrig_sha256d::Midstate::of(hk[..64].try_into().unwrap()).0
+                })
+                .collect();
+            let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap());
+            let job = MidstateJob::new(id, word(72), word(68), header[64..68].try_into().unwrap(), &states).unwrap();
+            c.send(job.encode().as_bytes());
+        }
+        Self { chip, header, base }
+    }
+
+    /// Does the nonce's hash (with the version it names) have the emulator-only ticket's bits?
+    fn verifies(&self, n: &NonceResponse) -> bool {
+        let mut h = self.header;
+        h[..4].copy_from_slice(&n.version(self.chip, self.base, MASK).to_le_bytes());
+        h[76..].copy_from_slice(&n.nonce.to_le_bytes());
+        zero_bits(&hashrig_sha256d::sha256d_header(&h)) >= u32::from(BITS)
+    }
+}
+
 #[test]
 fn fault_dead_chip_is_missing_from_enumeration() {
-    let mut cfg = config(ChipType::Bm1368, 4);
-    cfg.faults.dead_chips = vec![2];
-    let emu = Emulator::spawn(cfg).unwrap();
-    let mut c = Client::open(&emu);
-    assert_eq!(enumerate_short(&mut c, 3).len(), 3);
-    address_chain(&mut c, 3);
-    let addrs: Vec<u8> = emu.chips().iter().filter(|s| s.alive).map(|s| s.address).collect();
-    assert_eq!(addrs, vec![0, 85, 170], "the chip behind the dead one still takes an address");
+    each_generation(|chip| {
+        let mut cfg = config(chip, 4);
+        cfg.faults.dead_chips = vec![2];
+        let emu = Emulator::spawn(cfg).unwrap();
+        let mut c = Client::open(&emu);
+        assert_eq!(enumerate_short(&mut c, 3).len(), 3, "{chip}");
+        address_chain(&mut c, 3);
+        let addrs: Vec<u8> = emu.chips().iter().filter(|s| s.alive).map(|s| s.address).collect();
+        assert_eq!(addrs, vec![0, 85, 170], "{chip}: the chip behind the dead one still takes an address");
+        assert!(!emu.chips()[2].alive);
+    });
 }
 
 #[test]
 fn fault_crc_garbage_and_dropped_bytes_are_seen_by_the_host() {
-    let mut cfg = config(ChipType::Bm1370, 16);
-    cfg.faults = Faults { crc_error_rate: 0.3, garbage_rate: 0.3, drop_byte_rate: 0.2, ..Faults::default() };
-    let emu = Emulator::spawn(cfg).unwrap();
-    let mut c = Client::open(&emu);
-    let mut good = 0;
-    for _ in 0..4 {
-        // Some answers are lost to the faults: wait a fixed short time, not for all 16.
-        c.cmd(Command::read_all(reg::CHIP_ID));
-        good += c.responses(Duration::from_millis(1000), 16).len();
-    }
-    let st = emu.stats();
-    assert!(st.corrupted_crc > 0 && st.garbage_bytes > 0 && st.dropped_bytes > 0, "{st:?}");
-    let ds = c.decoder.stats();
-    assert!(ds.bad_crc > 0, "{ds:?}");
-    assert!(ds.skipped_bytes > 0, "{ds:?}");
-    assert!(good < 64 && good > 10, "good frames {good}");
+    each_generation(|chip| {
+        let mut cfg = config(chip, 16);
+        cfg.faults = Faults { crc_error_rate: 0.3, garbage_rate: 0.3, drop_byte_rate: 0.2, ..Faults::default() };
+        let emu = Emulator::spawn(cfg).unwrap();
+        let mut c = Client::open(&emu);
+        let mut good = 0;
+        for _ in 0..4 {
+            // Some answers are lost to the faults: wait a fixed short time, not for all 16
+            // (16 answers are 144 bytes, 13 ms at 115 200 baud).
+            c.cmd(Command::read_all(reg::CHIP_ID));
+            good += c.responses(Duration::from_millis(500), 16).len();
+        }
+        let st = emu.stats();
+        assert!(st.corrupted_crc > 0 && st.garbage_bytes > 0 && st.dropped_bytes > 0, "{chip}: {st:?}");
+        let ds = c.decoder.stats();
+        assert!(ds.bad_crc > 0, "{chip}: {ds:?}");
+        assert!(ds.skipped_bytes > 0, "{chip}: {ds:?}");
+        assert!(good < 64 && good > 10, "{chip}: good frames {good}");
+    });
 }
 
 #[test]
 fn fault_bad_cores_return_nonces_that_do_not_verify() {
-    let mut cfg = config(ChipType::Bm1370, 1);
-    cfg.faults.bad_core_chips = vec![0];
-    let emu = Emulator::spawn(cfg).unwrap();
-    let mut c = Client::open(&emu);
-    c.cmd(Command::write_all(reg::VERSION_ROLLING, 0x9000_ffff));
-    let job = HeaderJob::from_header(0x08, &header());
-    c.send(job.encode().as_bytes());
-    let ns = nonces(&c.responses(Duration::from_secs(20), 16));
-    let (mut ok, mut bad) = (0, 0);
-    for n in &ns {
-        let d = hashrig_sha256d::sha256d_header(&job.header(n.version(ChipType::Bm1370, job.version, 0x1fff_e000), n.nonce));
-        if zero_bits(&d) >= u32::from(BITS) {
-            ok += 1;
-            assert_eq!(n.core_id() % 2, 1, "good nonces come from odd cores");
-        } else {
-            bad += 1;
-            assert_eq!(n.core_id() % 2, 0, "bad nonces come from even cores");
+    each_generation(|chip| {
+        let mut cfg = config(chip, 1);
+        cfg.faults.bad_core_chips = vec![0];
+        let emu = Emulator::spawn(cfg).unwrap();
+        let mut c = Client::open(&emu);
+        let job = SentJob::send(&mut c, 0x08, header());
+        let ns = nonces(&c.responses(Duration::from_secs(20), 16));
+        let (mut ok, mut bad) = (0, 0);
+        for n in &ns {
+            assert_eq!(n.job_id(chip), 0x08, "{chip}");
+            if job.verifies(n) {
+                ok += 1;
+                assert_eq!(n.core_id() % 2, 1, "{chip}: good nonces come from odd cores");
+            } else {
+                bad += 1;
+                assert_eq!(n.core_id() % 2, 0, "{chip}: bad nonces come from even cores");
+            }
         }
-    }
-    assert!(ok > 0 && bad > 0, "ok {ok} bad {bad}");
-    assert!(emu.stats().wrong_nonces as usize >= bad);
+        assert!(ok > 0 && bad > 0, "{chip}: ok {ok} bad {bad}");
+        assert!(emu.stats().wrong_nonces as usize >= bad, "{chip}");
+    });
 }
 
 #[test]
 fn fault_duplicate_nonces_arrive_twice() {
-    let mut cfg = config(ChipType::Bm1366, 1);
-    cfg.faults.duplicate_rate = 1.0;
-    let emu = Emulator::spawn(cfg).unwrap();
-    let mut c = Client::open(&emu);
-    c.cmd(Command::write_all(reg::VERSION_ROLLING, 0x9000_ffff));
-    c.send(HeaderJob::from_header(0x08, &header()).encode().as_bytes());
-    let ns = nonces(&c.responses(Duration::from_secs(20), 8));
-    assert!(ns.len() >= 8);
-    for pair in ns.chunks(2).filter(|p| p.len() == 2) {
-        assert_eq!(pair[0], pair[1]);
-    }
+    each_generation(|chip| {
+        let mut cfg = config(chip, 1);
+        cfg.faults.duplicate_rate = 1.0;
+        let emu = Emulator::spawn(cfg).unwrap();
+        let mut c = Client::open(&emu);
+        let job = SentJob::send(&mut c, 0x08, header());
+        let ns = nonces(&c.responses(Duration::from_secs(20), 8));
+        assert!(ns.len() >= 8, "{chip}: {} nonces", ns.len());
+        for pair in ns.chunks(2).filter(|p| p.len() == 2) {
+            assert_eq!(pair[0], pair[1], "{chip}");
+            assert!(job.verifies(&pair[0]), "{chip}: a duplicate is still a good nonce");
+        }
+        assert!(emu.stats().duplicates >= 4, "{chip}: {:?}", emu.stats());
+    });
 }
 
 #[test]
 fn fault_late_nonces_for_the_old_job_come_after_the_new_job() {
-    let mut cfg = config(ChipType::Bm1370, 1);
-    cfg.faults.late_nonce_rate = 1.0;
-    let emu = Emulator::spawn(cfg).unwrap();
-    let mut c = Client::open(&emu);
-    c.cmd(Command::write_all(reg::VERSION_ROLLING, 0x9000_ffff));
-    let old = HeaderJob::from_header(0x08, &header());
-    c.send(old.encode().as_bytes());
-    // Everything is held back: nothing arrives for the old job.
-    assert!(nonces(&c.responses(Duration::from_millis(700), 1)).is_empty());
-    let mut h2 = header();
-    h2[68] ^= 1;
-    c.send(HeaderJob::from_header(0x10, &h2).encode().as_bytes());
-    let ns = nonces(&c.responses(Duration::from_secs(5), 1));
-    assert!(!ns.is_empty());
-    assert_eq!(ns[0].job_id(ChipType::Bm1370), 0x08, "a late nonce names the old job");
-    let d = hashrig_sha256d::sha256d_header(&old.header(ns[0].version(ChipType::Bm1370, old.version, 0x1fff_e000), ns[0].nonce));
-    assert!(zero_bits(&d) >= u32::from(BITS), "and verifies against the old job");
-    assert!(emu.stats().late_nonces > 0);
+    each_generation(|chip| {
+        let mut cfg = config(chip, 1);
+        cfg.faults.late_nonce_rate = 1.0;
+        let emu = Emulator::spawn(cfg).unwrap();
+        let mut c = Client::open(&emu);
+        let old = SentJob::send(&mut c, 0x08, header());
+        // Everything is held back: nothing arrives for the old job.
+        assert!(nonces(&c.responses(Duration::from_millis(700), 1)).is_empty(), "{chip}");
+        let mut h2 = header();
+        h2[68] ^= 1;
+        SentJob::send(&mut c, 0x10, h2);
+        let ns = nonces(&c.responses(Duration::from_secs(5), 1));
+        assert!(!ns.is_empty(), "{chip}: the held nonces come out after the new job");
+        assert_eq!(ns[0].job_id(chip), 0x08, "{chip}: a late nonce names the old job");
+        assert!(old.verifies(&ns[0]), "{chip}: and verifies against the old job");
+        assert!(emu.stats().late_nonces > 0, "{chip}");
+    });
 }
 
 #[test]
 fn fault_chain_stops_answering() {
-    let mut cfg = config(ChipType::Bm1397, 2);
-    cfg.faults.stop_after_responses = Some(3);
-    let emu = Emulator::spawn(cfg).unwrap();
-    let mut c = Client::open(&emu);
-    assert_eq!(enumerate(&mut c, 2).len(), 2);
-    assert_eq!(enumerate_short(&mut c, 1).len(), 1, "the third response is the last");
-    assert!(enumerate_short(&mut c, 0).is_empty());
-    assert!(emu.is_silent());
-    // Resumed, it answers again and the stop-after fault does not silence it at once.
-    emu.resume_answering();
-    assert!(!emu.is_silent());
-    for _ in 0..2 {
-        assert_eq!(enumerate(&mut c, 2).len(), 2);
-    }
-    assert!(!emu.is_silent());
-    // stop_answering() does the same on demand.
-    let emu = Emulator::spawn(config(ChipType::Bm1397, 1)).unwrap();
-    let mut c = Client::open(&emu);
-    assert_eq!(enumerate(&mut c, 1).len(), 1);
-    emu.stop_answering();
-    assert!(enumerate_short(&mut c, 0).is_empty());
-    emu.resume_answering();
-    assert_eq!(enumerate(&mut c, 1).len(), 1);
+    each_generation(|chip| {
+        let mut cfg = config(chip, 2);
+        cfg.faults.stop_after_responses = Some(3);
+        let emu = Emulator::spawn(cfg).unwrap();
+        let mut c = Client::open(&emu);
+        assert_eq!(enumerate(&mut c, 2).len(), 2, "{chip}");
+        assert_eq!(enumerate_short(&mut c, 1).len(), 1, "{chip}: the third response is the last");
+        assert!(enumerate_short(&mut c, 0).is_empty(), "{chip}");
+        assert!(emu.is_silent(), "{chip}");
+        // Resumed, it answers again and the stop-after fault does not silence it at once.
+        emu.resume_answering();
+        assert!(!emu.is_silent(), "{chip}");
+        for _ in 0..2 {
+            assert_eq!(enumerate(&mut c, 2).len(), 2, "{chip}");
+        }
+        assert!(!emu.is_silent(), "{chip}");
+        // stop_answering() does the same on demand.
+        emu.stop_answering();
+        assert!(enumerate_short(&mut c, 0).is_empty(), "{chip}");
+        emu.resume_answering();
+        assert_eq!(enumerate(&mut c, 2).len(), 2, "{chip}");
+    });
 }
 
 #[test]
