@@ -190,3 +190,46 @@ fn devices_lists_a_serial_section() {
     assert!(text.contains("Serial ports:"), "{text}");
     assert!(!text.contains("not built into this command"), "{text}");
 }
+
+#[test]
+fn devices_probe_names_an_emulated_chain_and_says_plainly_what_is_not_one() {
+    use std::time::{Duration, Instant};
+
+    use firmware_protocol::ChipType;
+    use firmware_protocol::emulator::{Emulator, EmulatorConfig};
+    // The emulator in-process (the library behind `bm13xx-emu`): its pty is a real device the
+    // hashrig process opens. A second one that stopped answering is a pty nobody answers on.
+    let chain = Emulator::spawn(EmulatorConfig::new(ChipType::Bm1368, 3)).unwrap();
+    let silent = Emulator::spawn(EmulatorConfig::new(ChipType::Bm1370, 1)).unwrap();
+    silent.stop_answering();
+    let chain_path = chain.path().to_str().unwrap().to_owned();
+    let silent_path = silent.path().to_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    let out = hashrig().args(["devices", "--probe", &chain_path, &silent_path, "/dev/null"]).timeout(Duration::from_secs(60)).output().unwrap();
+    let took = t0.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let serial: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Serial ports:")
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .map(str::trim)
+        .collect();
+    assert_eq!(serial.len(), 3, "only the named ports are probed: {serial:?}");
+    assert_eq!(serial[0], format!("{chain_path}: 3 x BM1368 answered"));
+    assert!(
+        serial[1].starts_with(&format!("{silent_path}: no BM13xx chip answered on {silent_path}")),
+        "a silent pty: {}",
+        serial[1]
+    );
+    assert_eq!(serial[2], "/dev/null: /dev/null is not a serial port (not a terminal device)");
+    // The silent port costs three 500 ms waits (one per baud); the rest is the other sections.
+    assert!(took < Duration::from_secs(10), "devices --probe took {took:?}");
+    assert!(silent.is_silent(), "the silent one stayed silent");
+
+    // Naming ports without --probe is a usage error.
+    let out = hashrig().args(["devices", "/dev/null"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--probe"));
+}

@@ -13,6 +13,10 @@ pub struct DevicesArgs {
     /// Also ask each serial port for BM13xx chip ids (writes to the ports; ~2 s per silent port).
     #[arg(long)]
     pub probe: bool,
+    /// With --probe: probe these ports instead of the ones the OS lists (ptys such as an emulator's
+    /// /dev/pts/N are never listed).
+    #[arg(value_name = "PORT", requires = "probe")]
+    pub ports: Vec<String>,
 }
 
 pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
@@ -40,7 +44,7 @@ pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
         println!("  {line}");
     }
     println!("Serial ports:");
-    for line in serial_ports(a.probe) {
+    for line in serial_ports(a.probe, &a.ports) {
         println!("  {line}");
     }
     println!("Power sources:");
@@ -84,12 +88,16 @@ pub fn gpu_adapters() -> Vec<String> {
         .collect()
 }
 
-/// One line per serial port; with `probe`, what answered on it (use it with
-/// `--backend asic:PORT`).
-pub fn serial_ports(probe: bool) -> Vec<String> {
-    let ports = match hashrig_hasher_asic::list_ports() {
-        Ok(p) => p,
-        Err(e) => return vec![format!("cannot list serial ports: {e}")],
+/// One line per serial port (the OS's list, or `named` when not empty); with `probe`, what
+/// answered on it (use it with `--backend asic:PORT`).
+pub fn serial_ports(probe: bool, named: &[String]) -> Vec<String> {
+    let ports = if named.is_empty() {
+        match hashrig_hasher_asic::list_ports() {
+            Ok(p) => p,
+            Err(e) => return vec![format!("cannot list serial ports: {}", error_chain(&e))],
+        }
+    } else {
+        named.to_vec()
     };
     if ports.is_empty() {
         return vec!["none found (a BM13xx board shows up as /dev/ttyUSB* or /dev/ttyACM*)".to_owned()];
@@ -109,10 +117,22 @@ pub fn serial_ports(probe: bool) -> Vec<String> {
             }
             match hashrig_hasher_asic::probe_port(&path) {
                 Ok((chip, n)) => format!("{line}: {n} x {chip} answered"),
-                Err(e) => format!("{line}: {e}"),
+                Err(e) => format!("{line}: {}", error_chain(&e)),
             }
         })
         .collect()
+}
+
+/// An error and its causes on one line ("cannot open serial port X: not a terminal: ...").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Who we are, as the kernel checks file permissions (Linux: `/proc/self/status`).

@@ -43,6 +43,8 @@ pub enum Error {
         "permission denied opening {port}: add your user to the dialout group (`sudo usermod -aG dialout $USER`, then log in again)"
     )]
     PermissionDenied { port: String },
+    #[error("{port} is not a serial port (not a terminal device)")]
+    NotSerial { port: String },
     #[error("serial I/O failed: could not {what}")]
     Io {
         what: &'static str,
@@ -86,11 +88,22 @@ pub fn open_serial(path: &str) -> Result<SerialLink, Error> {
     SerialLink::open(path, HOST_RESET_BAUD).map_err(|source| classify_open_error(path, source))
 }
 
-/// Our error for a failed open: permission problems get the dialout hint.
+/// Our error for a failed open: permission problems get the dialout hint; a file that is not a
+/// terminal (ENOTTY from the terminal ioctls `serialport` makes on open, e.g. `/dev/null` or a
+/// plain file) is named as not a serial port.
 pub fn classify_open_error(path: &str, source: serialport::Error) -> Error {
-    let denied = matches!(source.kind(), serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied))
-        || source.to_string().to_ascii_lowercase().contains("permission denied");
-    if denied { Error::PermissionDenied { port: path.to_owned() } } else { Error::Open { port: path.to_owned(), source } }
+    let text = source.to_string().to_ascii_lowercase();
+    let denied = matches!(source.kind(), serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied)) || text.contains("permission denied");
+    // ENOTTY reads "Not a typewriter" (nix, which `serialport` uses) or "Inappropriate ioctl
+    // for device" (libc's strerror).
+    let not_a_tty = text.contains("not a typewriter") || text.contains("inappropriate ioctl");
+    if denied {
+        Error::PermissionDenied { port: path.to_owned() }
+    } else if not_a_tty {
+        Error::NotSerial { port: path.to_owned() }
+    } else {
+        Error::Open { port: path.to_owned(), source }
+    }
 }
 
 /// Serial ports the OS knows, one line each: path, and what kind (USB ids when known).

@@ -300,6 +300,20 @@ fn permission_denied_names_the_dialout_group() {
     assert!(matches!(other, Error::Open { .. }));
 }
 
+#[test]
+fn a_file_that_is_not_a_terminal_is_not_a_serial_port() {
+    let err = hashrig_hasher_asic::open_serial("/dev/null").unwrap_err();
+    assert!(matches!(err, Error::NotSerial { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "/dev/null is not a serial port (not a terminal device)");
+    // Both spellings of ENOTTY.
+    for text in ["Not a typewriter", "Inappropriate ioctl for device"] {
+        let e = hashrig_hasher_asic::classify_open_error("/tmp/x", serialport::Error::new(serialport::ErrorKind::Unknown, text));
+        assert!(matches!(e, Error::NotSerial { .. }), "{text}: {e:?}");
+    }
+    let missing = hashrig_hasher_asic::open_serial("/dev/hashrig-no-such-port").unwrap_err();
+    assert!(matches!(missing, Error::Open { .. }), "{missing:?}");
+}
+
 /// Poll `chain` on `unit` until `done` says so (or 10 s pass).
 fn poll_until(
     chain: &mut hashrig_hasher_asic::Chain<hashrig_hasher_asic::SerialLink>,
