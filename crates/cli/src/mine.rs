@@ -66,7 +66,7 @@ pub struct MineArgs {
     /// CPU threads (cpu backend).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// CPU kernel: scalar, sha-ni, avx2 (cpu backend).
+    /// CPU kernel: sha-ni, sha-ni-sse, avx2, scalar (cpu backend; default: the best this CPU has).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`; repeat for
