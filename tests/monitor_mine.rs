@@ -24,6 +24,20 @@ fn listener(err: &str, prefix: &str) -> Option<SocketAddr> {
     err.lines().find_map(|l| l.strip_prefix(prefix)).map(|a| a.trim_end_matches("/metrics").parse().unwrap())
 }
 
+/// Start `hashrig mine` with `args` (which ask for `--api` and `--metrics`) and wait for both
+/// listeners' addresses on its stderr.
+fn start_with_listeners(args: &[String]) -> (Miner, SocketAddr, SocketAddr) {
+    let m = Miner::start(args);
+    assert!(
+        wait_for(Duration::from_secs(20), || listener(&m.stderr(), "Prometheus metrics at http://").is_some()),
+        "{}",
+        m.stderr()
+    );
+    let api = listener(&m.stderr(), "cgminer API on ").expect("API address on stderr");
+    let metrics = listener(&m.stderr(), "Prometheus metrics at http://").expect("metrics address on stderr");
+    (m, api, metrics)
+}
+
 #[test]
 fn mine_api_metrics_and_report_show_the_pools_answers() {
     // The pool announces difficulty 1/2048 but judges at 1/64: most shares are rejected as
@@ -42,14 +56,7 @@ fn mine_api_metrics_and_report_show_the_pools_answers() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut m = Miner::start(&args);
-    assert!(
-        wait_for(Duration::from_secs(20), || listener(&m.stderr(), "Prometheus metrics at http://").is_some()),
-        "{}",
-        m.stderr()
-    );
-    let api = listener(&m.stderr(), "cgminer API on ").expect("API address on stderr");
-    let metrics = listener(&m.stderr(), "Prometheus metrics at http://").unwrap();
+    let (mut m, api, metrics) = start_with_listeners(&args);
 
     // Wait until the pool has answered something, as seen through the API.
     let mut pools = serde_json::Value::Null;
@@ -115,14 +122,7 @@ fn switchpool_moves_mining_to_the_named_pool_and_devices_count_their_answers() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut m = Miner::start(&args);
-    assert!(
-        wait_for(Duration::from_secs(20), || listener(&m.stderr(), "Prometheus metrics at http://").is_some()),
-        "{}",
-        m.stderr()
-    );
-    let api = listener(&m.stderr(), "cgminer API on ").expect("API address on stderr");
-    let metrics = listener(&m.stderr(), "Prometheus metrics at http://").unwrap();
+    let (mut m, api, metrics) = start_with_listeners(&args);
 
     // Shares accepted by pool 0, counted for the device that found them.
     let mut v = serde_json::Value::Null;

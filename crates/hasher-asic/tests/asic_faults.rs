@@ -148,8 +148,9 @@ fn dead_chip_is_left_out_and_the_rest_mine() {
     assert_eq!(check_all_verify(&found), 0);
 }
 
-#[test]
-fn a_chain_that_stops_answering_is_detected_and_reinitialised() {
+/// A 2-chip BM1368 emulator and a driver config that notices silence fast (100 ms heartbeat,
+/// 200 ms enumeration timeout).
+fn quick_heartbeat_chain() -> (Emulator, ChainConfig) {
     let mut ecfg = EmulatorConfig::new(ChipType::Bm1368, 2);
     ecfg.hash_budget_per_job = Some(1 << 22);
     let emu = Emulator::spawn(ecfg).unwrap();
@@ -158,6 +159,12 @@ fn a_chain_that_stops_answering_is_detected_and_reinitialised() {
     cfg.job_interval = Some(Duration::from_millis(200));
     cfg.heartbeat = Duration::from_millis(100);
     cfg.enumerate_timeout = Duration::from_millis(200);
+    (emu, cfg)
+}
+
+#[test]
+fn a_chain_that_stops_answering_is_detected_and_reinitialised() {
+    let (emu, cfg) = quick_heartbeat_chain();
     let mut h = AsicHasher::with_emulator(emu, cfg).unwrap();
     h.emulator().unwrap().stop_answering();
     let ctl = Control::new();
@@ -182,14 +189,7 @@ fn a_chain_that_stops_answering_is_detected_and_reinitialised() {
 
 #[test]
 fn a_chain_that_answers_again_is_reinitialised_after_backing_off_and_mines_on() {
-    let mut ecfg = EmulatorConfig::new(ChipType::Bm1368, 2);
-    ecfg.hash_budget_per_job = Some(1 << 22);
-    let emu = Emulator::spawn(ecfg).unwrap();
-    let mut cfg = emulated_config(ChipType::Bm1368, 2);
-    cfg.emulator_ticket_zero_bits = Some(TEST_BITS);
-    cfg.job_interval = Some(Duration::from_millis(200));
-    cfg.heartbeat = Duration::from_millis(100);
-    cfg.enumerate_timeout = Duration::from_millis(200);
+    let (emu, mut cfg) = quick_heartbeat_chain();
     // Today's 1 s doubling to 30 s, scaled down: 100 ms doubling to 400 ms.
     cfg.reinit_backoff = Duration::from_millis(100);
     cfg.reinit_backoff_max = Duration::from_millis(400);
