@@ -65,17 +65,25 @@ fn emulated_bm1366_chain_of_16_reports_an_estimate_consistent_with_the_emulator(
     assert!(wide_lo <= lo && hi <= wide_hi, "the wide interval holds the 95 % one");
     assert!((wide_lo..=wide_hi).contains(&truth), "driver: emulator's true rate {truth} outside [{wide_lo}, {wide_hi}] (ci95 [{lo}, {hi}], {n} nonces)");
 
-    // The engine's estimate (top level, from the shares it re-verified): same check on its count.
+    // The engine's estimate (top level): the device's hash count is its ticket nonces x 2^bits,
+    // so the rate is hashes / seconds and the interval is the Poisson interval of that count.
     let [top_lo, top_hi] = [f(&v["hashrate_ci95"][0]), f(&v["hashrate_ci95"][1])];
-    // The engine's estimate of the one device, and the share count it rests on.
-    let top = f(&v["stats"]["devices"][0]["hashrate"]);
-    let shares = f(&v["stats"]["devices"][0]["valid_nonces"]);
-    assert!(shares > 0.0, "no shares in the run: {v}");
-    assert!(top_lo <= top && top <= top_hi, "hashrate {top} outside its own interval [{top_lo}, {top_hi}]");
-    let per = top / shares;
-    let [wide_lo, wide_hi] = poisson_interval(shares, Z_WIDE).map(|x| x * per);
-    assert!(top_hi <= wide_hi, "hashrate_ci95 [{top_lo}, {top_hi}] wider than the count allows ({wide_hi})");
-    assert!((wide_lo..=wide_hi).contains(&truth), "engine: emulator's true rate {truth} outside [{wide_lo}, {wide_hi}] ({shares} shares)");
+    let top = f(&v["hashrate"]);
+    let seconds = f(&v["seconds"]);
+    let hashes = f(&v["hashes"]);
+    assert!((top - hashes / seconds).abs() <= 1e-6 * top, "hashrate {top} is not hashes / seconds ({hashes} / {seconds})");
+    let per_ticket = f(&chain["ticket_difficulty"]) * 4_294_967_296.0;
+    let n_top = (hashes / per_ticket).round();
+    assert!((n_top - n).abs() <= 0.02 * n + 2.0, "engine's count {n_top} vs the driver's {n} nonces");
+    let per = top / n_top;
+    let [want_lo, want_hi] = poisson_interval(n_top, Z95);
+    assert!(
+        (top_lo / per - want_lo).abs() < 0.01 * want_lo && (top_hi / per - want_hi).abs() < 0.01 * want_hi,
+        "hashrate_ci95 [{top_lo}, {top_hi}] is not the 95 % interval of {n_top} nonces x {per}"
+    );
+    assert!(top_lo < top && top < top_hi, "hashrate {top} outside its own interval [{top_lo}, {top_hi}]");
+    let [wide_lo, wide_hi] = poisson_interval(n_top, Z_WIDE).map(|x| x * per);
+    assert!((wide_lo..=wide_hi).contains(&truth), "engine: emulator's true rate {truth} outside [{wide_lo}, {wide_hi}] ({n_top} nonces)");
     // Every chip took part.
     assert!(chain["per_chip"].as_array().unwrap().iter().all(|c| c["nonces"].as_u64().unwrap() > 0), "{chain}");
 }

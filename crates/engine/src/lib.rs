@@ -406,7 +406,7 @@ impl Shared {
                 let info = self.infos[index].clone();
                 let (hashrate, hashrate_ci95) = match info.hash_count {
                     HashCount::Exact => (per_sec(hashes as f64), None),
-                    HashCount::Estimated { .. } => estimate(c, elapsed_s, per_sec(hashes as f64)),
+                    HashCount::Estimated { ticket_difficulty } => estimate(c, hashes, ticket_difficulty, elapsed_s),
                 };
                 let mut by_origin: Vec<OriginErrors> = c
                     .hw_by_origin
@@ -449,22 +449,30 @@ impl Shared {
     }
 }
 
-/// Hashrate of a device whose count is estimated from returned nonces: each valid nonce at unit
-/// difficulty `d` stands for `d * 2^32` hashes; the count is Poisson, so its 95 % interval is
-/// about `n ± 1.96 sqrt(n)` (and `[0, 3.69]` nonces' worth when none came back).
-fn estimate(c: &DevCounters, elapsed_s: f64, counted_rate: f64) -> (f64, Option<[f64; 2]>) {
+/// Hashrate of a device whose count is estimated from returned nonces, with its 95 % interval.
+///
+/// The device's hash counter is what it credited for valid nonces at its ticket difficulty
+/// (`ticket_difficulty * 2^32` hashes each; the ASIC driver counts a nonce only after checking
+/// it meets the ticket), so `hashes / (ticket_difficulty * 2^32)` is that nonce count: the rate
+/// is `hashes / elapsed`, consistent with the reported hash total, and the interval is Garwood's
+/// for that count. Where the ticket difficulty is unusable, the shares this engine re-verified
+/// stand in (fewer of them: a wider interval).
+fn estimate(c: &DevCounters, hashes: u64, ticket_difficulty: f64, elapsed_s: f64) -> (f64, Option<[f64; 2]>) {
     if elapsed_s <= 0.0 {
-        return (counted_rate, None);
+        return (0.0, None);
     }
-    let n = c.valid_nonces as f64;
-    if n == 0.0 {
-        return (counted_rate, None);
+    let per_ticket = ticket_difficulty * 4_294_967_296.0;
+    if per_ticket.is_finite() && per_ticket >= 1.0 {
+        let n = (hashes as f64 / per_ticket).round() as u64;
+        let e = hashrig_hasher::estimate::estimate(n, ticket_difficulty, elapsed_s);
+        return (hashes as f64 / elapsed_s, Some(e.ci95));
     }
-    let mean_difficulty = c.nonce_difficulty_sum / n;
-    let per_nonce = mean_difficulty * 4_294_967_296.0 / elapsed_s;
-    let rate = n * per_nonce;
-    let half = 1.96 * n.sqrt() * per_nonce;
-    (rate, Some([(rate - half).max(0.0), rate + half]))
+    if c.valid_nonces == 0 {
+        return (hashes as f64 / elapsed_s, None);
+    }
+    let mean_difficulty = c.nonce_difficulty_sum / c.valid_nonces as f64;
+    let e = hashrig_hasher::estimate::estimate(c.valid_nonces, mean_difficulty, elapsed_s);
+    (e.rate, Some(e.ci95))
 }
 
 /// A running engine. Dropping it stops it.
@@ -671,4 +679,25 @@ fn verifier(shared: &Shared, rx: &mpsc::Receiver<Candidate>, mut sink: impl Shar
         }
     }
     shared.take_sample();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimated_rate_is_the_hash_count_over_time_with_the_ticket_counts_interval() {
+        // 1000 nonces at a 20-bit ticket over 10 s; the engine saw only 3 shares.
+        let per_ticket = 1u64 << 20;
+        let c = DevCounters { valid_nonces: 3, nonce_difficulty_sum: 3.0, ..Default::default() };
+        let (rate, ci) = estimate(&c, 1000 * per_ticket, per_ticket as f64 / 4_294_967_296.0, 10.0);
+        assert!((rate - 1000.0 * per_ticket as f64 / 10.0).abs() < 1e-6);
+        let [lo, hi] = ci.expect("an interval");
+        let [want_lo, want_hi] = hashrig_hasher::estimate::poisson_ci95(1000).map(|x| x * per_ticket as f64 / 10.0);
+        assert!((lo - want_lo).abs() < 1e-6 * want_lo && (hi - want_hi).abs() < 1e-6 * want_hi, "[{lo}, {hi}]");
+        // Without a usable ticket difficulty the re-verified shares stand in.
+        let (rate, ci) = estimate(&c, 0, 0.0, 10.0);
+        assert!((rate - 3.0 * 4_294_967_296.0 / 10.0).abs() < 1e-3, "{rate}");
+        assert!(ci.is_some());
+    }
 }

@@ -17,6 +17,7 @@ use std::sync::mpsc;
 
 pub use hashrig_sha256d::{NonceRange, Target};
 
+pub mod estimate;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
