@@ -148,10 +148,28 @@ fn switchpool_moves_mining_to_the_named_pool_and_devices_count_their_answers() {
     assert!(errors >= 2.0, "the two garbage lines are counted: {http}");
     assert!(http.contains("hashrig_device_shares_total{device=\"0\",kind=\"cpu\",result=\"accepted\"}"), "{http}");
 
-    // Pausing a device is not something the engine can do: a clear error status.
+    // ascdisable pauses device 0 (cgminer's answer: I, code 111) and devs shows it disabled;
+    // ascenable resumes it. A device that is not there is refused.
     let r = json(ask(api, br#"{"command":"ascdisable","parameter":"0"}"#));
+    assert_eq!(r["STATUS"][0]["STATUS"], "I", "{r}");
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            v = json(ask(api, br#"{"command":"devs"}"#));
+            v["DEVS"][0]["Enabled"] == "N" && v["DEVS"][0]["Status"] == "Disabled"
+        }),
+        "{v}"
+    );
+    let r = json(ask(api, br#"{"command":"ascdisable","parameter":"7"}"#));
     assert_eq!(r["STATUS"][0]["STATUS"], "E", "{r}");
-    assert!(r["STATUS"][0]["Msg"].as_str().unwrap().contains("not supported"), "{r}");
+    let r = json(ask(api, br#"{"command":"ascenable","parameter":"0"}"#));
+    assert_eq!(r["STATUS"][0]["STATUS"], "I", "{r}");
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            v = json(ask(api, br#"{"command":"devs"}"#));
+            v["DEVS"][0]["Enabled"] == "Y"
+        }),
+        "{v}"
+    );
 
     // switchpool 1: pool 1 goes to the front of the failover order and gets the work.
     let r = json(ask(api, br#"{"command":"switchpool","parameter":"1"}"#));
@@ -210,6 +228,7 @@ fn device_stats(index: usize) -> hashrig_engine::DeviceStats {
         device_errors: 0,
         last_error: None,
         failed: false,
+        paused: false,
     }
 }
 

@@ -150,6 +150,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     let mut meter = crate::metering::RunMeter::start(&plan.power)?;
 
     let engine = Engine::start(hashers, DiscardShares, EngineConfig::default())?;
+    mon.attach_engine(&engine);
     let share_target = target_from_difficulty(BENCH_SHARE_DIFFICULTY).expect("a valid constant difficulty");
     engine.set_job(Job::synthetic("bench", 1, share_target));
 

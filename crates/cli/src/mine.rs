@@ -474,6 +474,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     let mut mon_tick = tokio::time::interval(Duration::from_secs(1));
     let (share_tx, mut share_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = Engine::start(hashers, TokioSink(share_tx), EngineConfig::default()).context("cannot start the engine")?;
+    mon.attach_engine(&engine);
     for d in engine.devices() {
         tracing::info!(device = %d.name, kernel = %d.kernel, "hasher ready");
     }

@@ -55,6 +55,8 @@ pub struct Monitoring {
     quit: Arc<AtomicBool>,
     /// The stratum client of a pool-mining run (switchpool, and its counters).
     client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
+    /// The running engine's device pause (ascdisable/ascenable).
+    devices: Arc<Mutex<Option<hashrig_engine::DevicePause>>>,
     /// Shares sent and not answered yet: (pool, share) -> (device, pool difficulty).
     in_flight: HashMap<(usize, hashrig_stratum::Share), (usize, f64)>,
     in_flight_order: VecDeque<(usize, hashrig_stratum::Share)>,
@@ -67,13 +69,14 @@ pub struct Monitoring {
 const MAX_IN_FLIGHT: usize = 4096;
 
 /// Write commands a run supports by default: `quit` (stop the run cleanly, as Ctrl-C would),
-/// and in pool mining `switchpool N` (the stratum client's failover order). Pausing a device
-/// (`ascdisable`/`ascenable`) is not supported: the engine cannot pause one hasher, so those
-/// answer an error status.
+/// in pool mining `switchpool N` (the stratum client's failover order), and `ascdisable N` /
+/// `ascenable N`, which pause and resume engine device N once the engine is attached
+/// ([`Monitoring::attach_engine`]).
 #[derive(Debug)]
 struct RunActions {
     quit: Arc<AtomicBool>,
     client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
+    devices: Arc<Mutex<Option<hashrig_engine::DevicePause>>>,
 }
 
 impl Actions for RunActions {
@@ -88,6 +91,15 @@ impl Actions for RunActions {
         let done = client.as_ref().is_some_and(|c| c.switch_pool(pool as usize));
         if done {
             tracing::warn!(pool, "switchpool requested through the API");
+        }
+        done
+    }
+
+    fn set_device_enabled(&self, device: u32, enabled: bool) -> bool {
+        let pause = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let done = pause.as_ref().is_some_and(|p| p.set_enabled(device as usize, enabled));
+        if done {
+            tracing::warn!(device, enabled, "device {} through the API", if enabled { "resumed" } else { "paused" });
         }
         done
     }
@@ -114,13 +126,14 @@ impl Monitoring {
         let view = SharedView::new(RunView { mode: mode.to_string(), started_unix, ..Default::default() });
         let quit = Arc::new(AtomicBool::new(false));
         let client = Arc::new(Mutex::new(None));
+        let devices = Arc::new(Mutex::new(None));
         let api = match args.api {
             Some(addr) => {
                 let mut cfg = ApiConfig::new(addr);
                 cfg.access = access;
                 cfg.validate().map_err(|e| bad_input(format!("--api: {e}")))?;
                 let actions =
-                    actions.unwrap_or_else(|| Arc::new(RunActions { quit: quit.clone(), client: client.clone() }));
+                    actions.unwrap_or_else(|| Arc::new(RunActions { quit: quit.clone(), client: client.clone(), devices: devices.clone() }));
                 let srv = ApiServer::start(cfg, view.clone(), actions).context("starting the cgminer API")?;
                 eprintln!("cgminer API on {}", srv.local_addr());
                 Some(srv)
@@ -148,6 +161,7 @@ impl Monitoring {
             report: args.report.clone(),
             quit,
             client,
+            devices,
             in_flight: HashMap::new(),
             in_flight_order: VecDeque::new(),
             stale_dropped: 0,
@@ -272,6 +286,11 @@ impl Monitoring {
         self.extras.best_share = self.extras.best_share.max(difficulty);
         let d = self.extras.device_shares.entry(device).or_default();
         d.best_share = d.best_share.max(difficulty);
+    }
+
+    /// The running engine, for `ascdisable`/`ascenable` (pause and resume one device).
+    pub fn attach_engine(&mut self, engine: &hashrig_engine::Engine) {
+        *self.devices.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine.device_pause());
     }
 
     /// Pool mining: the stratum client, for `switchpool` and for its counters (stale shares it

@@ -149,6 +149,8 @@ pub struct DeviceStats {
     pub last_error: Option<String>,
     /// The device failed repeatedly and was dropped from the run.
     pub failed: bool,
+    /// Paused through [`Engine::device_pause`] (takes no new work until resumed).
+    pub paused: bool,
 }
 
 /// Totals at one moment.
@@ -250,6 +252,35 @@ struct Shared {
     work_ready: Condvar,
     counters: Mutex<Counters>,
     stopping: AtomicBool,
+    paused: DevicePause,
+}
+
+/// Pauses and resumes single devices of a running engine; cheap to clone, usable from any
+/// thread. A paused device finishes the unit it holds (at most about one unit's time, a
+/// second on CPU/GPU) and then takes no new work until it is resumed; the others go on.
+#[derive(Clone, Debug)]
+pub struct DevicePause(Arc<[AtomicBool]>);
+
+impl DevicePause {
+    fn new(devices: usize) -> Self {
+        Self((0..devices).map(|_| AtomicBool::new(false)).collect())
+    }
+
+    /// Pause (`enabled` false) or resume device `index`; false when there is no such device.
+    pub fn set_enabled(&self, index: usize, enabled: bool) -> bool {
+        match self.0.get(index) {
+            Some(flag) => {
+                flag.store(!enabled, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Is device `index` paused?
+    pub fn is_paused(&self, index: usize) -> bool {
+        self.0.get(index).is_some_and(|f| f.load(Ordering::Acquire))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,7 +295,9 @@ impl Shared {
             if self.stopping.load(Ordering::Acquire) {
                 return None;
             }
-            if let Some(unit) = self.cut_unit(&mut d, device, size) {
+            if self.paused.is_paused(device) {
+                // Wait for a resume; the timeout below re-checks every 100 ms.
+            } else if let Some(unit) = self.cut_unit(&mut d, device, size) {
                 return Some(unit);
             }
             d = self.work_ready.wait_timeout(d, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
@@ -426,6 +459,7 @@ impl Shared {
                     device_errors: c.device_errors,
                     last_error: c.last_error.clone(),
                     failed: c.failed,
+                    paused: self.paused.is_paused(index),
                 }
             })
             .collect();
@@ -491,6 +525,7 @@ impl Engine {
         }
         let infos: Vec<DeviceInfo> = hashers.iter().map(|h| h.info().clone()).collect();
         let counters = Counters { devices: infos.iter().map(|_| DevCounters::default()).collect(), ..Default::default() };
+        let paused = DevicePause::new(infos.len());
         let shared = Arc::new(Shared {
             cfg,
             started: Instant::now(),
@@ -498,6 +533,7 @@ impl Engine {
             infos,
             dispatch: Mutex::new(Dispatch::default()),
             work_ready: Condvar::new(),
+            paused,
             counters: Mutex::new(counters),
             stopping: AtomicBool::new(false),
         });
@@ -565,6 +601,11 @@ impl Engine {
     /// Time since start.
     pub fn elapsed(&self) -> Duration {
         self.shared.started.elapsed()
+    }
+
+    /// The handle that pauses and resumes single devices of this run.
+    pub fn device_pause(&self) -> DevicePause {
+        self.shared.paused.clone()
     }
 
     pub fn devices(&self) -> &[DeviceInfo] {

@@ -280,3 +280,29 @@ fn the_first_unit_is_sized_by_the_nominal_rate_and_later_ones_by_the_measured_ra
     assert!(last > 1_000_000, "units did not follow the measured rate: {last}");
     engine.stop();
 }
+
+#[test]
+fn a_paused_device_takes_no_work_until_resumed_and_the_other_goes_on() {
+    let cpu = |_| CpuHasher::new(&CpuConfig { threads: Some(1), ..Default::default() }).unwrap();
+    let cfg = EngineConfig { first_unit_hashes: 1 << 16, unit_seconds: 0.05, ..Default::default() };
+    let engine = Engine::start(vec![Box::new(cpu(0)), Box::new(cpu(1))], DiscardShares, cfg).unwrap();
+    engine.set_job(Job::synthetic("p", 7, target_from_difficulty(1.0).unwrap()));
+    let hashes = |i: usize| engine.stats().devices[i].hashes;
+    wait_until("both devices hash", || hashes(0) > 0 && hashes(1) > 0);
+
+    let pause = engine.device_pause();
+    assert!(!pause.set_enabled(2, false), "there is no device 2");
+    assert!(pause.set_enabled(0, false));
+    assert!(engine.stats().devices[0].paused);
+    // The unit in hand (~50 ms) ends; after that device 0's count stays put while 1's grows.
+    std::thread::sleep(Duration::from_millis(400));
+    let (p0, p1) = (hashes(0), hashes(1));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(hashes(0), p0, "a paused device hashed");
+    assert!(hashes(1) > p1, "the other device stopped too");
+
+    assert!(pause.set_enabled(0, true));
+    assert!(!engine.stats().devices[0].paused);
+    wait_until("device 0 hashes again", || hashes(0) > p0);
+    engine.stop();
+}

@@ -173,7 +173,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
                 name: d.info.name.clone(),
                 kind: d.info.kind.to_string(),
                 kernel: d.info.kernel.clone(),
-                enabled: !d.failed,
+                enabled: !d.failed && !d.paused,
                 hashrate,
                 nominal_hashrate: d.info.nominal_hashrate,
                 estimated: matches!(d.info.hash_count, HashCount::Estimated { .. }),
