@@ -94,7 +94,7 @@ pub fn serial_ports(probe: bool, named: &[String]) -> Vec<String> {
     let ports = if named.is_empty() {
         match hashrig_hasher_asic::list_ports() {
             Ok(p) => p,
-            Err(e) => return vec![format!("cannot list serial ports: {}", error_chain(&e))],
+            Err(e) => return vec![format!("cannot list serial ports: {:#}", anyhow::Error::from(e))],
         }
     } else {
         named.to_vec()
@@ -117,22 +117,10 @@ pub fn serial_ports(probe: bool, named: &[String]) -> Vec<String> {
             }
             match hashrig_hasher_asic::probe_port(&path) {
                 Ok((chip, n)) => format!("{line}: {n} x {chip} answered"),
-                Err(e) => format!("{line}: {}", error_chain(&e)),
+                Err(e) => format!("{line}: {:#}", anyhow::Error::from(e)),
             }
         })
         .collect()
-}
-
-/// An error and its causes on one line ("cannot open serial port X: not a terminal: ...").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Who we are, as the kernel checks file permissions (Linux: `/proc/self/status`).
