@@ -12,6 +12,8 @@ pub mod rpc;
 pub mod solo;
 pub mod store;
 pub mod template;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::path::PathBuf;
 use std::str::FromStr;
