@@ -218,10 +218,9 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
             shares.difficulty_accepted += p.shares.difficulty_accepted;
             shares.difficulty_rejected += p.shares.difficulty_rejected;
             shares.difficulty_stale += p.shares.difficulty_stale;
-            for (r, n) in &p.shares.reject_reasons {
-                *shares.reject_reasons.entry(r.clone()).or_default() += n;
-            }
         }
+        shares.reject_reasons =
+            bound_reasons(extras.pools.iter().flat_map(|p| p.shares.reject_reasons.iter().map(|(r, n)| (r.as_str(), *n))));
         // Found but never sent: stale too (cgminer counts discarded stale work the same way).
         shares.stale += extras.stale_unsent + stats.stale;
     }
@@ -236,7 +235,15 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         best_share: extras.best_share,
         blocks_found: stats.blocks,
         devices,
-        pools: extras.pools.clone(),
+        pools: extras
+            .pools
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.shares.reject_reasons = p.shares.bounded_reject_reasons();
+                p
+            })
+            .collect(),
         power: extras.power.clone(),
         j_per_th,
         samples,
@@ -293,5 +300,45 @@ mod tests {
         // Less than a minute of history: the rate over all of it.
         assert_eq!(window_rate(&pts, 60.0), Some(4000.0 / 20.0));
         assert_eq!(window_rate(&pts[..1], 5.0), None);
+    }
+}
+
+#[cfg(test)]
+mod reject_reason_tests {
+    use super::*;
+
+    #[test]
+    fn pools_with_endless_reject_reasons_give_a_bounded_view() {
+        let mut pool = PoolView::default();
+        for i in 0..10_000u64 {
+            pool.shares.reject_reasons.insert(format!("\x1b]0;title\x07reason {i}"), 1);
+        }
+        let extras = Extras { mode: "mine".into(), pools: vec![pool.clone(), pool], ..Default::default() };
+        let stats = Stats {
+            elapsed_s: 1.0,
+            hashes: 0,
+            hashrate: 0.0,
+            shares: 0,
+            blocks: 0,
+            stale: 0,
+            accepted: 0,
+            rejected: 0,
+            hw_errors: 0,
+            unknown_candidates: 0,
+            jobs: 0,
+            epoch: 0,
+            devices: Vec::new(),
+            samples: Vec::new(),
+        };
+        let v = to_run_view(&stats, &extras);
+        for shares in std::iter::once(&v.shares).chain(v.pools.iter().map(|p| &p.shares)) {
+            assert!(shares.reject_reasons.len() <= 17, "{} reasons", shares.reject_reasons.len());
+            for r in shares.reject_reasons.keys() {
+                assert!(!r.chars().any(char::is_control), "{r:?}");
+                assert!(!r.contains("title"), "the escape sequence's text goes too: {r:?}");
+            }
+        }
+        assert_eq!(v.shares.reject_reasons.values().sum::<u64>(), 20_000);
+        assert_eq!(v.pools[0].shares.reject_reasons.values().sum::<u64>(), 10_000);
     }
 }

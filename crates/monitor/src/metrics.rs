@@ -118,7 +118,8 @@ pub fn render(view: &RunView) -> Result<String, Error> {
         for (result, n) in [("accepted", p.shares.accepted), ("rejected", p.shares.rejected), ("stale", p.shares.stale)] {
             shares.get_or_create(&l(&[("pool", &id), ("result", result)])).inc_by(n as f64);
         }
-        for (reason, n) in &p.shares.reject_reasons {
+        // Bounded and cleaned here too, whoever filled the view: each reason is a label.
+        for (reason, n) in &p.shares.bounded_reject_reasons() {
             rejects.get_or_create(&l(&[("pool", &id), ("reason", reason)])).inc_by(*n as f64);
         }
         pool_up

@@ -65,11 +65,124 @@ pub struct Shares {
     pub accepted: u64,
     pub rejected: u64,
     pub stale: u64,
-    /// Rejected shares by the reason the pool gave ("duplicate", "low difficulty", ...).
+    /// Rejected shares by the reason the pool gave ("duplicate", "low difficulty", ...). Fill
+    /// it with [`Shares::add_reject_reason`], which keeps it bounded; the API, metrics and
+    /// engine views read it through [`Shares::bounded_reject_reasons`] anyway.
     pub reject_reasons: BTreeMap<String, u64>,
     pub difficulty_accepted: f64,
     pub difficulty_rejected: f64,
     pub difficulty_stale: f64,
+}
+
+/// Distinct reject reasons kept as the pools gave them (after [`clean_reason`]); every further
+/// distinct reason is counted under [`OTHER_REASON`]. A pool chooses its reason strings, and
+/// each becomes a metrics label and a map entry, so their number is bounded here.
+pub const MAX_REJECT_REASONS: usize = 16;
+/// Where reasons past [`MAX_REJECT_REASONS`] are counted.
+pub const OTHER_REASON: &str = "other";
+/// Longest reject reason kept, in characters; longer ones are cut.
+pub const MAX_REASON_CHARS: usize = 120;
+
+/// A pool's reject reason made safe to show as a label or API text: terminal escape sequences
+/// (CSI `ESC [ .. final`, OSC `ESC ] .. BEL|ESC \`, two-character `ESC x`) and every other
+/// control character removed, surrounding whitespace trimmed, cut to [`MAX_REASON_CHARS`]
+/// characters. An empty result reads "unknown".
+pub fn clean_reason(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(MAX_REASON_CHARS * 4));
+    let mut kept = 0usize;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            match chars.next() {
+                // CSI: parameters and intermediates up to one final byte in '@'..='~'.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC (and the other string commands): up to BEL or ESC \.
+                Some(']' | 'P' | '^' | '_' | 'X') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' {
+                            break;
+                        }
+                        if c == '\x1b' {
+                            if chars.peek() == Some(&'\\') {
+                                chars.next();
+                            }
+                            break;
+                        }
+                    }
+                }
+                // Two-character sequences (ESC c, ESC 7, ...): drop both.
+                _ => {}
+            }
+            continue;
+        }
+        if c.is_control() {
+            continue;
+        }
+        if kept == MAX_REASON_CHARS {
+            break;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    let trimmed = out.trim();
+    if trimmed.is_empty() {
+        "unknown".to_string()
+    } else if trimmed.len() == out.len() {
+        out
+    } else {
+        trimmed.to_string()
+    }
+}
+
+impl Shares {
+    /// Count `n` rejects for the pool's `reason`: cleaned with [`clean_reason`], and once
+    /// [`MAX_REJECT_REASONS`] distinct reasons are kept, new ones count under [`OTHER_REASON`].
+    /// What a caller should use to fill [`Shares::reject_reasons`].
+    pub fn add_reject_reason(&mut self, reason: &str, n: u64) {
+        let reason = clean_reason(reason);
+        let kept = self.reject_reasons.len() - usize::from(self.reject_reasons.contains_key(OTHER_REASON));
+        let key = if self.reject_reasons.contains_key(&reason) || kept < MAX_REJECT_REASONS {
+            reason
+        } else {
+            OTHER_REASON.to_string()
+        };
+        *self.reject_reasons.entry(key).or_default() += n;
+    }
+
+    /// [`Shares::reject_reasons`] bounded, whoever filled it: reasons cleaned (those that clean
+    /// to the same text summed), the [`MAX_REJECT_REASONS`] most frequent kept (ties by name),
+    /// the rest summed under [`OTHER_REASON`]. Counts add up to the same total.
+    pub fn bounded_reject_reasons(&self) -> BTreeMap<String, u64> {
+        bound_reasons(self.reject_reasons.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+}
+
+/// Clean, merge and cap reject reasons (see [`Shares::bounded_reject_reasons`]).
+pub(crate) fn bound_reasons<'a>(reasons: impl IntoIterator<Item = (&'a str, u64)>) -> BTreeMap<String, u64> {
+    let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+    for (reason, n) in reasons {
+        let e = merged.entry(clean_reason(reason)).or_default();
+        *e = e.saturating_add(n);
+    }
+    let mut other = merged.remove(OTHER_REASON).unwrap_or(0);
+    if merged.len() > MAX_REJECT_REASONS {
+        let mut by_count: Vec<(String, u64)> = merged.into_iter().collect();
+        // Most frequent first; equal counts keep name order (the sort is stable).
+        by_count.sort_by_key(|e| std::cmp::Reverse(e.1));
+        let rest = by_count.split_off(MAX_REJECT_REASONS);
+        other = rest.iter().fold(other, |acc, (_, n)| acc.saturating_add(*n));
+        merged = by_count.into_iter().collect();
+    }
+    if other > 0 {
+        merged.insert(OTHER_REASON.to_string(), other);
+    }
+    merged
 }
 
 /// One hashing device (a CPU backend, a GPU, an ASIC chain).
@@ -285,5 +398,49 @@ impl SharedView {
     /// Change the view in place.
     pub fn update(&self, f: impl FnOnce(&mut RunView)) {
         f(&mut self.0.write());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_reason_drops_escape_sequences_and_controls_and_cuts_long_text() {
+        assert_eq!(clean_reason("\x1b[1;31mlow difficulty\x1b[0m\r\n"), "low difficulty");
+        assert_eq!(clean_reason("\x1b]0;owned\x07dup\x1b]2;x\x1b\\licate"), "duplicate");
+        assert_eq!(clean_reason("a\x00b\tc\x7fd\u{9b}e"), "abcde");
+        assert_eq!(clean_reason("  \x1b[2J "), "unknown");
+        let long = "é".repeat(500);
+        assert_eq!(clean_reason(&long).chars().count(), MAX_REASON_CHARS);
+        assert_eq!(clean_reason("low difficulty \"share\""), "low difficulty \"share\"");
+    }
+
+    #[test]
+    fn add_reject_reason_keeps_sixteen_and_folds_the_rest() {
+        let mut s = Shares::default();
+        for i in 0..10_000u64 {
+            s.add_reject_reason(&format!("reason {i}"), 1);
+        }
+        s.add_reject_reason("reason 3", 5);
+        assert_eq!(s.reject_reasons.len(), MAX_REJECT_REASONS + 1);
+        assert_eq!(s.reject_reasons["reason 3"], 6, "a kept reason still counts as itself");
+        assert_eq!(s.reject_reasons[OTHER_REASON], 10_000 - 16);
+        assert_eq!(s.reject_reasons.values().sum::<u64>(), 10_005);
+        assert_eq!(s.bounded_reject_reasons(), s.reject_reasons, "already bounded");
+    }
+
+    #[test]
+    fn bounded_reject_reasons_keep_the_most_frequent_and_merge_cleaned_duplicates() {
+        let mut s = Shares::default();
+        for i in 0..40u64 {
+            s.reject_reasons.insert(format!("r{i:02}"), i + 1);
+        }
+        s.reject_reasons.insert("\x1b[31mr39\x1b[0m".into(), 100);
+        let b = s.bounded_reject_reasons();
+        assert_eq!(b.len(), 17);
+        assert_eq!(b["r39"], 140, "the same reason once cleaned");
+        assert!(b.contains_key("r24") && !b.contains_key("r23"), "{b:?}");
+        assert_eq!(b.values().sum::<u64>(), s.reject_reasons.values().sum::<u64>());
     }
 }

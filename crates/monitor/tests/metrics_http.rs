@@ -337,3 +337,40 @@ fn prometheus_client_parses_the_scrape_like_the_strict_parser() {
         .expect("the quoted reject reason, unescaped by prometheus_client");
     assert_eq!(reason[2], 1.0);
 }
+
+/// A pool that answers every share with a new reason (10,000 of them, some with terminal
+/// escape sequences and some very long) must not grow the scrape: at most 16 reasons as given
+/// plus one `other`, every count kept, no control characters, no label over the length cap.
+#[test]
+fn reject_reasons_from_a_flooding_pool_are_capped_and_cleaned() {
+    let mut view = common::rig();
+    let mut reasons = std::collections::BTreeMap::new();
+    for i in 0..10_000 {
+        let reason = match i % 3 {
+            0 => format!("bad nonce {i}"),
+            1 => format!("\x1b[31mred {i}\x1b[0m\r\n\x07"),
+            _ => format!("{i} {}", "x".repeat(500)),
+        };
+        reasons.insert(reason, 1u64);
+    }
+    view.pools[0].shares.reject_reasons = reasons.clone();
+    view.shares.reject_reasons = reasons;
+    let text = hashrig_monitor::metrics::render(&view).unwrap();
+    let m = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}"));
+    let rejects: Vec<(&LabelSet, f64)> = m
+        .samples
+        .iter()
+        .filter(|((name, labels), _)| name == "hashrig_share_rejects_total" && labels["pool"] == "0")
+        .map(|((_, labels), v)| (labels, *v))
+        .collect();
+    assert!(rejects.len() <= 17, "{} reject reason labels", rejects.len());
+    assert!(rejects.len() >= 2, "some reasons kept as given, the rest folded");
+    assert_eq!(rejects.iter().map(|(_, v)| v).sum::<f64>(), 10_000.0, "every reject still counted");
+    assert!(rejects.iter().any(|(l, _)| l["reason"] == "other"), "the folded rest");
+    for (labels, _) in &rejects {
+        let r = &labels["reason"];
+        assert!(r.chars().count() <= 120, "reason of {} chars", r.chars().count());
+        assert!(!r.chars().any(char::is_control), "control character in {r:?}");
+    }
+    assert!(text.len() < 64 * 1024, "scrape of {} bytes", text.len());
+}
