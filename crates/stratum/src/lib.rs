@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use tls::PoolCa;
 
-pub use client::{ClientConfig, ClientEvent, ClientHandle, ClientStats, FoundShare, PoolConfig, PoolUrl};
+pub use client::{ClientConfig, ClientEvent, ConnId, StaleReason, ClientHandle, ClientStats, FoundShare, PoolConfig, PoolUrl};
 pub use session::{Event, Password, PoolJob, Session, SessionConfig, SessionStats, Share, ShareOutcome, SubmitError};
 pub use wire::{HexU32, Notify, PrevHash, ProtocolError, ServerMessage, StratumError};
 

@@ -122,8 +122,9 @@ pub enum Event {
     Send(String),
     /// A new job. `clean` jobs void all older ones.
     Job(Arc<PoolJob>),
-    /// The pool answered a share.
-    ShareResult { share: Share, outcome: ShareOutcome },
+    /// The pool answered a share; `request` is the JSON-RPC id its `mining.submit` went out
+    /// with (as returned by [`Session::submit_request`]).
+    ShareResult { request: u64, share: Share, outcome: ShareOutcome },
     /// The pool answered authorize.
     Authorized(bool),
     /// The version-rolling mask now in force (`None`: no rolling).
@@ -282,6 +283,12 @@ impl Session {
     /// Build the `mining.submit` line for a share, or say why it cannot be sent (counted as
     /// stale when the job is gone).
     pub fn submit(&mut self, share: Share) -> Result<Event, SubmitError> {
+        self.submit_request(share).map(|(_, ev)| ev)
+    }
+
+    /// As [`Session::submit`], also giving the request id the answer will carry
+    /// ([`Event::ShareResult::request`]).
+    pub fn submit_request(&mut self, share: Share) -> Result<(u64, Event), SubmitError> {
         let Some((_, en2_size)) = self.extranonce else {
             return Err(SubmitError::NotSubscribed);
         };
@@ -307,7 +314,8 @@ impl Session {
             // BIP 310: the pool rebuilds (job_version & !mask) | (bits & mask).
             params.push(json!(HexU32(share.version & mask).to_string()));
         }
-        Ok(self.request("mining.submit", Value::Array(params), Pending::Submit(share)))
+        let id = self.next_id;
+        Ok((id, self.request("mining.submit", Value::Array(params), Pending::Submit(share))))
     }
 
     /// Feed one line (without its newline) from the pool.
@@ -430,7 +438,7 @@ impl Session {
                     tracing::warn!(job = %share.job_id, %reason, "share rejected");
                     ShareOutcome::Rejected { reason }
                 };
-                out.push(Event::ShareResult { share, outcome });
+                out.push(Event::ShareResult { request: r.id, share, outcome });
             }
             Pending::Other => {
                 if let Some(e) = r.error {
