@@ -11,6 +11,13 @@
 //! (`STATUS=S,When=..,Code=11,Msg=Summary,Description=..|SUMMARY,Elapsed=10,MHS av=1.00|`).
 //! JSON commands joined with `+` (`summary+devs`) answer `{"summary":[{..}],"devs":[{..}]}`.
 //!
+//! Limits (so that slow or idle clients cannot hold the API): each connection has one deadline
+//! for its whole request, counted from accept ([`ApiConfig::read_timeout`], 2 s by default; a
+//! client trickling a byte at a time does not extend it), then at most [`WRITE_GRACE`] to take
+//! the reply and [`LINGER`] to close; at most [`ApiConfig::max_connections`] (64 by default) are
+//! served at once, and a connection past that is closed at once (logged, at most once every
+//! 10 s with the count), never queued.
+//!
 //! Write commands (`switchpool`, `enablepool`, `disablepool`, `ascenable`, `ascdisable`,
 //! `quit`) run only for peers with write access and only through the [`Actions`] the caller
 //! provides; everyone else gets cgminer's code 45 "Access denied".
@@ -32,6 +39,15 @@ use crate::Error;
 pub const API_VERSION: &str = "3.7";
 /// Largest request we read; cgminer reads at most 8 KiB too.
 pub const MAX_REQUEST: usize = 8192;
+/// Default deadline for a whole request, from accept to its last byte.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// Default number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Time a client gets to take the reply, after the request deadline at the latest.
+pub const WRITE_GRACE: Duration = Duration::from_secs(1);
+/// Time we keep reading (and dropping) what a client still sends after the reply, so that
+/// closing does not reset the connection before it has read the reply.
+pub const LINGER: Duration = Duration::from_millis(200);
 
 // cgminer's status codes (api.c), the ones we answer with.
 const MSG_POOL: u32 = 7;
@@ -702,16 +718,22 @@ fn now_unix() -> u64 {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub access: Access,
-    /// How long to wait for a request (the whole of it).
+    /// Deadline for the whole request, counted from accept: a client that has not sent a
+    /// complete request by then gets an error status and is closed, however it trickles.
     pub read_timeout: Duration,
-    /// Connections served at once; more are closed at once.
+    /// Connections served at once; a connection past this is closed at once, not queued.
     pub max_connections: usize,
 }
 
 impl ApiConfig {
-    /// `listen` with loopback-only read access.
+    /// `listen` with loopback-only read access, a 2 s request deadline and 64 connections.
     pub fn new(listen: SocketAddr) -> Self {
-        ApiConfig { listen, access: Access::loopback_only(), read_timeout: Duration::from_secs(2), max_connections: 16 }
+        ApiConfig {
+            listen,
+            access: Access::loopback_only(),
+            read_timeout: DEFAULT_REQUEST_DEADLINE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
     }
 
     /// Refuse to listen beyond loopback without an explicit allow-list.
@@ -771,29 +793,56 @@ impl Drop for ApiServer {
     }
 }
 
+/// Logs refused connections without letting a flood of them flood the log: the first at
+/// once, then at most one line every 10 s with how many were refused meanwhile.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, cap: usize) {
+        self.unlogged += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(%peer, refused = self.unlogged, cap, "cgminer API: too many connections, closing new ones");
+            self.last = Some(Instant::now());
+            self.unlogged = 0;
+        }
+    }
+}
+
 fn accept_loop(listener: TcpListener, config: ApiConfig, view: SharedView, actions: Arc<dyn Actions>, stop: Arc<AtomicBool>) {
     let active = Arc::new(AtomicUsize::new(0));
+    let mut refusals = RefusalLog::default();
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                // The request's deadline runs from here, whatever the client does.
+                let deadline = Instant::now() + config.read_timeout;
                 let level = config.access.level(peer.ip());
                 if level == Level::None {
                     tracing::debug!(%peer, "cgminer API: connection refused by the allow-list");
                     continue;
                 }
                 if active.load(Ordering::Acquire) >= config.max_connections {
-                    tracing::warn!(%peer, "cgminer API: too many connections, closing");
+                    refusals.refused(peer, config.max_connections);
+                    drop(stream);
                     continue;
                 }
                 active.fetch_add(1, Ordering::AcqRel);
-                let (view, actions, active2, timeout) = (view.clone(), actions.clone(), active.clone(), config.read_timeout);
-                let spawned = std::thread::Builder::new().name("cgminer-api-conn".into()).spawn(move || {
-                    if let Err(e) = serve(stream, peer.ip(), level, timeout, &view, &*actions) {
-                        tracing::debug!(%peer, error = %e, "cgminer API: connection ended with an error");
-                    }
-                    active2.fetch_sub(1, Ordering::AcqRel);
-                });
-                if spawned.is_err() {
+                let (view, actions, active2) = (view.clone(), actions.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("cgminer-api-conn".into())
+                    .stack_size(512 * 1024)
+                    .spawn(move || {
+                        if let Err(e) = serve(stream, peer.ip(), level, deadline, &view, &*actions) {
+                            tracing::debug!(%peer, error = %e, "cgminer API: connection ended with an error");
+                        }
+                        active2.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(%peer, error = %e, "cgminer API: cannot start a connection thread");
                     active.fetch_sub(1, Ordering::AcqRel);
                 }
             }
@@ -807,9 +856,8 @@ fn accept_loop(listener: TcpListener, config: ApiConfig, view: SharedView, actio
 }
 
 /// Read one request: until the peer stops sending (EOF), a complete JSON object, a NUL or
-/// newline, a pause after a plain request, the size limit, or the timeout.
-fn read_request(stream: &mut TcpStream, timeout: Duration) -> std::io::Result<(Vec<u8>, bool)> {
-    let deadline = Instant::now() + timeout;
+/// newline, a pause after a plain request, the size limit, or `deadline`.
+fn read_request(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<(Vec<u8>, bool)> {
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 2048];
     loop {
@@ -839,11 +887,45 @@ fn read_request(stream: &mut TcpStream, timeout: Duration) -> std::io::Result<(V
                 if !buf.is_empty() && buf[0] != b'{' {
                     return Ok((buf, false));
                 }
-                if Instant::now() >= deadline {
-                    return Ok((buf, false));
-                }
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Write all of `bytes` by `until`; a client that reads slower than that is given up on.
+fn write_by(stream: &mut TcpStream, mut bytes: &[u8], until: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow to take the reply"));
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Half-close, then drop what the peer still sends until `until` (and at most 1 MiB), so that
+/// closing with unread input does not reset the connection before the peer reads our reply.
+/// `until` is a hard end: a peer that keeps trickling does not extend it.
+pub(crate) fn close_gracefully(mut stream: TcpStream, until: Instant) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    while drained < 1 << 20 {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }
@@ -852,13 +934,12 @@ fn serve(
     mut stream: TcpStream,
     peer: IpAddr,
     level: Level,
-    timeout: Duration,
+    deadline: Instant,
     view: &SharedView,
     actions: &dyn Actions,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(timeout))?;
-    let (request, oversized) = read_request(&mut stream, timeout)?;
+    let (request, oversized) = read_request(&mut stream, deadline)?;
     let reply = if oversized {
         tracing::debug!(%peer, "cgminer API: request over {MAX_REQUEST} bytes");
         let json = request.first() == Some(&b'{');
@@ -873,10 +954,12 @@ fn serve(
     } else {
         respond(&request, &view.snapshot(), level, actions)
     };
-    stream.write_all(&reply)?;
-    stream.flush()?;
-    crate::close_gracefully(stream);
-    Ok(())
+    // However the request went, the connection ends by deadline + WRITE_GRACE + LINGER.
+    let write_until = deadline.max(Instant::now()) + WRITE_GRACE;
+    let written = write_by(&mut stream, &reply, write_until);
+    let linger_until = (Instant::now() + LINGER).min(write_until + LINGER);
+    close_gracefully(stream, linger_until);
+    written
 }
 
 #[cfg(test)]

@@ -55,19 +55,3 @@ pub enum Error {
         source: std::io::Error,
     },
 }
-
-/// Half-close, then drain what the peer is still sending (bounded in bytes and time), so that
-/// closing with unread input does not reset the connection before the peer reads our reply.
-pub(crate) fn close_gracefully(mut stream: std::net::TcpStream) {
-    use std::io::Read;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(200)));
-    let mut sink = [0u8; 4096];
-    let mut drained = 0usize;
-    while drained < 1 << 20 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
-    }
-}

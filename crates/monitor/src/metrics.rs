@@ -212,7 +212,7 @@ impl MetricsServer {
                                     tracing::debug!(%peer, error = %e, "metrics: connection ended with an error");
                                 }
                                 if let Ok(c) = copy {
-                                    crate::close_gracefully(c);
+                                    crate::cgminer::close_gracefully(c, Instant::now() + Duration::from_millis(200));
                                 }
                             });
                         }

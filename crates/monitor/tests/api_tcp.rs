@@ -275,3 +275,100 @@ fn binding_beyond_loopback_needs_an_allow_list() {
     let err = ApiServer::start(cfg, SharedView::default(), Arc::new(NoActions)).unwrap_err();
     assert!(err.to_string().contains("--api-allow"), "{err}");
 }
+
+/// A client that sends `request` one byte every `gap`, then spaces, until told to stop, 5 s
+/// have passed, or a write fails because the server has closed the connection for good (a
+/// half-close alone does not stop it: the server may still be reading). Returns the stream to
+/// read from and a thread that gives how long after connecting the first write failed.
+fn trickler(
+    addr: SocketAddr,
+    request: &'static [u8],
+    gap: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (TcpStream, std::thread::JoinHandle<Option<Duration>>) {
+    let s = TcpStream::connect(addr).unwrap();
+    let t0 = Instant::now();
+    let mut w = s.try_clone().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut bytes = request.iter().copied().chain(std::iter::repeat(b' '));
+        while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(5) {
+            let b = bytes.next().unwrap();
+            if w.write_all(&[b]).is_err() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(gap);
+        }
+        None
+    });
+    (s, t)
+}
+
+#[test]
+fn trickling_client_is_cut_off_at_the_request_deadline() {
+    // Deadline 500 ms (see `start`); one byte every 150 ms would keep a per-read timeout alive
+    // for ever.
+    let srv = start(Access::loopback_only(), Arc::new(NoActions));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (mut s, t) = trickler(srv.local_addr(), br#"{"command":"summary"}"#, Duration::from_millis(150), stop.clone());
+    s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    // The reply to the incomplete request comes at the deadline, then the server half-closes.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = s.read(&mut chunk) {
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let v = pyasic_parse(&raw);
+    assert_eq!(v["STATUS"][0]["STATUS"], "E", "the incomplete request gets an error status: {v}");
+    // The trickler keeps sending; the server must close for good soon after the deadline
+    // (its writes then fail), not keep reading a byte every 150 ms.
+    let cut = t.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let cut = cut.expect("the server was still reading the trickle after 5 s: it holds its slot");
+    assert!(cut < Duration::from_millis(1600), "cut off only after {cut:?} (deadline 500 ms)");
+    assert!(cut >= Duration::from_millis(400), "cut off before the deadline: {cut:?}");
+}
+
+#[test]
+fn normal_client_is_answered_while_twenty_tricklers_are_connected() {
+    // The defaults a run uses (2 s deadline, the default connection cap).
+    let cfg = ApiConfig::new("127.0.0.1:0".parse().unwrap());
+    let srv = ApiServer::start(cfg, SharedView::new(common::rig()), Arc::new(NoActions)).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tricklers: Vec<_> =
+        (0..20).map(|_| trickler(srv.local_addr(), br#"{"command":"summary"}"#, Duration::from_millis(150), stop.clone())).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(br#"{"command":"summary"}"#).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let took = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in tricklers {
+        let _ = t.join().unwrap();
+    }
+    assert!(!raw.is_empty(), "no answer ({took:?}): the tricklers took every slot");
+    let v = pyasic_parse(&raw);
+    assert_eq!(v["STATUS"][0]["STATUS"], "S", "{v}");
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_at_once() {
+    let mut cfg = ApiConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.max_connections = 4;
+    let srv = ApiServer::start(cfg, SharedView::new(common::rig()), Arc::new(NoActions)).unwrap();
+    let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(srv.local_addr()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(br#"{"command":"summary"}"#);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(t0.elapsed() < Duration::from_millis(500), "the fifth waited {:?}: it queued", t0.elapsed());
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains("\"STATUS\":\"S\""), "served past the cap: {text}");
+    drop(idle);
+}
