@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use rpc::{Auth, NodeUrl, RpcClient};
-pub use solo::{FoundBlock, SoloConfig, SoloEvent, SoloHandle, SoloStats};
-pub use store::{BlockStore, StoredBlock};
+pub use solo::{BlockAnswer, FoundBlock, PendingOutcome, SoloConfig, SoloEvent, SoloHandle, SoloStats};
+pub use store::{BlockStore, PendingScan, StoredBlock};
 pub use template::{BlockTemplate, SoloWork};
 
 /// Errors of solo mining.
@@ -34,17 +34,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("I/O error talking to {url}")]
-    Io {
+    #[error("cannot reach {url} for {method}")]
+    Transport {
         url: String,
+        method: String,
         #[source]
-        source: std::io::Error,
+        source: reqwest::Error,
     },
-    #[error("{url} did not answer {method} within {secs} s")]
-    Timeout { url: String, method: String, secs: u64 },
+    #[error("{url} did not answer {method} within {limit:?}")]
+    Timeout { url: String, method: String, limit: std::time::Duration },
+    #[error("{url} answered {method} with HTTP {status}: {body}")]
+    HttpStatus { url: String, method: String, status: u16, body: String },
     #[error("bad HTTP answer from {url}: {why}")]
     Http { url: String, why: String },
-    #[error("{url} refused the RPC credentials (check --rpc-cookie or --rpc-user/--rpc-pass)")]
+    #[error("{url} refused the RPC credentials (check the cookie file given with --rpc-cookie, or --rpc-user/--rpc-pass)")]
     Unauthorized { url: String },
     #[error("node error {code} on {method}: {message}")]
     Rpc { method: String, code: i64, message: String },
@@ -67,6 +70,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Bitcoin Core's RPC_IN_WARMUP: the node is still loading and will answer later.
+pub const RPC_IN_WARMUP: i64 = -28;
+
+impl Error {
+    /// Whether the same call may well succeed later: the node is starting (RPC -28, no cookie
+    /// file yet), busy (HTTP 5xx), unreachable or slow. Configuration mistakes (bad URL,
+    /// credentials, address) and bad templates are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } | Error::Cookie { .. } => true,
+            Error::HttpStatus { status, .. } => *status >= 500,
+            Error::Rpc { code, .. } => *code == RPC_IN_WARMUP,
+            _ => false,
+        }
+    }
 }
 
 /// A network name as users type it.

@@ -1,14 +1,20 @@
-//! A minimal Bitcoin Core JSON-RPC client: HTTP/1.1 POST over a tokio `TcpStream`, one
-//! connection per call, basic auth from a cookie file (re-read on every call: the node writes a
-//! new one each start) or a user and password.
+//! A Bitcoin Core JSON-RPC client over `reqwest` (plain HTTP: the node's RPC port is on
+//! localhost or the LAN, never the open internet). Basic auth comes from the cookie file, re-read
+//! on every call because the node writes a new one each time it starts, or from a user and
+//! password. Every call has a time limit.
+//!
+//! What can go wrong, as [`Error`] variants: [`Error::Unauthorized`] (HTTP 401/403: check the
+//! cookie or credentials), [`Error::Rpc`] (the node's JSON-RPC `{code, message}`, whatever the
+//! HTTP status it came with: Core sends its errors with a 500), [`Error::HttpStatus`] (any other
+//! non-2xx answer, such as 503 when the node's work queue is full), [`Error::Transport`] (no
+//! connection, or it closed before a whole answer), [`Error::Timeout`], and [`Error::Http`] (an
+//! answer that is not a JSON-RPC reply).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::Error;
 
@@ -64,136 +70,97 @@ impl fmt::Display for NodeUrl {
     }
 }
 
-/// A JSON-RPC client for one node.
+/// A JSON-RPC client for one node. Cloning is cheap and clones share the connection pool.
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     pub url: NodeUrl,
     auth: Auth,
     /// Limit for ordinary calls (long polls pass their own).
     pub timeout: Duration,
+    http: reqwest::Client,
 }
 
-const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// How much of a non-JSON answer body an error quotes.
+const QUOTE: usize = 200;
 
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+/// Core closes idle RPC connections after `-rpcservertimeout` (30 s by default); drop ours first.
+const POOL_IDLE: Duration = Duration::from_secs(15);
+
+fn quote(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(QUOTE) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
     }
-    out
 }
 
 impl RpcClient {
     pub fn new(url: NodeUrl, auth: Auth) -> Self {
-        RpcClient { url, auth, timeout: Duration::from_secs(30) }
+        // No proxy: a node on localhost or the LAN is reached directly whatever HTTP_PROXY says.
+        let http = match reqwest::Client::builder().no_proxy().pool_idle_timeout(POOL_IDLE).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot configure the HTTP client; using the defaults");
+                reqwest::Client::new()
+            }
+        };
+        RpcClient { url, auth, timeout: Duration::from_secs(30), http }
     }
 
-    fn credentials(&self) -> Result<String, Error> {
+    /// User and password for basic auth (the cookie file holds `user:password`).
+    fn credentials(&self) -> Result<(String, String), Error> {
         match &self.auth {
-            Auth::UserPass { user, password } => Ok(format!("{user}:{password}")),
+            Auth::UserPass { user, password } => Ok((user.clone(), password.clone())),
             Auth::Cookie(p) => {
                 let s = std::fs::read_to_string(p).map_err(|source| Error::Cookie { path: p.clone(), source })?;
-                Ok(s.trim().to_owned())
+                let s = s.trim();
+                let (user, password) = s.split_once(':').unwrap_or((s, ""));
+                Ok((user.to_owned(), password.to_owned()))
             }
         }
     }
 
-    /// Call `method` with `params`; the node's JSON-RPC error comes back as [`Error::Rpc`].
+    /// Call `method` with `params` under [`RpcClient::timeout`].
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, Error> {
         self.call_with_timeout(method, params, self.timeout).await
     }
 
+    /// Call `method` with `params`; the whole exchange (connect, send, read the answer) must
+    /// end within `limit`. The node's JSON-RPC error comes back as [`Error::Rpc`].
     pub async fn call_with_timeout(&self, method: &str, params: Value, limit: Duration) -> Result<Value, Error> {
-        match tokio::time::timeout(limit, self.call_inner(method, &params)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout { url: self.url.to_string(), method: method.to_owned(), secs: limit.as_secs() }),
-        }
-    }
-
-    async fn call_inner(&self, method: &str, params: &Value) -> Result<Value, Error> {
         let url = self.url.to_string();
-        let io = |source| Error::Io { url: url.clone(), source };
-        let body = json!({"jsonrpc": "1.0", "id": "hashrig", "method": method, "params": params}).to_string();
-        let auth = base64(self.credentials()?.as_bytes());
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.url.host,
-            self.url.port,
-            body.len()
-        );
-        let mut s = TcpStream::connect((self.url.host.as_str(), self.url.port)).await.map_err(io)?;
-        s.write_all(req.as_bytes()).await.map_err(io)?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 16384];
-        // Read the head, then the body by Content-Length (or to end of stream).
-        let (status, head_end, content_length, chunked) = loop {
-            let n = s.read(&mut chunk).await.map_err(io)?;
-            if n == 0 {
-                return Err(Error::Http { url, why: "connection closed before the response head".into() });
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..pos]).to_string();
-                let mut lines = head.split("\r\n");
-                let status_line = lines.next().unwrap_or_default();
-                let status: u16 = status_line.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| Error::Http {
-                    url: url.clone(),
-                    why: format!("bad status line {status_line:?}"),
-                })?;
-                let mut len = None;
-                let mut chunked = false;
-                for l in lines {
-                    if let Some((k, v)) = l.split_once(':') {
-                        let k = k.trim().to_ascii_lowercase();
-                        if k == "content-length" {
-                            len = v.trim().parse::<usize>().ok();
-                        } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                            chunked = true;
-                        }
-                    }
-                }
-                break (status, pos + 4, len, chunked);
-            }
-            if buf.len() > 64 * 1024 {
-                return Err(Error::Http { url, why: "response head too long".into() });
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                Error::Timeout { url: url.clone(), method: method.to_owned(), limit }
+            } else {
+                Error::Transport { url: url.clone(), method: method.to_owned(), source: e.without_url() }
             }
         };
-        loop {
-            let have = buf.len() - head_end;
-            if content_length.is_some_and(|l| have >= l) {
-                break;
-            }
-            if buf.len() > MAX_RESPONSE {
-                return Err(Error::Http { url, why: "response too large".into() });
-            }
-            let n = s.read(&mut chunk).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let mut body = buf.split_off(head_end);
-        if let Some(l) = content_length {
-            body.truncate(l);
-        } else if chunked {
-            body = dechunk(&body).ok_or_else(|| Error::Http { url: url.clone(), why: "bad chunked body".into() })?;
-        }
-        if status == 401 || status == 403 {
+        let (user, password) = self.credentials()?;
+        let body = json!({"jsonrpc": "1.0", "id": "hashrig", "method": method, "params": params}).to_string();
+        let resp = self
+            .http
+            .post(&url)
+            .basic_auth(user, Some(password))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(limit)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(Error::Unauthorized { url });
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| Error::Http {
-            url: url.clone(),
-            why: format!("HTTP {status}, body is not JSON: {e}"),
-        })?;
+        let body = resp.bytes().await.map_err(transport)?;
+        let v: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) if !status.is_success() => {
+                return Err(Error::HttpStatus { url, method: method.to_owned(), status: status.as_u16(), body: quote(&body) });
+            }
+            Err(e) => return Err(Error::Http { url, why: format!("HTTP {status}, body is not JSON ({e}): {}", quote(&body)) }),
+        };
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Err(Error::Rpc {
                 method: method.to_owned(),
@@ -201,21 +168,15 @@ impl RpcClient {
                 message: err.get("message").and_then(Value::as_str).unwrap_or("(no message)").to_owned(),
             });
         }
-        Ok(v.get("result").cloned().unwrap_or(Value::Null))
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let pos = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..pos]).ok()?.split(';').next()?.trim(), 16).ok()?;
-        b = &b[pos + 2..];
-        if size == 0 {
-            return Some(out);
+        if !status.is_success() {
+            return Err(Error::HttpStatus { url, method: method.to_owned(), status: status.as_u16(), body: quote(&body) });
         }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
+        // A reply without a `result` member is not an answer (for submitblock, `null` means
+        // accepted, so a missing one must not pass for it).
+        match v.get("result") {
+            Some(r) => Ok(r.clone()),
+            None => Err(Error::Http { url, why: format!("JSON without a `result` member: {}", quote(&body)) }),
+        }
     }
 }
 
@@ -224,22 +185,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648_examples() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
-
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap(), b"Wikipedia");
-    }
-
-    #[test]
     fn credentials_are_not_in_debug_output() {
         let c = RpcClient::new("http://127.0.0.1:18443".parse().unwrap(), Auth::UserPass { user: "u".into(), password: "hunter2".into() });
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cookie_files_split_at_the_first_colon_and_are_read_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".cookie");
+        std::fs::write(&p, "__cookie__:ab:cd\n").unwrap();
+        let c = RpcClient::new("http://127.0.0.1:18443".parse().unwrap(), Auth::Cookie(p.clone()));
+        assert_eq!(c.credentials().unwrap(), ("__cookie__".to_owned(), "ab:cd".to_owned()));
+        std::fs::write(&p, "__cookie__:ef").unwrap();
+        assert_eq!(c.credentials().unwrap().1, "ef");
+        std::fs::remove_file(&p).unwrap();
+        assert!(matches!(c.credentials(), Err(Error::Cookie { .. })));
+    }
+
+    #[test]
+    fn long_bodies_are_quoted_short() {
+        assert_eq!(quote(b"  Work queue depth exceeded\r\n"), "Work queue depth exceeded");
+        let q = quote("é".repeat(500).as_bytes());
+        assert_eq!(q.chars().count(), QUOTE + 1);
     }
 }
