@@ -209,6 +209,9 @@ struct Dispatch {
     epoch: u64,
     job: Option<Arc<Job>>,
     next_counter: u64,
+    /// Seconds ntime is rolled past the job's: it moves on by one each time every extranonce2
+    /// value has been handed out (up to [`Job::ntime_roll_limit`]).
+    ntime_offset: u32,
     current: Option<(Arc<UnitHeader>, NonceRange)>,
     next_unit_id: u64,
     units: BTreeMap<u64, UnitRecord>,
@@ -312,18 +315,26 @@ impl Shared {
         };
         if need_header {
             if d.next_counter >= job.extranonce2_space() {
-                return None; // This job has no more headers: wait for the next one.
+                if d.ntime_offset >= job.ntime_roll_limit() {
+                    return None; // This job has no more headers: wait for the next one.
+                }
+                // Every extranonce2 value is used: start over one second later.
+                d.ntime_offset += 1;
+                d.next_counter = 0;
+                tracing::debug!(job = %job.id, ntime_offset = d.ntime_offset, "extranonce2 space used up: ntime rolled");
             }
             let counter = d.next_counter;
             d.next_counter += 1;
-            match job.header(counter) {
+            match job.header_rolled(counter, d.ntime_offset) {
                 Ok(prepared) => {
                     d.current = Some((Arc::new(UnitHeader { job: job.clone(), prepared }), NonceRange::FULL));
                 }
                 Err(error) => {
                     tracing::error!(job = %job.id, counter, %error, "cannot build a header for this job");
                     d.current = None;
+                    // No header of this job will build: no extranonce2 or ntime roll either.
                     d.next_counter = u64::MAX;
+                    d.ntime_offset = u32::MAX;
                     return None;
                 }
             }
@@ -576,6 +587,7 @@ impl Engine {
         tracing::debug!(job = %job.id, clean = job.clean, ?change, "new job");
         d.job = Some(Arc::new(job));
         d.next_counter = 0;
+        d.ntime_offset = 0;
         d.current = None;
         drop(d);
         lock(&self.shared.counters).jobs += 1;
@@ -725,6 +737,65 @@ fn verifier(shared: &Shared, rx: &mpsc::Receiver<Candidate>, mut sink: impl Shar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared_with_one_device() -> Shared {
+        let info = DeviceInfo {
+            name: "t".into(),
+            kind: hashrig_hasher::DeviceKind::Asic,
+            kernel: "t".into(),
+            lanes: 1 << 32,
+            nominal_hashrate: None,
+            hash_count: HashCount::Exact,
+            version_rolling: false,
+        };
+        Shared {
+            cfg: EngineConfig::default(),
+            started: Instant::now(),
+            controls: vec![Control::new()],
+            infos: vec![info],
+            dispatch: Mutex::new(Dispatch::default()),
+            work_ready: Condvar::new(),
+            counters: Mutex::new(Counters::default()),
+            stopping: AtomicBool::new(false),
+            paused: DevicePause::new(1),
+        }
+    }
+
+    #[test]
+    fn ntime_rolls_at_most_to_the_jobs_limit_then_the_job_is_done() {
+        use bitcoin::hashes::Hash;
+        let cb = hashrig_work::job::CoinbaseJob {
+            prev_hash: bitcoin::BlockHash::all_zeros(),
+            coinb1: vec![1],
+            extranonce1: vec![],
+            extranonce2_size: 1,
+            coinb2: vec![2],
+            merkle_branch: vec![],
+            version: bitcoin::block::Version::from_consensus(0x2000_0000),
+            version_mask: 0,
+            nbits: bitcoin::CompactTarget::from_consensus(0x1d00_ffff),
+            ntime: 1_000,
+        };
+        let job = Job { id: "j".into(), source: hashrig_work::HeaderSource::Coinbase(cb), share_target: Target::MAX, clean: true };
+        assert_eq!(job.ntime_roll_limit(), hashrig_work::MAX_NTIME_ROLL);
+        let shared = shared_with_one_device();
+        let mut d = lock(&shared.dispatch);
+        d.job = Some(Arc::new(job));
+        // The last extranonce2 value at one second short of the limit...
+        d.ntime_offset = hashrig_work::MAX_NTIME_ROLL - 1;
+        d.next_counter = 255;
+        let ntime_of = |d: &Dispatch| d.current.as_ref().map(|(h, _)| h.prepared.ntime);
+        assert!(shared.cut_unit(&mut d, 0, 1 << 32).is_some());
+        assert_eq!(ntime_of(&d), Some(1_000 + 6_999));
+        // ...then the whole extranonce2 space once more at the limit...
+        for counter in 0..256 {
+            assert!(shared.cut_unit(&mut d, 0, 1 << 32).is_some(), "extranonce2 {counter} at +7000 s");
+            assert_eq!(ntime_of(&d), Some(1_000 + 7_000));
+        }
+        // ...and no further: the engine waits for the next job.
+        assert!(shared.cut_unit(&mut d, 0, 1 << 32).is_none());
+        assert!(shared.cut_unit(&mut d, 0, 1 << 32).is_none());
+    }
 
     #[test]
     fn estimated_rate_is_the_hash_count_over_time_with_the_ticket_counts_interval() {

@@ -306,3 +306,75 @@ fn a_paused_device_takes_no_work_until_resumed_and_the_other_goes_on() {
     wait_until("device 0 hashes again", || hashes(0) > p0);
     engine.stop();
 }
+
+/// Finishes every unit at once, pushes its first nonce (a share under the maximum target) and
+/// reports the unit's header.
+struct InstantHasher {
+    info: DeviceInfo,
+    seen: mpsc::Sender<[u8; 80]>,
+}
+
+impl Hasher for InstantHasher {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, HasherError> {
+        let _ = self.seen.send(unit.header);
+        sink.push(Candidate { unit_id: unit.id, nonce: unit.range.start(), version: unit.version(), origin: Origin::default() });
+        ctl.add_hashes(unit.range.count());
+        Ok(UnitOutcome { hashes: unit.range.count(), completed: true })
+    }
+}
+
+/// A pool job with a 1-byte extranonce2 (256 headers) and no version rolling.
+fn tiny_extranonce2_job(ntime: u32) -> hashrig_work::job::CoinbaseJob {
+    use bitcoin::hashes::Hash;
+    hashrig_work::job::CoinbaseJob {
+        prev_hash: bitcoin::BlockHash::from_byte_array([7; 32]),
+        coinb1: vec![1, 2, 3, 4],
+        extranonce1: vec![0xe1, 0xe2],
+        extranonce2_size: 1,
+        coinb2: vec![5, 6, 7],
+        merkle_branch: vec![bitcoin::TxMerkleNode::from_byte_array([9; 32])],
+        version: bitcoin::block::Version::from_consensus(0x2000_0000),
+        version_mask: 0,
+        nbits: bitcoin::CompactTarget::from_consensus(0x1d00_ffff),
+        ntime,
+    }
+}
+
+#[test]
+fn when_the_extranonce2_space_runs_out_ntime_rolls_forward_and_shares_carry_it() {
+    const NTIME: u32 = 1_700_000_000;
+    let cb = tiny_extranonce2_job(NTIME);
+    let (tx, rx) = mpsc::channel();
+    let mut info = fake_info("instant");
+    // Whole-space units, like an ASIC chain: one unit per header.
+    info.lanes = 1 << 32;
+    info.nominal_hashrate = Some(1e15);
+    let (share_tx, share_rx) = mpsc::channel::<Share>();
+    let engine = Engine::start(vec![Box::new(InstantHasher { info, seen: tx })], share_tx, EngineConfig::default()).unwrap();
+    engine.set_job(Job { id: "tiny".into(), source: HeaderSource::Coinbase(cb.clone()), share_target: Target::MAX, clean: true });
+    // 256 extranonce2 values x 2^32 nonces, then the same 256 again with ntime + 1, + 2.
+    let mut headers = std::collections::HashSet::new();
+    for i in 0..3 * 256 + 10 {
+        let h = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("no unit after {i} units: the engine idles once the extranonce2 space is gone"));
+        assert!(headers.insert(h), "unit {i} repeats a header: the same work twice");
+    }
+    let stats = engine.stop();
+    let shares: Vec<Share> = share_rx.try_iter().collect();
+    assert_eq!(stats.hw_errors, 0);
+    assert!(shares.len() > 3 * 256, "{} shares", shares.len());
+    let mut rolled = 0;
+    for s in &shares {
+        assert!(s.ntime >= NTIME && s.ntime <= NTIME + 3, "ntime {} rolled too far", s.ntime);
+        assert_eq!(u32::from_le_bytes(s.header[68..72].try_into().unwrap()), s.ntime, "the header carries the share's ntime");
+        // What a pool rebuilds from the share's fields must be the header that was hashed.
+        let rebuilt = cb.header(&s.extranonce2, s.ntime, s.version, s.nonce).unwrap();
+        assert_eq!(hashrig_work::job::header_bytes(&rebuilt), s.header);
+        assert_eq!(reference_sha256d(&s.header), s.digest);
+        rolled += usize::from(s.ntime > NTIME);
+    }
+    assert!(rolled > 256, "only {rolled} shares with a rolled ntime");
+}

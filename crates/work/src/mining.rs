@@ -11,6 +11,16 @@ use hashrig_sha256d::Target;
 use crate::job::{CoinbaseJob, JobError, extranonce2_from_counter, header_bytes};
 use crate::target::{reference_sha256d, target_from_nbits};
 
+/// How far (seconds) a job's ntime may be rolled past the ntime the pool or node gave.
+///
+/// Consensus rejects a block whose time is more than 2 hours (7200 s) ahead of the
+/// network-adjusted time, and the job's ntime is about the present when it is issued; 7000 s
+/// leaves 200 s for clocks that disagree. It is also the window ckpool accepts for a share's
+/// ntime (job ntime to job ntime + 7000). Rolling is one second per full pass over the
+/// extranonce2 space, so only a very fast device on a job with a 1- or 2-byte extranonce2 gets
+/// near it before the next job arrives.
+pub const MAX_NTIME_ROLL: u32 = 7000;
+
 /// Where a job's headers come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderSource {
@@ -70,13 +80,33 @@ impl Job {
         }
     }
 
+    /// How many seconds past its own ntime a job's headers may roll ntime once every
+    /// extranonce2 value is used: [`MAX_NTIME_ROLL`] for pool and node jobs (less only where
+    /// ntime would pass `u32::MAX`), 0 for fixed and synthetic headers (a fixed header is exactly
+    /// its 2^32 nonces; a synthetic job never runs out).
+    pub fn ntime_roll_limit(&self) -> u32 {
+        match &self.source {
+            HeaderSource::Coinbase(cb) => MAX_NTIME_ROLL.min(u32::MAX - cb.ntime),
+            HeaderSource::Fixed(_) | HeaderSource::Synthetic(_) => 0,
+        }
+    }
+
     /// The header for extranonce2 counter `counter` (below [`Self::extranonce2_space`]).
     pub fn header(&self, counter: u64) -> Result<PreparedHeader, JobError> {
+        self.header_rolled(counter, 0)
+    }
+
+    /// The header for extranonce2 counter `counter` with ntime rolled `ntime_offset` seconds past
+    /// the job's (clamped to [`Self::ntime_roll_limit`]; fixed and synthetic headers keep theirs).
+    /// The engine rolls ntime when the extranonce2 space is used up, so a fast device with a
+    /// 1- or 2-byte extranonce2 and no version rolling keeps getting new headers.
+    pub fn header_rolled(&self, counter: u64, ntime_offset: u32) -> Result<PreparedHeader, JobError> {
         match &self.source {
             HeaderSource::Coinbase(cb) => {
                 let en2 = extranonce2_from_counter(counter, cb.extranonce2_size);
-                let header = cb.header(&en2, cb.ntime, cb.version_bits(), 0)?;
-                Ok(PreparedHeader { bytes: header_bytes(&header), extranonce2: en2, extranonce2_counter: counter, ntime: cb.ntime })
+                let ntime = cb.ntime + ntime_offset.min(self.ntime_roll_limit());
+                let header = cb.header(&en2, ntime, cb.version_bits(), 0)?;
+                Ok(PreparedHeader { bytes: header_bytes(&header), extranonce2: en2, extranonce2_counter: counter, ntime })
             }
             HeaderSource::Fixed(h) => {
                 let mut bytes = *h;
@@ -136,12 +166,55 @@ mod tests {
         assert_eq!(job.extranonce2_space(), u64::MAX);
     }
 
+    fn pool_job(ntime: u32) -> Job {
+        use bitcoin::hashes::Hash;
+        let cb = CoinbaseJob {
+            prev_hash: bitcoin::BlockHash::all_zeros(),
+            coinb1: vec![1, 2],
+            extranonce1: vec![3],
+            extranonce2_size: 2,
+            coinb2: vec![4],
+            merkle_branch: vec![],
+            version: bitcoin::block::Version::from_consensus(0x2000_0000),
+            version_mask: 0,
+            nbits: bitcoin::CompactTarget::from_consensus(0x1d00_ffff),
+            ntime,
+        };
+        Job { id: "p".into(), source: HeaderSource::Coinbase(cb), share_target: Target::MAX, clean: true }
+    }
+
+    #[test]
+    fn pool_headers_roll_ntime_up_to_the_limit_and_no_further() {
+        let job = pool_job(1_700_000_000);
+        assert_eq!(job.extranonce2_space(), 65_536);
+        assert_eq!(job.ntime_roll_limit(), MAX_NTIME_ROLL);
+        assert_eq!(job.header(5).unwrap(), job.header_rolled(5, 0).unwrap());
+        let p = job.header_rolled(5, 3).unwrap();
+        assert_eq!(p.ntime, 1_700_000_003);
+        assert_eq!(ntime_of(&p.bytes), 1_700_000_003);
+        assert_eq!(p.extranonce2, vec![5, 0]);
+        // Only ntime differs from the unrolled header.
+        let base = job.header(5).unwrap();
+        assert_eq!(p.bytes[..68], base.bytes[..68]);
+        assert_eq!(p.bytes[72..], base.bytes[72..]);
+        assert_eq!(job.header_rolled(5, 1_000_000).unwrap().ntime, 1_700_000_000 + MAX_NTIME_ROLL);
+        // Never past u32::MAX.
+        let late = pool_job(u32::MAX - 10);
+        assert_eq!(late.ntime_roll_limit(), 10);
+        assert_eq!(late.header_rolled(0, 7_000).unwrap().ntime, u32::MAX);
+        // Fixed and synthetic headers keep their ntime.
+        let synthetic = Job::synthetic("s", 1, Target::MAX);
+        assert_eq!(synthetic.ntime_roll_limit(), 0);
+        assert_eq!(synthetic.header_rolled(0, 9).unwrap(), synthetic.header(0).unwrap());
+    }
+
     #[test]
     fn fixed_header_is_one_header_with_its_nonce_cleared() {
         let mut h = [7u8; 80];
         h[72..76].copy_from_slice(&0x1d00_ffffu32.to_le_bytes());
         let job = Job { id: "x".into(), source: HeaderSource::Fixed(h), share_target: Target::MAX, clean: true };
         assert_eq!(job.extranonce2_space(), 1);
+        assert_eq!(job.ntime_roll_limit(), 0);
         let p = job.header(0).unwrap();
         assert_eq!(p.bytes[..76], h[..76]);
         assert_eq!(p.bytes[76..], [0, 0, 0, 0]);
