@@ -45,16 +45,16 @@
 //! replaces the file's setting (for power, `--watts` or `--power-cmd` replaces the whole
 //! `[power]` section).
 
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use hashrig_engine::{Engine, EngineConfig, Hasher, ShareSink};
-use hashrig_stratum::{ClientConfig, ClientEvent, FoundShare, Password, PoolConfig, PoolJob, PoolUrl, ShareOutcome};
-use hashrig_work::target::{from_bitcoin, target_from_difficulty};
-use hashrig_work::{HeaderSource, Job};
+use bitcoin::hashes::Hash as _;
+use hashrig_engine::Hasher;
+use hashrig_miner::pool::PoolSource;
+use hashrig_miner::solo::SoloSource;
+use hashrig_miner::{Fate, JobKey, LedgerSnapshot, Miner, MinerConfig, Observer, SourceEvent, Tick};
+use hashrig_stratum::{ClientConfig, Password, PoolConfig, PoolUrl};
 use serde::Deserialize;
 
 /// Flags of `hashrig mine`.
@@ -360,71 +360,10 @@ impl MineSettings {
     }
 }
 
-/// What the engine hunts for in solo mode: the network target, but never easier than
-/// difficulty 1/4096. Any hash meeting it is a valid block; on regtest (about every second hash
-/// is a block) this keeps the hashers from drowning the verifier in millions of candidates.
-fn solo_target(work: &hashrig_node::SoloWork) -> hashrig_sha256d::Target {
-    let cap = target_from_difficulty(1.0 / 4096.0).map(|t| hashrig_work::target::to_bitcoin(&t));
-    match cap {
-        Ok(cap) => from_bitcoin(std::cmp::min(work.target(), cap)),
-        Err(_) => from_bitcoin(work.target()),
-    }
-}
-
-/// Engine shares into the async side.
-struct TokioSink(tokio::sync::mpsc::UnboundedSender<hashrig_engine::Share>);
-
-impl ShareSink for TokioSink {
-    fn submit(&mut self, share: hashrig_engine::Share) {
-        // A closed receiver means mining is stopping; the engine has counted the share.
-        let _ = self.0.send(share);
-    }
-}
-
-/// Live figures for the status line.
-#[derive(Debug, Default)]
-struct Status {
-    best: f64,
-    pool: Option<String>,
-    solo_height: Option<u32>,
-    /// Shares whose job had already left the job book: stale, counted here.
-    stale_unknown_job: u64,
-    blocks_found: u64,
-    blocks_accepted: u64,
-    blocks_rejected: u64,
-}
-
 fn si(rate: f64) -> String {
     let units = [("", 1.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15)];
     let (u, d) = units.iter().rev().find(|(_, d)| rate >= *d).copied().unwrap_or(("", 1.0));
     format!("{:.2} {u}H/s", rate / d)
-}
-
-/// Remember the jobs shares may still name.
-#[derive(Debug)]
-struct JobBook<T> {
-    jobs: VecDeque<(String, T)>,
-}
-
-impl<T> Default for JobBook<T> {
-    fn default() -> Self {
-        JobBook { jobs: VecDeque::new() }
-    }
-}
-
-impl<T: Clone> JobBook<T> {
-    fn insert(&mut self, id: String, v: T, clean: bool) {
-        if clean {
-            self.jobs.clear();
-        }
-        if self.jobs.len() >= 64 {
-            self.jobs.pop_front();
-        }
-        self.jobs.push_back((id, v));
-    }
-    fn get(&self, id: &str) -> Option<T> {
-        self.jobs.iter().rev().find(|(k, _)| k == id).map(|(_, v)| v.clone())
-    }
 }
 
 /// `hashrig mine`: validate the settings (bad ones exit 2), open the backend, mine.
@@ -435,7 +374,7 @@ pub fn run_cmd(args: &MineArgs) -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Run `hashrig mine` on `hashers` until Ctrl-C or `--duration`.
+/// Run `hashrig mine` on `hashers` until Ctrl-C, API `quit` or `--duration`.
 pub fn run(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -444,16 +383,6 @@ pub fn run(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> 
         .build()
         .context("cannot start the network runtime")?;
     rt.block_on(run_async(settings, hashers))
-}
-
-/// The meter's figure over the run, handed to the monitor (report, API, metrics).
-fn finish_power(meter: crate::metering::RunMeter, mon: &mut crate::monitoring::Monitoring) -> Option<hashrig_power::PowerReport> {
-    let (power, notes) = tokio::task::block_in_place(|| meter.finish());
-    if power.is_none() {
-        tracing::info!(notes = %notes.join("; "), "no power figure");
-    }
-    mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
-    power
 }
 
 /// ", power 42.5 W (source), 1234 J/TH" for the final line.
@@ -467,201 +396,202 @@ fn power_summary(p: Option<&hashrig_power::PowerReport>, hashrate: f64) -> Strin
     }
 }
 
-async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
-    let mut mon = crate::monitoring::Monitoring::start(&settings.monitor, "mine", None)?;
-    // The meter may run a command (--power-cmd): keep it off the async workers' hot path.
-    let mut meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&settings.power))?;
-    let mut mon_tick = tokio::time::interval(Duration::from_secs(1));
-    let (share_tx, mut share_rx) = tokio::sync::mpsc::unbounded_channel();
-    let engine = Engine::start(hashers, TokioSink(share_tx), EngineConfig::default()).context("cannot start the engine")?;
-    mon.attach_engine(&engine);
-    for d in engine.devices() {
-        tracing::info!(device = %d.name, kernel = %d.kernel, "hasher ready");
-    }
-    let started = Instant::now();
-    let deadline = settings.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut tick = tokio::time::interval(settings.status_interval.max(Duration::from_millis(100)));
-    tick.tick().await;
-    let mut status = Status::default();
-    let mut last = (Instant::now(), engine.hashes());
+/// "accepted 3 rejected 1 (Low difficulty share: 1) stale 2 in flight 0": the ledger in a line.
+fn ledger_line(l: &LedgerSnapshot) -> String {
+    let reasons = l.rejected_by_reason.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
+    let stale = l.stale_by_reason.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "accepted {} rejected {}{} stale {}{} in flight {}",
+        l.accepted,
+        l.rejected,
+        if reasons.is_empty() { String::new() } else { format!(" ({reasons})") },
+        l.stale,
+        if stale.is_empty() { String::new() } else { format!(" ({stale})") },
+        l.in_flight,
+    )
+}
 
-    match settings.source {
-        Source::Pools(cfg) => {
-            let urls: Vec<String> = cfg.pools.iter().map(|p| p.url.to_string()).collect();
-            mon.set_pools(&urls, &cfg.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
-            let (client, mut events, _task) = hashrig_stratum::client::spawn(cfg);
-            mon.attach_pool_client(client.clone());
-            let mut book: JobBook<(usize, Arc<PoolJob>)> = JobBook::default();
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
-                    ev = events.recv() => match ev {
-                        None => bail!("the stratum client stopped"),
-                        Some(ClientEvent::Job { pool, job }) => {
-                            mon.pool_job(pool, job.difficulty);
-                            let target = match target_from_difficulty(job.difficulty) {
-                                Ok(t) => t,
-                                Err(e) => { tracing::warn!(error = %e, "job skipped"); continue; }
-                            };
-                            let id = format!("{pool}/{}", job.job_id);
-                            book.insert(id.clone(), (pool, job.clone()), job.clean);
-                            engine.set_job(Job { id, source: HeaderSource::Coinbase(job.job.clone()), share_target: target, clean: job.clean });
-                        }
-                        Some(ClientEvent::Connected { pool, url }) => {
-                            mon.pool_connected(pool);
-                            status.pool = Some(format!("#{pool} {url}"));
-                        }
-                        Some(ClientEvent::Disconnected { pool, reason }) => {
-                            mon.pool_disconnected(pool);
-                            tracing::warn!(pool, url = %urls[pool], %reason, "disconnected");
-                            status.pool = None;
-                        }
-                        Some(ClientEvent::ShareResult { pool, share, outcome }) => {
-                            mon.share_answered(pool, &share, match &outcome { ShareOutcome::Accepted => None, ShareOutcome::Rejected { reason } => Some(reason.as_str()) });
-                            engine.share_result(outcome == ShareOutcome::Accepted);
-                        }
-                    },
-                    s = share_rx.recv() => {
-                        let Some(s) = s else { bail!("the engine stopped") };
-                        status.best = status.best.max(s.difficulty);
-                        mon.share_found(s.device, s.difficulty);
-                        match book.get(&s.job_id) {
-                            Some((pool, job)) => {
-                                tracing::info!(pool, job = %job.job_id, difficulty = format!("{:.3}", s.difficulty), block = s.is_block, "share found");
-                                let share = hashrig_stratum::Share { job_id: job.job_id.clone(), extranonce2: s.extranonce2, ntime: s.ntime, nonce: s.nonce, version: s.version };
-                                mon.share_submitted(pool, &share, s.device);
-                                client.submit(FoundShare { pool, job, share });
-                            }
-                            None => {
-                                status.stale_unknown_job += 1;
-                                mon.share_dropped_stale(s.device);
-                                tracing::warn!(job = %s.job_id, "share for a job no longer known: stale");
-                            }
-                        }
-                    }
-                    _ = mon_tick.tick() => {
-                        tokio::task::block_in_place(|| meter.poll_due(Instant::now()));
-                        mon.extras.power = meter.live();
-                        mon.update(&engine.stats());
-                        if mon.quit_requested() { break }
-                    }
-                    _ = tick.tick() => {
-                        let st = client.stats();
-                        let now = (Instant::now(), engine.hashes());
-                        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-9);
-                        last = now;
-                        let rejected = st.rejected.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
-                        eprintln!(
-                            "[{:>6.0}s] {} | accepted {} rejected {}{} stale {} | best {:.3} | pool {}",
-                            started.elapsed().as_secs_f64(), si(rate), st.accepted, st.rejected_total(),
-                            if rejected.is_empty() { String::new() } else { format!(" ({rejected})") },
-                            st.stale + status.stale_unknown_job, status.best, status.pool.as_deref().unwrap_or("none (connecting)"),
-                        );
-                    }
+/// The CLI's side of the loop: the status line, the monitor, the power meter.
+struct CliObserver {
+    mon: crate::monitoring::Monitoring,
+    meter: crate::metering::RunMeter,
+    client: Option<hashrig_stratum::ClientHandle>,
+    solo: bool,
+    status_every: Duration,
+    next_status: Instant,
+    started: Instant,
+    last: (Instant, u64),
+    pool: Option<String>,
+    height: Option<u32>,
+    best: f64,
+    floor: Option<(f64, f64)>,
+}
+
+impl Observer for CliObserver {
+    fn source_event(&mut self, ev: &SourceEvent) {
+        match ev {
+            SourceEvent::Connected { conn, label } => {
+                self.mon.pool_connected(conn.pool);
+                self.pool = Some(if self.solo { label.clone() } else { format!("#{} {label}", conn.pool) });
+            }
+            SourceEvent::Disconnected { conn, reason } => {
+                self.mon.pool_disconnected(conn.pool);
+                tracing::warn!(pool = conn.pool, reason = %hashrig_miner::ledger::clean_text(reason), "disconnected");
+                self.pool = None;
+            }
+            SourceEvent::Job(j) => {
+                self.mon.pool_job(j.key.conn.pool, hashrig_work::target::difficulty_of_target(&j.share_target));
+                if j.height.is_some() {
+                    self.height = j.height;
                 }
             }
-            let st = client.stats();
-            let es = engine.stop();
-            let power = finish_power(meter, &mut mon);
-            mon.finish(&es)?;
-            eprintln!(
-                "mined {:.1} s: {} hashes ({}), shares accepted {} rejected {} stale {} (engine stale {}), hardware errors {}{}",
-                es.elapsed_s, es.hashes, si(es.hashrate), st.accepted, st.rejected_total(), st.stale + status.stale_unknown_job, es.stale, es.hw_errors,
-                power_summary(power.as_ref(), es.hashrate)
-            );
+            SourceEvent::Notice(n) => tracing::warn!("{}", hashrig_miner::ledger::clean_text(n)),
+            SourceEvent::VersionMask { .. } | SourceEvent::Settled { .. } => {}
+        }
+    }
+
+    fn share_found(&mut self, share: &hashrig_engine::Share, _job: Option<&JobKey>) {
+        self.best = self.best.max(share.difficulty);
+        self.mon.share_found(share.device, share.difficulty);
+        if self.solo && share.is_block {
+            eprintln!("block found: {}", bitcoin::BlockHash::from_byte_array(share.digest));
+        }
+    }
+
+    fn share_settled(&mut self, _id: hashrig_miner::ShareId, fate: &Fate, s: &hashrig_miner::ledger::InFlight) {
+        self.mon.share_settled(s.source, s.device, s.job_difficulty, fate);
+        if s.is_block {
+            match fate {
+                Fate::Accepted => eprintln!("block accepted"),
+                Fate::Rejected { reason, .. } => eprintln!("block rejected: {}", hashrig_miner::ledger::clean_text(reason)),
+                Fate::Stale(r) => eprintln!("block stale: {r}"),
+            }
+        }
+    }
+
+    fn difficulty_floor(&mut self, asked: f64, used: f64) {
+        self.floor = Some((asked, used));
+    }
+
+    fn tick(&mut self, engine: &hashrig_engine::Engine, ledger: &LedgerSnapshot) -> Tick {
+        let now = Instant::now();
+        tokio::task::block_in_place(|| self.meter.poll_due(now));
+        self.mon.extras.power = self.meter.live();
+        if let Some(c) = &self.client {
+            self.mon.client_stats(&c.stats());
+        }
+        self.mon.update(&engine.stats());
+        if now >= self.next_status {
+            self.next_status = now + self.status_every;
+            let h = engine.hashes();
+            let rate = (h - self.last.1) as f64 / now.duration_since(self.last.0).as_secs_f64().max(1e-9);
+            self.last = (now, h);
+            let floor = self.floor.map_or(String::new(), |(a, u)| format!(" | share difficulty {u:.3e} (pool asked {a:.3e})"));
+            let place = if self.solo {
+                format!(" | height {}", self.height.map_or("?".into(), |h| h.to_string()))
+            } else {
+                format!(" | pool {}", self.pool.as_deref().unwrap_or("none (connecting)"))
+            };
+            let what = if self.solo {
+                let b = &ledger.blocks;
+                format!("blocks found {} accepted {} rejected {} stale {} in flight {}", b.found, b.accepted, b.rejected, b.stale, b.in_flight)
+            } else {
+                ledger_line(ledger)
+            };
+            eprintln!("[{:>6.0}s] {} | {what} | best {:.3}{floor}{place}", self.started.elapsed().as_secs_f64(), si(rate), self.best);
+        }
+        if self.mon.quit_requested() { Tick::Stop } else { Tick::Continue }
+    }
+}
+
+async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
+    let mon = crate::monitoring::Monitoring::start(&settings.monitor, "mine", None)?;
+    // The meter may run a command (--power-cmd): keep it off the async workers' hot path.
+    let meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&settings.power))?;
+    let deadline = settings.duration;
+    let stop = async move {
+        match deadline {
+            Some(d) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = tokio::time::sleep(d) => {} },
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    let mut obs = CliObserver {
+        mon,
+        meter,
+        client: None,
+        solo: false,
+        status_every: settings.status_interval.max(Duration::from_millis(100)),
+        next_status: Instant::now() + settings.status_interval.max(Duration::from_millis(100)),
+        started: Instant::now(),
+        last: (Instant::now(), 0),
+        pool: None,
+        height: None,
+        best: 0.0,
+        floor: None,
+    };
+    let cfg = MinerConfig::default();
+    let outcome = match settings.source {
+        Source::Pools(cfg_pools) => {
+            let urls: Vec<String> = cfg_pools.pools.iter().map(|p| p.url.to_string()).collect();
+            obs.mon.set_pools(&urls, &cfg_pools.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
+            let source = PoolSource::spawn(cfg_pools);
+            obs.client = Some(source.client().clone());
+            obs.mon.attach_pool_client(source.client().clone());
+            let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
+            start_note(&mut obs, &miner);
+            miner.run(stop, &mut obs).await
         }
         Source::Solo(s) => {
             let store = hashrig_node::BlockStore::open(&s.blocks_dir)?;
             tracing::info!(network = %s.network, node = %s.rpc.url, blocks = %s.blocks_dir.display(), "solo mining");
-            mon.set_pools(&[s.rpc.url.to_string()], &[]);
-            let cfg = hashrig_node::SoloConfig {
+            obs.mon.set_pools(&[s.rpc.url.to_string()], &[]);
+            obs.solo = true;
+            let source = SoloSource::spawn(hashrig_node::SoloConfig {
                 rpc: s.rpc,
                 payout: s.payout,
                 tag: b"/hashrig/".to_vec(),
                 store,
                 refresh: Duration::from_secs(30),
                 retry: Duration::from_secs(2),
-            };
-            let (node, mut events, _task) = hashrig_node::solo::spawn(cfg);
-            let mut book: JobBook<Arc<hashrig_node::SoloWork>> = JobBook::default();
-            let mut seq = 0u64;
-            // Only one block per previous block is worth submitting.
-            let mut solved: HashMap<bitcoin::BlockHash, ()> = HashMap::new();
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
-                    ev = events.recv() => match ev {
-                        None => bail!("the solo driver stopped"),
-                        Some(hashrig_node::SoloEvent::Work { work, clean }) => {
-                            mon.pool_connected(0);
-                            seq += 1;
-                            let id = format!("solo/{seq}");
-                            status.solo_height = Some(work.height);
-                            let paused = solved.contains_key(&work.job.prev_hash);
-                            book.insert(id.clone(), work.clone(), clean);
-                            let target = if paused { hashrig_sha256d::Target([0; 32]) } else { solo_target(&work) };
-                            engine.set_job(Job { id, source: HeaderSource::Coinbase(work.job.clone()), share_target: target, clean: true });
-                        }
-                        Some(hashrig_node::SoloEvent::BlockResult { hash, rejected }) => {
-                            mon.share_result(0, rejected.as_deref());
-                            engine.share_result(rejected.is_none());
-                            match rejected {
-                                None => { status.blocks_accepted += 1; eprintln!("block {hash} accepted"); }
-                                Some(r) => {
-                                    status.blocks_rejected += 1;
-                                    eprintln!("block {hash} rejected: {r}");
-                                    // Let the next template be mined even on the same previous block.
-                                    solved.clear();
-                                }
-                            }
-                        }
-                        Some(hashrig_node::SoloEvent::NodeError(e)) => tracing::warn!(error = %e, "node"),
-                    },
-                    sh = share_rx.recv() => {
-                        let Some(sh) = sh else { bail!("the engine stopped") };
-                        status.best = status.best.max(sh.difficulty);
-                        mon.share_found(sh.device, sh.difficulty);
-                        let Some(work) = book.get(&sh.job_id) else { continue };
-                        if !sh.is_block || solved.contains_key(&work.job.prev_hash) {
-                            continue;
-                        }
-                        let header: bitcoin::block::Header = bitcoin::consensus::deserialize(&sh.header).context("engine header")?;
-                        solved.insert(work.job.prev_hash, ());
-                        status.blocks_found += 1;
-                        // Stop hashing on this previous block until fresh work arrives.
-                        seq += 1;
-                        engine.set_job(Job { id: format!("solo/{seq}"), source: HeaderSource::Coinbase(work.job.clone()), share_target: hashrig_sha256d::Target([0; 32]), clean: true });
-                        node.submit(hashrig_node::FoundBlock { work, extranonce2: sh.extranonce2, header });
-                    }
-                    _ = mon_tick.tick() => {
-                        tokio::task::block_in_place(|| meter.poll_due(Instant::now()));
-                        mon.extras.power = meter.live();
-                        mon.update(&engine.stats());
-                        if mon.quit_requested() { break }
-                    }
-                    _ = tick.tick() => {
-                        let now = (Instant::now(), engine.hashes());
-                        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(1e-9);
-                        last = now;
-                        eprintln!(
-                            "[{:>6.0}s] {} | blocks found {} accepted {} rejected {} | best {:.3} | height {}",
-                            started.elapsed().as_secs_f64(), si(rate), status.blocks_found, status.blocks_accepted,
-                            status.blocks_rejected, status.best, status.solo_height.map_or("?".into(), |h| h.to_string()),
-                        );
-                    }
-                }
-            }
-            let es = engine.stop();
-            let power = finish_power(meter, &mut mon);
-            mon.finish(&es)?;
-            eprintln!(
-                "mined {:.1} s: {} hashes ({}), blocks found {} accepted {} rejected {}{}",
-                es.elapsed_s, es.hashes, si(es.hashrate), status.blocks_found, status.blocks_accepted, status.blocks_rejected,
-                power_summary(power.as_ref(), es.hashrate)
-            );
+            });
+            let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
+            start_note(&mut obs, &miner);
+            miner.run(stop, &mut obs).await
         }
+    };
+    let CliObserver { mut mon, meter, solo, .. } = obs;
+    let es = &outcome.stats;
+    let (power, notes) = tokio::task::block_in_place(|| meter.finish());
+    if power.is_none() {
+        tracing::info!(notes = %notes.join("; "), "no power figure");
     }
+    mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
+    // LEDGER-VIEW mon.extras.ledger = Some(outcome.ledger.clone());
+    mon.finish(es)?;
+    let l = &outcome.ledger;
+    let what = if solo {
+        let b = &l.blocks;
+        format!("blocks found {} accepted {} rejected {} stale {} in flight {}", b.found, b.accepted, b.rejected, b.stale, b.in_flight)
+    } else {
+        format!("shares found {}: {}", l.found, ledger_line(l))
+    };
+    eprintln!(
+        "mined {:.1} s: {} hashes ({}), {what}, hardware errors {}{}; ledger {}",
+        es.elapsed_s,
+        es.hashes,
+        si(es.hashrate),
+        es.hw_errors,
+        power_summary(power.as_ref(), es.hashrate),
+        if outcome.reconciles() { "reconciles" } else { "DOES NOT RECONCILE (a bug: please report it)" },
+    );
     Ok(())
+}
+
+fn start_note<S: hashrig_miner::JobSource>(obs: &mut CliObserver, miner: &Miner<S>) {
+    obs.mon.attach_engine(miner.engine());
+    for d in miner.engine().devices() {
+        tracing::info!(device = %d.name, kernel = %d.kernel, "hasher ready");
+    }
 }

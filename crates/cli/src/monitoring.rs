@@ -2,7 +2,6 @@
 //! `--metrics` (Prometheus), `--report` (HTML page with charts), and the glue that feeds the
 //! engine's stats to them (`hashrig_monitor`).
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -57,16 +56,7 @@ pub struct Monitoring {
     client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
     /// The running engine's device pause (ascdisable/ascenable).
     devices: Arc<Mutex<Option<hashrig_engine::DevicePause>>>,
-    /// Shares sent and not answered yet: (pool, share) -> (device, pool difficulty).
-    in_flight: HashMap<(usize, hashrig_stratum::Share), (usize, f64)>,
-    in_flight_order: VecDeque<(usize, hashrig_stratum::Share)>,
-    /// Shares the miner dropped before sending (job no longer known).
-    stale_dropped: u64,
 }
-
-/// Shares remembered while waiting for the pool's answer (a pool that never answers must not
-/// grow this without bound).
-const MAX_IN_FLIGHT: usize = 4096;
 
 /// Write commands a run supports by default: `quit` (stop the run cleanly, as Ctrl-C would),
 /// in pool mining `switchpool N` (the stratum client's failover order), and `ascdisable N` /
@@ -162,9 +152,6 @@ impl Monitoring {
             quit,
             client,
             devices,
-            in_flight: HashMap::new(),
-            in_flight_order: VecDeque::new(),
-            stale_dropped: 0,
         })
     }
 
@@ -301,7 +288,6 @@ impl Monitoring {
 
     /// The stratum client's counters into the view.
     pub fn client_stats(&mut self, st: &hashrig_stratum::ClientStats) {
-        self.extras.stale_unsent = st.stale + self.stale_dropped;
         self.extras.protocol_errors = st.protocol_errors.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         for (rank, &pool) in st.order.iter().enumerate() {
             if let Some(p) = self.pool(pool) {
@@ -310,80 +296,53 @@ impl Monitoring {
         }
     }
 
-    /// A share of device `device` went to `pool`: remember it so the answer can be counted
-    /// for the device too.
-    pub fn share_submitted(&mut self, pool: usize, share: &hashrig_stratum::Share, device: usize) {
-        let difficulty = self.pool(pool).map_or(0.0, |p| p.difficulty);
-        let key = (pool, share.clone());
-        if self.in_flight.insert(key.clone(), (device, difficulty)).is_none() {
-            self.in_flight_order.push_back(key);
-        }
-        while self.in_flight_order.len() > MAX_IN_FLIGHT {
-            if let Some(old) = self.in_flight_order.pop_front() {
-                self.in_flight.remove(&old);
-            }
-        }
-    }
-
-    /// A share of device `device` was dropped before sending: its job was no longer known.
-    pub fn share_dropped_stale(&mut self, device: usize) {
-        self.stale_dropped += 1;
-        self.extras.stale_unsent += 1;
-        self.extras.device_shares.entry(device).or_default().stale += 1;
-    }
-
-    /// The pool's answer to `share`: counted for the pool ([`Monitoring::share_result`]) and for
-    /// the device that found it, when known.
-    pub fn share_answered(&mut self, pool: usize, share: &hashrig_stratum::Share, reject: Option<&str>) {
-        self.share_result(pool, reject);
-        let Some((device, difficulty)) = self.in_flight.remove(&(pool, share.clone())) else { return };
-        self.in_flight_order.retain(|k| !(k.0 == pool && &k.1 == share));
+    /// A share ended in the ledger: counted for the pool it went to and the device that found
+    /// it. `job_difficulty` is the share difficulty its job asked for. Stale rejects from the
+    /// pool ("stale", "job not found") count as stale, as cgminer does; shares never answered
+    /// count as stale too (and as "unsent" when they never reached the pool).
+    pub fn share_settled(&mut self, pool: usize, device: usize, job_difficulty: f64, fate: &hashrig_miner::Fate) {
+        use hashrig_miner::{Fate, RejectKind};
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let d = self.extras.device_shares.entry(device).or_default();
-        match reject {
-            None => {
-                d.accepted += 1;
-                d.difficulty_accepted += difficulty;
-                d.last_share_unix = Some(now);
+        let d = job_difficulty;
+        let dev = self.extras.device_shares.entry(device).or_default();
+        match fate {
+            Fate::Accepted => {
+                dev.accepted += 1;
+                dev.difficulty_accepted += d;
+                dev.last_share_unix = Some(now);
             }
-            Some(reason) if is_stale_reason(reason) => d.stale += 1,
-            Some(_) => {
-                d.rejected += 1;
-                d.difficulty_rejected += difficulty;
+            Fate::Rejected { kind: RejectKind::StaleJob, .. } | Fate::Stale(_) => dev.stale += 1,
+            Fate::Rejected { .. } => {
+                dev.rejected += 1;
+                dev.difficulty_rejected += d;
             }
         }
-    }
-
-    /// The pool's answer to a share; `reject` is the pool's reason. Stale rejects ("stale",
-    /// "job not found") count as stale, as cgminer does.
-    pub fn share_result(&mut self, pool: usize, reject: Option<&str>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let Fate::Stale(_) = fate {
+            self.extras.stale_unsent += 1;
+        }
         let Some(p) = self.pool(pool) else { return };
-        let d = p.difficulty;
-        match reject {
-            None => {
+        match fate {
+            Fate::Accepted => {
                 p.shares.accepted += 1;
                 p.shares.difficulty_accepted += d;
                 p.last_share_unix = Some(now);
             }
-            Some(reason) => {
-                if is_stale_reason(reason) {
+            Fate::Stale(_) => {
+                p.shares.stale += 1;
+                p.shares.difficulty_stale += d;
+            }
+            Fate::Rejected { kind, reason } => {
+                if *kind == RejectKind::StaleJob {
                     p.shares.stale += 1;
                     p.shares.difficulty_stale += d;
                 } else {
                     p.shares.rejected += 1;
                     p.shares.difficulty_rejected += d;
                 }
-                *p.shares.reject_reasons.entry(reason.to_string()).or_default() += 1;
+                p.shares.add_reject_reason(reason, 1);
             }
         }
     }
-}
-
-/// Rejects cgminer counts as stale: "stale", "job not found".
-fn is_stale_reason(reason: &str) -> bool {
-    let r = reason.to_ascii_lowercase();
-    r.contains("stale") || r.contains("job not found")
 }
 
 /// Fill the per-chip / per-core health of ASIC devices (in the order they were opened) from

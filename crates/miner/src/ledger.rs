@@ -39,6 +39,12 @@ pub enum StaleReason {
     PrevBlockChanged,
     /// Solo: a share under the network target (solo mining submits only blocks).
     NotABlock,
+    /// Not valid for its job any more: version bits outside a mask the pool narrowed, or an
+    /// extranonce2 of the wrong size.
+    OutsideJob,
+    /// Solo: the node kept the block but did not decide it (BIP 22 "inconclusive", e.g. a
+    /// side branch). Not a rejection; it did not become the tip.
+    Inconclusive,
     /// The run ended before it could be sent.
     Shutdown,
 }
@@ -54,6 +60,8 @@ impl StaleReason {
             StaleReason::Duplicate => "duplicate",
             StaleReason::PrevBlockChanged => "prev_block_changed",
             StaleReason::NotABlock => "not_a_block",
+            StaleReason::OutsideJob => "outside_job",
+            StaleReason::Inconclusive => "inconclusive",
             StaleReason::Shutdown => "shutdown",
         }
     }

@@ -14,9 +14,9 @@
 //! stratum and node crates), hashing (the engine and its hashers).
 
 pub mod ledger;
-// pub mod pool;
+pub mod pool;
 pub mod run;
-// pub mod solo;
+pub mod solo;
 pub mod source;
 
 pub use ledger::{Fate, Ledger, LedgerSnapshot, RejectKind, ShareId, StaleReason};
