@@ -4,12 +4,21 @@
 //! What it is for: serving a [`RunView`] (a plain snapshot the engine fills) three ways:
 //! - [`cgminer`]: cgminer's RPC API on TCP (default `127.0.0.1:4028`), for pyasic, Home
 //!   Assistant integrations and rig monitors;
-//! - [`metrics`]: Prometheus `/metrics` over a tiny HTTP listener (opt-in);
+//! - [`metrics`]: Prometheus `/metrics` over `hyper`'s HTTP/1 server (opt-in);
 //! - [`report`]: one self-contained HTML page with inline SVG charts (hashrate over time, the
 //!   per-chip health map of an ASIC chain) and the run's JSON embedded.
 //!
 //! [`engine`] turns the engine's `Stats` snapshots into a [`RunView`] (windowed rates, the rate
 //! series for the chart, J/TH from the caller's power figure).
+//!
+//! Limits against clients that connect and stall (both listeners): the cgminer API gives each
+//! request 2 s from accept ([`ApiConfig::read_timeout`]) and serves 64 connections at once
+//! ([`ApiConfig::max_connections`]); `/metrics` gives a request head 2 s
+//! ([`metrics::HEADER_READ_TIMEOUT`]), a connection 5 s in all, and serves 64 at once
+//! ([`metrics::MAX_CONNECTIONS`]). Past the cap a new connection is closed at once, never
+//! queued. Pool reject reasons, which become metrics labels, are cleaned of control characters
+//! and escape sequences, cut to 120 characters, and at most 16 distinct ones are kept per pool,
+//! the rest counted as `other` ([`Shares::add_reject_reason`], [`MAX_REJECT_REASONS`]).
 //!
 //! What it is not for: computing statistics (hashrates, confidence intervals, J/TH, economics
 //! come from the engine), or controlling the miner by itself: write commands go through the

@@ -1,15 +1,29 @@
 //! Prometheus metrics of a [`RunView`], encoded by the `prometheus-client` crate (OpenMetrics
-//! text), served at `GET /metrics` by a tiny std-thread HTTP listener.
+//! text), served at `GET /metrics` (and `HEAD`) by [`MetricsServer`]: `hyper`'s HTTP/1 server
+//! on a small single-threaded tokio runtime of its own thread, so it starts the same from a
+//! plain thread (`hashrig bench`) and from inside a tokio runtime (`hashrig mine`).
 //!
 //! The registry is built from a fresh snapshot at every scrape, so what a scrape shows is one
 //! consistent view of the run. Counters are cumulative over the run (they restart with it).
+//!
+//! Limits, so that idle or slow clients cannot hold the listener: one request per connection;
+//! the request head must arrive within [`HEADER_READ_TIMEOUT`] of accept and be at most
+//! [`MAX_HEAD`] bytes (else 431); a whole connection lasts at most [`CONNECTION_DEADLINE`];
+//! at most [`MAX_CONNECTIONS`] are served at once, and a connection past that is closed at once
+//! (logged, at most once every 10 s with the count), never queued.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -175,20 +189,27 @@ pub fn render(view: &RunView) -> Result<String, Error> {
     Ok(out)
 }
 
-/// A running `/metrics` listener. Stops when dropped.
+/// Time a client has, from accept, to send its whole request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a connection lasts, from accept to close, whatever the client does.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Largest request head read (hyper's smallest buffer); a larger one gets 431.
+pub const MAX_HEAD: usize = 8192;
+
+/// A running `/metrics` listener. Stops when dropped (or on [`MetricsServer::stop`]).
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Longest request head we read.
-const MAX_HEAD: usize = 8192;
-
 impl MetricsServer {
-    /// Bind `listen` and serve scrapes of `view`. Refuses non-loopback addresses unless
-    /// `allow_remote` (the caller's explicit flag).
+    /// Bind `listen` and serve scrapes of `view` from a thread of its own (with its own
+    /// single-threaded tokio runtime: callable with or without a runtime around). Refuses
+    /// non-loopback addresses unless `allow_remote` (the caller's explicit flag).
     pub fn start(listen: SocketAddr, allow_remote: bool, view: SharedView) -> Result<Self, Error> {
         if !crate::access::is_loopback(listen.ip()) && !allow_remote {
             return Err(Error::OpenBind { addr: listen });
@@ -196,37 +217,25 @@ impl MetricsServer {
         let listener = TcpListener::bind(listen).map_err(|source| Error::Bind { addr: listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
         listener.set_nonblocking(true).map_err(|source| Error::Bind { addr, source })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind { addr, source })?
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
             .spawn(move || {
-                while !stop2.load(Ordering::Acquire) {
-                    match listener.accept() {
-                        Ok((stream, peer)) => {
-                            let view = view.clone();
-                            // One short-lived thread per scrape; a scraper is one client.
-                            let _ = std::thread::Builder::new().name("metrics-conn".into()).spawn(move || {
-                                let copy = stream.try_clone();
-                                if let Err(e) = serve(stream, &view) {
-                                    tracing::debug!(%peer, error = %e, "metrics: connection ended with an error");
-                                }
-                                if let Ok(c) = copy {
-                                    crate::cgminer::close_gracefully(c, Instant::now() + Duration::from_millis(200));
-                                }
-                            });
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "metrics: accept failed");
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                }
+                runtime.block_on(accept_loop(listener, view, stopped));
+                // Dropping the runtime ends the connections still open.
             })
             .map_err(|source| Error::Bind { addr, source })?;
         tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-        Ok(MetricsServer { addr, stop, thread: Some(thread) })
+        Ok(MetricsServer { addr, stop: Some(stop), thread: Some(thread) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -238,7 +247,9 @@ impl MetricsServer {
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -251,76 +262,100 @@ impl Drop for MetricsServer {
     }
 }
 
-fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
-    respond_to(stream, "GET", status, content_type, body)
+/// Refused connections, logged without flooding the log: the first at once, then at most one
+/// line every 10 s with how many were refused meanwhile.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unlogged: u64,
 }
 
-/// Answer `method`: a HEAD gets the same head (Content-Length of the body it would get) and no
-/// body (RFC 9110 9.3.2).
-fn respond_to(stream: &mut TcpStream, method: &str, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        stream.write_all(body.as_bytes())?;
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr) {
+        self.unlogged += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(%peer, refused = self.unlogged, cap = MAX_CONNECTIONS, "metrics: too many connections, closing new ones");
+            self.last = Some(Instant::now());
+            self.unlogged = 0;
+        }
     }
-    stream.flush()
 }
 
-fn serve(mut stream: TcpStream, view: &SharedView) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    let timeout = Duration::from_secs(2);
-    stream.set_write_timeout(Some(timeout))?;
-    let deadline = Instant::now() + timeout;
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let complete = loop {
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            break true;
-        }
-        if head.len() > MAX_HEAD {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "request head too large\n");
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break false;
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break false,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break false,
-            Err(e) => return Err(e),
-        }
-    };
-    if !complete {
-        return respond(&mut stream, "408 Request Timeout", "text/plain", "incomplete request\n");
+async fn accept_loop(listener: tokio::net::TcpListener, view: SharedView, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refusals = RefusalLog::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refusals.refused(peer);
+            drop(stream);
+            continue;
+        };
+        let view = view.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let view = view.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &view)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(false)
+                // `Content-Type`, `Content-Length` as most servers write them (some scrapers and
+                // shell scripts match header names case-sensitively).
+                .title_case_headers(true)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_DEADLINE, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics: connection ended with an error"),
+                Err(_) => tracing::debug!(%peer, "metrics: connection closed at its deadline"),
+            }
+        });
     }
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.trim_end().split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
-        return respond(&mut stream, "400 Bad Request", "text/plain", "malformed request line\n");
-    };
-    if !version.starts_with("HTTP/1.") {
-        return respond(&mut stream, "400 Bad Request", "text/plain", "HTTP/1.x only\n");
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let body: Bytes = body.into();
+    let mut r = Response::new(Full::new(body.clone()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(content_type));
+    // Set here so that a HEAD answer carries the length a GET would get (hyper sends no body
+    // for HEAD, and would not add the length itself).
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+/// The answer to one request: `/metrics` (and `/`) for GET and HEAD, 405 for other methods,
+/// 404 for other paths.
+fn answer(req: &Request<Incoming>, view: &SharedView) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET or HEAD only\n");
+        r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
-    if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET or HEAD only\n");
-    }
-    let path = target.split('?').next().unwrap_or("");
-    match path {
+    match req.uri().path() {
         "/metrics" => match render(&view.snapshot()) {
-            Ok(body) => respond_to(&mut stream, method, "200 OK", CONTENT_TYPE, &body),
+            Ok(body) => text_response(StatusCode::OK, CONTENT_TYPE, body),
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: encoding failed");
-                respond_to(&mut stream, method, "500 Internal Server Error", "text/plain", "encoding failed\n")
+                text_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "encoding failed\n")
             }
         },
-        "/" => respond_to(&mut stream, method, "200 OK", "text/plain", "hashrig: metrics at /metrics\n"),
-        _ => respond_to(&mut stream, method, "404 Not Found", "text/plain", "not found; try /metrics\n"),
+        "/" => text_response(StatusCode::OK, "text/plain", "hashrig: metrics at /metrics\n"),
+        _ => text_response(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics\n"),
     }
 }

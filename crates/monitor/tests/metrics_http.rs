@@ -29,7 +29,9 @@ fn http_get(addr: SocketAddr, raw_request: &str) -> Response {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
     let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+    // The server answers in the request's version (an HTTP/1.0 client gets HTTP/1.0).
+    let version = raw_request.lines().next().and_then(|l| l.split(' ').nth(2)).filter(|v| *v == "HTTP/1.0").unwrap_or("HTTP/1.1");
+    assert_eq!(parts.next(), Some(version), "{status_line}");
     let status: u16 = parts.next().unwrap().parse().unwrap();
     let headers: HashMap<String, String> = lines
         .map(|l| {
@@ -373,4 +375,85 @@ fn reject_reasons_from_a_flooding_pool_are_capped_and_cleaned() {
         assert!(!r.chars().any(char::is_control), "control character in {r:?}");
     }
     assert!(text.len() < 64 * 1024, "scrape of {} bytes", text.len());
+}
+
+/// Sends `head` one byte every 150 ms (then spaces) until stopped, 5 s have passed, or a write
+/// fails because the server closed for good; gives how long after connecting that was.
+fn slow_writer(addr: SocketAddr, head: &'static [u8], stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<Option<Duration>> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let t0 = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let mut bytes = head.iter().copied().chain(std::iter::repeat(b' '));
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(5) {
+            if s.write_all(&[bytes.next().unwrap()]).is_err() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        None
+    })
+}
+
+#[test]
+fn idle_and_slow_connections_do_not_stop_a_scrape() {
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idle: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(srv.local_addr()).unwrap()).collect();
+    let slow: Vec<_> = (0..20).map(|_| slow_writer(srv.local_addr(), b"GET /metrics HTTP/1.1\r\nX-Slow: ", stop.clone())).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let r = http_get(srv.local_addr(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let took = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in slow {
+        let _ = t.join().unwrap();
+    }
+    drop(idle);
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with("# EOF\n"));
+    assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+}
+
+#[test]
+fn a_client_trickling_its_head_is_cut_off_at_the_header_deadline() {
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut = slow_writer(srv.local_addr(), b"GET /metrics HTTP/1.1\r\nX-Slow: ", stop.clone()).join().unwrap();
+    let cut = cut.expect("the server still read the trickle after 5 s: it holds the connection");
+    assert!(cut < Duration::from_millis(3500), "cut off after {cut:?} (head deadline 2 s)");
+    assert!(cut >= Duration::from_millis(1500), "cut off before the deadline: {cut:?}");
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_at_once() {
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+    let idle: Vec<TcpStream> = (0..metrics::MAX_CONNECTIONS).map(|_| TcpStream::connect(srv.local_addr()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let mut s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(t0.elapsed() < Duration::from_millis(500), "the connection past the cap waited {:?}", t0.elapsed());
+    assert!(!String::from_utf8_lossy(&raw).contains("200 OK"), "served past the cap");
+    drop(idle);
+    // Once the idle ones are gone, scrapes are served again.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http_get(srv.local_addr(), "GET /metrics HTTP/1.1\r\n\r\n").status, 200);
+}
+
+#[test]
+fn starts_and_stops_inside_a_tokio_runtime_too() {
+    // `hashrig mine` starts the listener from inside its runtime; `bench` from a plain thread
+    // (every other test here).
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), false, SharedView::new(common::rig())).unwrap();
+        let addr = srv.local_addr();
+        let r = tokio::task::spawn_blocking(move || http_get(addr, "GET /metrics HTTP/1.1\r\n\r\n")).await.unwrap();
+        assert_eq!(r.status, 200);
+        srv.stop();
+        assert!(TcpStream::connect(addr).is_err(), "still listening after stop");
+    });
 }
