@@ -1,21 +1,28 @@
 //! The tokio transport around [`Session`]: TCP or TLS, bounded line reading, an inactivity
 //! watchdog, failover down an ordered pool list and failback to the first pool that works.
 //!
-//! Shares found while no pool is connected are queued; after a reconnect each is resubmitted
-//! if the new session still has its job with the very same header parts, otherwise it is
-//! counted stale. Shares in flight when a connection drops are treated the same way.
+//! Every share handed to [`ClientHandle::submit`] ends in exactly one event: a
+//! [`ClientEvent::ShareResult`] (the pool answered) or a [`ClientEvent::ShareStale`] (it never
+//! will, with a [`StaleReason`]), or it is still in flight when [`ClientHandle::shutdown`]
+//! returns. Shares found while no pool is connected wait in a bounded queue; after a reconnect
+//! each is resubmitted if the new session still has its job with the very same header parts,
+//! otherwise it is stale ([`StaleReason::JobNotLive`]). Shares sent but unanswered when a
+//! connection drops are queued the same way if their job was still live on it, else stale
+//! ([`StaleReason::ConnectionLost`]). Submits the pool never answers end after
+//! [`ClientConfig::answer_timeout`] ([`StaleReason::NoAnswer`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::session::{Event, Password, PoolJob, Session, SessionConfig, Share, ShareOutcome};
+use crate::session::{Event, Password, PoolJob, Session, SessionConfig, Share, ShareOutcome, SubmitError};
 use crate::wire::{ProtocolError, Reconnect, MAX_LINE};
 use crate::Error;
 
@@ -91,6 +98,24 @@ pub struct ClientConfig {
     pub retry_delay: Duration,
     /// Extra CA certificates for `stratum+ssl://` pools (private CAs), besides the webpki roots.
     pub pool_ca: Option<crate::PoolCa>,
+    /// A submit the pool has not answered within this (default 60 s) ends as
+    /// [`StaleReason::NoAnswer`]; a late answer is then logged and ignored.
+    pub answer_timeout: Duration,
+    /// At most this many submits (default 1024) wait for an answer on one connection; one more
+    /// ends the oldest as [`StaleReason::NoAnswer`] at once.
+    pub max_in_flight: usize,
+    /// Every write to a pool must finish within this (default 10 s); one that does not ends
+    /// the connection (a pool that stops reading would otherwise stall mining for good).
+    pub write_timeout: Duration,
+    /// At most this many shares (default 4096) wait for a connection; one more ends the oldest
+    /// as [`StaleReason::QueueFull`].
+    pub max_queue: usize,
+    /// The longest `client.reconnect` wait honoured (default 120 s): the asking pool is left
+    /// alone that long while mining goes on down the failover order.
+    pub reconnect_wait_max: Duration,
+    /// After failback or `switch_pool`, the old connection is kept this long at most (default
+    /// 10 s), reading answers to its submits in flight and sending nothing new.
+    pub drain_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -106,6 +131,12 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(15),
             retry_delay: Duration::from_secs(5),
             pool_ca: None,
+            answer_timeout: Duration::from_secs(60),
+            max_in_flight: 1024,
+            write_timeout: Duration::from_secs(10),
+            max_queue: 4096,
+            reconnect_wait_max: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -134,8 +165,11 @@ pub enum StaleReason {
     SendFailed,
     /// Dropped from the full queue of shares waiting for a connection.
     QueueFull,
-    /// Still queued, never sent, when the client was shut down.
+    /// Waiting in the queue for a connection when the client was shut down.
     Shutdown,
+    /// The session would not send it: version bits outside the granted mask (e.g. after
+    /// `mining.set_version_mask` narrowed it) or an extranonce2 of the wrong size.
+    Invalid,
 }
 
 /// What the miner hears from the client.
@@ -168,8 +202,13 @@ pub struct FoundShare {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientStats {
     pub accepted: u64,
+    /// Rejects by the pool's reason (sanitised); at most [`MAX_REJECT_REASONS`] reasons of
+    /// their own, later new reasons are counted under [`OTHER_REASON`].
     pub rejected: BTreeMap<String, u64>,
+    /// Shares resolved as [`ClientEvent::ShareStale`], all reasons together.
     pub stale: u64,
+    /// The same by reason.
+    pub stale_reasons: BTreeMap<StaleReason, u64>,
     pub resubmitted: u64,
     pub protocol_errors: BTreeMap<&'static str, u64>,
     /// The pool mining now.
@@ -182,39 +221,126 @@ pub struct ClientStats {
     pub order: Vec<usize>,
 }
 
+/// How many distinct reject reasons [`ClientStats::rejected`] keeps apart.
+pub const MAX_REJECT_REASONS: usize = 16;
+/// Where reject reasons beyond [`MAX_REJECT_REASONS`] are counted.
+pub const OTHER_REASON: &str = "other";
+
 impl ClientStats {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
+
+    fn count_reject(&mut self, reason: &str) {
+        let own = self.rejected.keys().filter(|k| k.as_str() != OTHER_REASON).count();
+        let key = if self.rejected.contains_key(reason) || own < MAX_REJECT_REASONS { reason } else { OTHER_REASON };
+        *self.rejected.entry(key.to_owned()).or_default() += 1;
+    }
 }
 
-/// The miner's side: submit shares, read the stats.
-#[derive(Clone, Debug)]
+/// Requests from the handles to the client task.
+enum Control {
+    /// `switch_pool`.
+    Switch(usize),
+    /// Stop taking shares; answer `done` once the submits in flight are answered or at
+    /// `deadline`.
+    Shutdown { deadline: tokio::time::Instant, done: oneshot::Sender<()> },
+}
+
+/// What the client task, its drains and the handles share.
+struct Shared {
+    cfg: ClientConfig,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    stats: Mutex<ClientStats>,
+    /// Shares handed over by [`ClientHandle::submit`] and not yet resolved by an event.
+    in_flight: AtomicUsize,
+    /// Set by [`ClientHandle::shutdown`]: no more shares are taken.
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, ClientStats> {
+        self.stats.lock().expect("stats lock is never poisoned: no panics while held")
+    }
+
+    fn emit(&self, e: ClientEvent) {
+        // The miner may have stopped listening; the client then winds down on its own.
+        let _ = self.events.send(e);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The pool answered share `s` on connection `conn`.
+    fn answered(&self, s: FoundShare, pool: usize, conn: ConnId, outcome: ShareOutcome) {
+        {
+            let mut st = self.stats();
+            match &outcome {
+                ShareOutcome::Accepted => st.accepted += 1,
+                ShareOutcome::Rejected { reason } => st.count_reject(reason),
+            }
+        }
+        self.emit(ClientEvent::ShareResult { id: s.id, pool, conn, share: s.share, outcome });
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Share `s` will never be answered.
+    fn stale(&self, s: FoundShare, reason: StaleReason) {
+        tracing::warn!(id = s.id, pool = s.pool, conn = %s.conn, job = %s.share.job_id, ?reason, "share stale");
+        {
+            let mut st = self.stats();
+            st.stale += 1;
+            *st.stale_reasons.entry(reason).or_default() += 1;
+        }
+        self.emit(ClientEvent::ShareStale { id: s.id, pool: s.pool, share: s.share, reason });
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn count_protocol(&self, e: &ProtocolError) {
+        *self.stats().protocol_errors.entry(e.kind()).or_default() += 1;
+    }
+}
+
+/// The miner's side: submit shares, read the stats, switch pools, shut down.
+#[derive(Clone)]
 pub struct ClientHandle {
     tx: mpsc::UnboundedSender<FoundShare>,
-    stats: Arc<Mutex<ClientStats>>,
-    switch: mpsc::UnboundedSender<usize>,
+    shared: Arc<Shared>,
+    ctl: mpsc::UnboundedSender<Control>,
     pools: usize,
 }
 
+impl fmt::Debug for ClientHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientHandle").field("pools", &self.pools).field("in_flight", &self.in_flight()).finish()
+    }
+}
+
 impl ClientHandle {
-    /// Hand a share to the client; false once the client has stopped.
+    /// Hand a share to the client; false once the client has stopped or is shutting down
+    /// (the share is then not the client's: no event will come for it). Every share taken
+    /// ends in exactly one [`ClientEvent::ShareResult`] or [`ClientEvent::ShareStale`], unless
+    /// it is still in flight when [`ClientHandle::shutdown`] returns.
     pub fn submit(&self, share: FoundShare) -> bool {
-        self.tx.send(share).is_ok()
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(share).is_err() {
+            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
-    /// Shares handed over and not yet resolved.
+    /// Shares handed over and not yet resolved (queued, being sent, or waiting for answers).
     pub fn in_flight(&self) -> usize {
-        0
-    }
-
-    /// Stop taking shares and wait at most `limit` for answers to submits in flight.
-    pub async fn shutdown(&self, limit: Duration) {
-        let _ = limit;
+        self.shared.in_flight()
     }
 
     pub fn stats(&self) -> ClientStats {
-        self.stats.lock().expect("stats lock is never poisoned: no panics while held").clone()
+        self.shared.stats().clone()
     }
 
     /// Make `pool` the preferred pool (cgminer's `switchpool`): it moves to the front of the
@@ -222,33 +348,53 @@ impl ClientHandle {
     /// current pool for it now. If it cannot be reached, failover goes down the new order.
     /// False for a pool index out of range or once the client has stopped.
     pub fn switch_pool(&self, pool: usize) -> bool {
-        pool < self.pools && self.switch.send(pool).is_ok()
+        pool < self.pools && self.ctl.send(Control::Switch(pool)).is_ok()
+    }
+
+    /// Stop taking shares ([`ClientHandle::submit`] returns false from now on) and wait at most
+    /// `limit` for the answers to submits in flight. Shares handed over before the call are
+    /// still submitted if a pool is connected; shares queued for want of a connection end as
+    /// [`StaleReason::Shutdown`]. Whatever is unanswered at `limit` stays unresolved (no event;
+    /// [`ClientHandle::in_flight`] counts it). The client task ends when this returns.
+    pub async fn shutdown(&self, limit: Duration) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + limit;
+        let (done, wait) = oneshot::channel();
+        if self.ctl.send(Control::Shutdown { deadline, done }).is_err() {
+            return;
+        }
+        // The task answers by the deadline; the margin only covers a task that died.
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), wait).await;
     }
 }
 
-/// Start the client on the current tokio runtime. It runs until every [`ClientHandle`] is
-/// dropped.
+/// Start the client on the current tokio runtime. It runs until [`ClientHandle::shutdown`] or
+/// until every [`ClientHandle`] is dropped.
 pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>, tokio::task::JoinHandle<()>) {
     let (share_tx, share_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let (switch_tx, switch_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let pools = cfg.pools.len();
     let order: Vec<usize> = (0..pools).collect();
-    let stats = Arc::new(Mutex::new(ClientStats { order: order.clone(), ..Default::default() }));
-    let client = Client {
-        cfg: Arc::new(cfg),
-        shares: share_rx,
+    let shared = Arc::new(Shared {
+        cfg,
         events: ev_tx,
-        stats: stats.clone(),
-        queue: Vec::new(),
-        down_until: Vec::new(),
-        switch: switch_rx,
+        stats: Mutex::new(ClientStats { order: order.clone(), ..Default::default() }),
+        in_flight: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+    });
+    let client = Client {
+        shared: shared.clone(),
+        shares: share_rx,
+        queue: Queue::default(),
+        down_until: vec![None; pools],
+        ctl: ctl_rx,
         order,
         conns: 0,
-        sent: std::collections::HashMap::new(),
+        stop: None,
     };
     let task = tokio::spawn(client.run());
-    (ClientHandle { tx: share_tx, stats, switch: switch_tx, pools }, ev_rx, task)
+    (ClientHandle { tx: share_tx, shared, ctl: ctl_tx, pools }, ev_rx, task)
 }
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
@@ -314,6 +460,91 @@ struct Established {
     early: Vec<Event>,
 }
 
+/// A submit waiting for its answer.
+struct Sent {
+    share: FoundShare,
+    deadline: tokio::time::Instant,
+}
+
+/// A connection being mined on (or drained).
+struct Conn {
+    pool: usize,
+    id: ConnId,
+    url: String,
+    reader: LineReader,
+    writer: Writer,
+    session: Session,
+    /// Submits waiting for answers by request id; ids grow with time, so the first entry has
+    /// the earliest deadline.
+    sent: BTreeMap<u64, Sent>,
+    /// The submit whose write failed, if one did.
+    failed_write: Option<u64>,
+}
+
+impl Conn {
+    async fn write(&mut self, line: &str) -> Result<(), String> {
+        write_line(&mut self.writer, line, &self.url).await.map_err(|e| e.to_string())
+    }
+
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        self.sent.values().next().map(|s| s.deadline)
+    }
+
+    /// Resolve the submits whose answer is overdue as [`StaleReason::NoAnswer`].
+    fn expire(&mut self, shared: &Shared, now: tokio::time::Instant) {
+        while let Some(entry) = self.sent.first_entry() {
+            if entry.get().deadline > now {
+                break;
+            }
+            let (req, s) = entry.remove_entry();
+            self.session.abandon(req);
+            shared.stale(s.share, StaleReason::NoAnswer);
+        }
+    }
+
+    fn answer(&mut self, shared: &Shared, request: u64, outcome: ShareOutcome) {
+        match self.sent.remove(&request) {
+            Some(s) => shared.answered(s.share, self.pool, self.id, outcome),
+            None => tracing::debug!(request, conn = %self.id, "answer to a submit not in flight"),
+        }
+    }
+
+    /// The connection is gone (not drained): requeue what may still be valid on a new session
+    /// of the same pool, everything else is stale.
+    fn lose(mut self, shared: &Shared, queue: &mut Queue) {
+        for (req, s) in std::mem::take(&mut self.sent) {
+            if self.session.job(&s.share.share.job_id).is_some() {
+                queue.push(shared, s.share);
+            } else if self.failed_write == Some(req) {
+                shared.stale(s.share, StaleReason::SendFailed);
+            } else {
+                shared.stale(s.share, StaleReason::ConnectionLost);
+            }
+        }
+    }
+}
+
+/// Shares waiting for a connection, oldest first, at most [`ClientConfig::max_queue`].
+#[derive(Default)]
+struct Queue(VecDeque<FoundShare>);
+
+impl Queue {
+    fn push(&mut self, shared: &Shared, s: FoundShare) {
+        while self.0.len() >= shared.cfg.max_queue.max(1) {
+            let old = self.0.pop_front().expect("the queue is not empty");
+            shared.stale(old, StaleReason::QueueFull);
+        }
+        self.0.push_back(s);
+        shared.stats().queued = self.0.len() as u64;
+    }
+
+    fn pop(&mut self, shared: &Shared) -> Option<FoundShare> {
+        let s = self.0.pop_front();
+        shared.stats().queued = self.0.len() as u64;
+        s
+    }
+}
+
 enum End {
     Failed(String),
     Failback(Box<Established>),
@@ -323,26 +554,37 @@ enum End {
     Shutdown,
 }
 
+/// A shutdown under way.
+struct Stop {
+    deadline: tokio::time::Instant,
+    done: Vec<oneshot::Sender<()>>,
+}
+
 struct Client {
-    cfg: Arc<ClientConfig>,
+    shared: Arc<Shared>,
     shares: mpsc::UnboundedReceiver<FoundShare>,
-    events: mpsc::UnboundedSender<ClientEvent>,
-    stats: Arc<Mutex<ClientStats>>,
-    queue: Vec<FoundShare>,
+    queue: Queue,
     down_until: Vec<Option<Instant>>,
-    /// `switch_pool` requests.
-    switch: mpsc::UnboundedReceiver<usize>,
+    /// `switch_pool` and `shutdown` requests.
+    ctl: mpsc::UnboundedReceiver<Control>,
     /// Failover order, preferred first.
     order: Vec<usize>,
     /// Connections established so far.
     conns: u64,
-    /// Submits of the current connection by request id.
-    sent: std::collections::HashMap<u64, FoundShare>,
+    stop: Option<Stop>,
 }
 
 impl Client {
+    fn cfg(&self) -> &ClientConfig {
+        &self.shared.cfg
+    }
+
     fn stats(&self) -> std::sync::MutexGuard<'_, ClientStats> {
-        self.stats.lock().expect("stats lock is never poisoned: no panics while held")
+        self.shared.stats()
+    }
+
+    fn emit(&self, e: ClientEvent) {
+        self.shared.emit(e);
     }
 
     /// Move `pool` to the front of the failover order (cgminer's switchpool).
@@ -359,54 +601,70 @@ impl Client {
         self.order.iter().position(|&p| p == pool).unwrap_or(usize::MAX)
     }
 
-    fn emit(&self, e: ClientEvent) {
-        // The miner may have stopped listening; the client then winds down on its own.
-        let _ = self.events.send(e);
+    /// Begin shutting down: no more shares are taken; those already handed over are still
+    /// received (by [`Client::take_left`]).
+    fn begin_stop(&mut self, deadline: tokio::time::Instant, done: Option<oneshot::Sender<()>>) {
+        match &mut self.stop {
+            Some(stop) => stop.done.extend(done),
+            None => {
+                tracing::info!("client shutting down");
+                self.shared.closed.store(true, Ordering::SeqCst);
+                self.shares.close();
+                self.stop = Some(Stop { deadline, done: done.into_iter().collect() });
+            }
+        }
     }
 
-    fn stale(&self, share: &FoundShare, why: &str) {
-        tracing::warn!(pool = share.pool, job = %share.share.job_id, why, "share counted stale");
-        self.stats().stale += 1;
+    /// A control request while not mining on a connection. True when shutting down.
+    fn control_idle(&mut self, c: Control) -> bool {
+        match c {
+            // Not connected: the new order applies to the next connection attempt.
+            Control::Switch(p) => self.prefer(p),
+            Control::Shutdown { deadline, done } => self.begin_stop(deadline, Some(done)),
+        }
+        self.stop.is_some()
+    }
+
+    /// The miner went away (every handle dropped): stop without waiting.
+    fn miner_gone(&mut self) {
+        self.begin_stop(tokio::time::Instant::now(), None);
     }
 
     async fn run(mut self) {
-        self.down_until = vec![None; self.cfg.pools.len()];
         let mut next: Option<Established> = None;
-        loop {
+        while self.stop.is_none() {
             let est = match next.take() {
                 Some(e) => e,
                 None => match self.connect_any().await {
                     Some(e) => e,
                     None => {
-                        if self.wait_collecting(self.cfg.retry_delay).await {
-                            return;
+                        if self.stop.is_none() {
+                            self.wait_collecting(self.cfg().retry_delay).await;
                         }
                         continue;
                     }
                 },
             };
             let pool = est.pool;
-            let end = self.mine_on(est).await;
-            let conn = ConnId(self.conns);
+            let (conn, end) = self.mine_on(est).await;
+            self.stats().current_pool = None;
             match end {
-                End::Shutdown => return,
+                End::Shutdown => {}
                 End::Failback(better) => {
                     self.emit(ClientEvent::Disconnected { pool, conn, reason: "failing back to a preferred pool".into() });
                     next = Some(*better);
                 }
                 End::Switch(to) => {
                     self.emit(ClientEvent::Disconnected { pool, conn, reason: format!("switching to pool {to} by request") });
-                    match self.establish(to).await {
+                    match self.establish_collecting(to).await {
                         Some(e) => next = Some(e),
-                        None => self.down_until[to] = Some(Instant::now() + self.cfg.failback_interval),
+                        None => self.down_until[to] = Some(Instant::now() + self.cfg().failback_interval),
                     }
                 }
                 End::Reconnect(r) => {
                     tracing::info!(pool, wait = r.wait_seconds, host = ?r.host, port = ?r.port, "pool asked for a reconnect (to the configured pool only)");
                     self.emit(ClientEvent::Disconnected { pool, conn, reason: "client.reconnect".into() });
-                    if self.wait_collecting(Duration::from_secs(r.wait_seconds)).await {
-                        return;
-                    }
+                    self.wait_collecting(Duration::from_secs(r.wait_seconds)).await;
                     // Reconnect to the configured pool, never to the host/port the message
                     // names (`r.host`, `r.port` are only logged): following a redirect to
                     // another host would hand our worker name and password, and our hashrate,
@@ -414,32 +672,46 @@ impl Client {
                     // session) names, and for stratum+ssl the new host would be checked
                     // against a name we never chose. cgminer follows it only within the same
                     // domain; ESP-Miner, like us, reconnects to its configured pool.
-                    if let Some(e) = self.establish(pool).await {
-                        next = Some(e);
+                    if self.stop.is_none() {
+                        next = self.establish_collecting(pool).await;
                     }
                 }
                 End::Failed(reason) => {
-                    tracing::warn!(pool, url = %self.cfg.pools[pool].url, %reason, "pool lost");
-                    self.down_until[pool] = Some(Instant::now() + self.cfg.failback_interval);
+                    tracing::warn!(pool, url = %self.cfg().pools[pool].url, %reason, "pool lost");
+                    self.down_until[pool] = Some(Instant::now() + self.cfg().failback_interval);
                     self.emit(ClientEvent::Disconnected { pool, conn, reason });
                 }
             }
-            self.stats().current_pool = None;
+        }
+        self.finish().await;
+    }
+
+    /// The end of a shutdown: what was never sent is stale, then answer the waiting handles.
+    async fn finish(&mut self) {
+        self.shares.close();
+        while let Ok(s) = self.shares.try_recv() {
+            self.shared.stale(s, StaleReason::Shutdown);
+        }
+        while let Some(s) = self.queue.pop(&self.shared) {
+            self.shared.stale(s, StaleReason::Shutdown);
+        }
+        let stop = self.stop.take().expect("run ends only when stopping");
+        for d in stop.done {
+            let _ = d.send(());
         }
     }
 
-    /// Wait, queueing shares that arrive. True when the miner went away.
-    async fn wait_collecting(&mut self, d: Duration) -> bool {
+    /// Wait, queueing shares that arrive, until `d` has passed or a shutdown begins.
+    async fn wait_collecting(&mut self, d: Duration) {
         let deadline = tokio::time::Instant::now() + d;
-        loop {
+        while self.stop.is_none() {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = tokio::time::sleep_until(deadline) => return,
                 s = self.shares.recv() => match s {
-                    Some(s) => { self.queue.push(s); self.stats().queued = self.queue.len() as u64; }
-                    None => return true,
+                    Some(s) => self.queue.push(&self.shared, s),
+                    None => self.miner_gone(),
                 },
-                // Not connected: the new order applies to the next connection attempt.
-                Some(p) = self.switch.recv() => self.prefer(p),
+                Some(c) = self.ctl.recv() => { self.control_idle(c); }
             }
         }
     }
@@ -450,59 +722,45 @@ impl Client {
         let up: Vec<usize> = self.order.iter().copied().filter(|&i| self.down_until[i].is_none_or(|t| t <= now)).collect();
         let order = if up.is_empty() { self.order.clone() } else { up };
         for i in order {
-            if let Some(e) = self.establish(i).await {
+            if let Some(e) = self.establish_collecting(i).await {
                 return Some(e);
             }
-            self.down_until[i] = Some(Instant::now() + self.cfg.failback_interval);
+            if self.stop.is_some() {
+                return None;
+            }
+            self.down_until[i] = Some(Instant::now() + self.cfg().failback_interval);
         }
         None
     }
 
-    async fn establish(&mut self, pool: usize) -> Option<Established> {
-        establish(&self.cfg, &self.stats, pool).await
-    }
-
-    async fn open(url: &PoolUrl, ca: Option<&crate::PoolCa>) -> Result<(Reader, Writer), Error> {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port))
-            .await
-            .map_err(|source| Error::Connect { url: url.to_string(), source })?;
-        let _ = tcp.set_nodelay(true);
-        if url.tls {
-            let tls = crate::tls::connect(&url.host, tcp, ca).await?;
-            let (r, w) = tokio::io::split(tls);
-            Ok((Box::new(r), Box::new(w)))
-        } else {
-            let (r, w) = tcp.into_split();
-            Ok((Box::new(r), Box::new(w)))
+    /// [`establish`], queueing shares meanwhile; `None` also when a shutdown begins.
+    async fn establish_collecting(&mut self, pool: usize) -> Option<Established> {
+        let fut = establish(self.shared.clone(), pool);
+        tokio::pin!(fut);
+        while self.stop.is_none() {
+            tokio::select! {
+                e = &mut fut => return e,
+                s = self.shares.recv() => match s {
+                    Some(s) => self.queue.push(&self.shared, s),
+                    None => self.miner_gone(),
+                },
+                Some(c) = self.ctl.recv() => { self.control_idle(c); }
+            }
         }
-    }
-
-    fn count_protocol(&self, e: &ProtocolError) {
-        count_protocol(&self.stats, e);
+        None
     }
 
     /// Apply session events; `Some(end)` stops this connection.
-    async fn apply(&mut self, pool: usize, conn: ConnId, writer: &mut Writer, events: Vec<Event>) -> Option<End> {
-        let url = self.cfg.pools[pool].url.to_string();
+    async fn apply(&mut self, c: &mut Conn, events: Vec<Event>) -> Option<End> {
         for ev in events {
             match ev {
                 Event::Send(line) => {
-                    if let Err(e) = write_line(writer, &line, &url).await {
-                        return Some(End::Failed(e.to_string()));
+                    if let Err(e) = c.write(&line).await {
+                        return Some(End::Failed(e));
                     }
                 }
-                Event::Job(job) => self.emit(ClientEvent::Job { pool, conn, job }),
-                Event::ShareResult { request, share, outcome } => {
-                    let Some(found) = self.sent.remove(&request) else { continue };
-                    {
-                        let mut st = self.stats();
-                        match &outcome {
-                            ShareOutcome::Accepted => st.accepted += 1,
-                            ShareOutcome::Rejected { reason } => *st.rejected.entry(reason.clone()).or_default() += 1,
-                        }
-                    }
-                    self.emit(ClientEvent::ShareResult { id: found.id, pool, conn, share, outcome });
-                }
+                Event::Job(job) => self.emit(ClientEvent::Job { pool: c.pool, conn: c.id, job }),
+                Event::ShareResult { request, share: _, outcome } => c.answer(&self.shared, request, outcome),
                 Event::Authorized(ok) => {
                     if !ok {
                         return Some(End::Failed("authorization refused".into()));
@@ -510,100 +768,145 @@ impl Client {
                 }
                 Event::VersionMask(_) => {}
                 Event::Reconnect(r) => return Some(End::Reconnect(r)),
-                Event::Protocol(e) => self.count_protocol(&e),
+                Event::Protocol(e) => self.shared.count_protocol(&e),
             }
         }
         None
     }
 
-    async fn submit(&mut self, pool: usize, conn: ConnId, session: &mut Session, writer: &mut Writer, s: FoundShare) -> Option<End> {
-        if s.pool != pool || !session.accepts_share_for(&s.job) {
-            self.stale(&s, "its job is not live on the connected pool");
+    /// Send a share on `c` if its job is live there, else resolve it as stale.
+    async fn submit(&mut self, c: &mut Conn, s: FoundShare) -> Option<End> {
+        if s.pool != c.pool || !c.session.accepts_share_for(&s.job) {
+            self.shared.stale(s, StaleReason::JobNotLive);
             return None;
         }
-        match session.submit_request(s.share.clone()) {
-            Ok((req, ev)) => {
-                self.sent.insert(req, s);
-                self.apply(pool, conn, writer, vec![ev]).await
+        let (req, line) = match c.session.submit_request(s.share.clone()) {
+            Ok((req, Event::Send(line))) => (req, line),
+            Ok((_, other)) => unreachable!("submit_request gives a line to send, not {other:?}"),
+            Err(SubmitError::Stale(_) | SubmitError::NotSubscribed) => {
+                self.shared.stale(s, StaleReason::JobNotLive);
+                return None;
             }
             Err(e) => {
-                self.stale(&s, &e.to_string());
-                None
+                tracing::warn!(id = s.id, error = %e, "share cannot be sent");
+                self.shared.stale(s, StaleReason::Invalid);
+                return None;
             }
+        };
+        if s.conn != c.id {
+            self.stats().resubmitted += 1;
         }
+        // Never more than max_in_flight unanswered: the oldest is given up on.
+        while c.sent.len() >= self.cfg().max_in_flight.max(1) {
+            let (old, o) = c.sent.pop_first().expect("not empty");
+            c.session.abandon(old);
+            self.shared.stale(o.share, StaleReason::NoAnswer);
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg().answer_timeout;
+        c.sent.insert(req, Sent { share: s, deadline });
+        if let Err(e) = c.write(&line).await {
+            c.failed_write = Some(req);
+            return Some(End::Failed(e));
+        }
+        None
     }
 
-    async fn mine_on(&mut self, est: Established) -> End {
-        let Established { pool, mut reader, mut writer, mut session, early } = est;
-        let url = self.cfg.pools[pool].url.to_string();
+    /// Mine on one connection until it ends; what is in flight then is requeued, resolved or
+    /// (at shutdown) left in flight.
+    async fn mine_on(&mut self, est: Established) -> (ConnId, End) {
+        let Established { pool, reader, writer, session, early } = est;
         self.conns += 1;
-        let conn = ConnId(self.conns);
-        self.sent.clear();
+        let url = self.cfg().pools[pool].url.to_string();
+        let mut c = Conn { pool, id: ConnId(self.conns), url, reader, writer, session, sent: BTreeMap::new(), failed_write: None };
+        let id = c.id;
+        let end = self.mine(&mut c, early).await;
+        match end {
+            // Left in flight: the answers may still come within the shutdown's limit.
+            End::Shutdown => {}
+            _ => c.lose(&self.shared, &mut self.queue),
+        }
+        (id, end)
+    }
+
+    async fn mine(&mut self, c: &mut Conn, early: Vec<Event>) -> End {
+        let pool = c.pool;
         {
             let mut st = self.stats();
             st.current_pool = Some(pool);
             st.connects += 1;
         }
         self.down_until[pool] = None;
-        tracing::info!(pool, %url, "mining on pool");
-        let extranonce1 = session.extranonce().map(|(e, _)| e.to_vec()).unwrap_or_default();
-        self.emit(ClientEvent::Connected { pool, conn, url: url.clone(), extranonce1 });
-        if let Some(end) = self.apply(pool, conn, &mut writer, early).await {
+        tracing::info!(pool, conn = %c.id, url = %c.url, "mining on pool");
+        let extranonce1 = c.session.extranonce().map(|(e, _)| e.to_vec()).unwrap_or_default();
+        self.emit(ClientEvent::Connected { pool, conn: c.id, url: c.url.clone(), extranonce1 });
+        if let Some(end) = self.apply(c, early).await {
             return end;
         }
         // Shares found while we were away: resubmit those whose job is still live here.
-        let queued = std::mem::take(&mut self.queue);
-        self.stats().queued = 0;
-        for s in queued {
-            if s.pool == pool && session.accepts_share_for(&s.job) {
-                self.stats().resubmitted += 1;
-            }
-            if let Some(end) = self.submit(pool, conn, &mut session, &mut writer, s).await {
+        while let Some(s) = self.queue.pop(&self.shared) {
+            if let Some(end) = self.submit(c, s).await {
                 return end;
             }
         }
-        let mut failback = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.cfg.failback_interval,
-            self.cfg.failback_interval,
-        );
+        let failback_every = self.cfg().failback_interval;
+        let mut failback = tokio::time::interval_at(tokio::time::Instant::now() + failback_every, failback_every);
         let mut probe: Option<tokio::task::JoinHandle<Option<Established>>> = None;
         // The watchdog counts from the last line received, whatever else happens meanwhile
         // (shares being submitted must not keep a silent pool alive).
         let mut last_rx = tokio::time::Instant::now();
         let end = loop {
+            if let Some(stop) = &self.stop
+                && (self.shared.in_flight() == 0 || tokio::time::Instant::now() >= stop.deadline)
+            {
+                break End::Shutdown;
+            }
+            let answer_due = c.next_deadline();
+            let stop_due = self.stop.as_ref().map(|s| s.deadline);
+            let silence = self.cfg().silence_timeout;
             tokio::select! {
-                _ = tokio::time::sleep_until(last_rx + self.cfg.silence_timeout) => {
-                    break End::Failed(format!("no message for {} s", self.cfg.silence_timeout.as_secs_f64()));
+                _ = tokio::time::sleep_until(last_rx + silence) => {
+                    break End::Failed(format!("no message for {} s", silence.as_secs_f64()));
                 }
+                _ = tokio::time::sleep_until(answer_due.unwrap_or_else(far_future)), if answer_due.is_some() => {
+                    c.expire(&self.shared, tokio::time::Instant::now());
+                }
+                _ = tokio::time::sleep_until(stop_due.unwrap_or_else(far_future)), if stop_due.is_some() => {}
                 // LineReader::next is cancel-safe: bytes are only consumed once a read completes.
-                line = reader.next() => {
+                line = c.reader.next() => {
                     last_rx = tokio::time::Instant::now();
                     let events = match line {
                         Err(e) => break End::Failed(format!("read error: {e}")),
                         Ok(None) => break End::Failed("connection closed by the pool".into()),
-                        Ok(Some(Line::Bad(e))) => { session.count_protocol_error(&e); self.count_protocol(&e); continue; }
-                        Ok(Some(Line::Ok(l))) => session.handle_line(&l),
+                        Ok(Some(Line::Bad(e))) => { c.session.count_protocol_error(&e); self.shared.count_protocol(&e); continue; }
+                        Ok(Some(Line::Ok(l))) => c.session.handle_line(&l),
                     };
-                    if let Some(end) = self.apply(pool, conn, &mut writer, events).await { break end; }
+                    if let Some(end) = self.apply(c, events).await { break end; }
                 }
-                s = self.shares.recv() => match s {
-                    None => break End::Shutdown,
-                    Some(s) => if let Some(end) = self.submit(pool, conn, &mut session, &mut writer, s).await { break end; },
+                s = self.shares.recv(), if self.stop.is_none() => match s {
+                    None => { self.miner_gone(); break End::Shutdown; }
+                    Some(s) => if let Some(end) = self.submit(c, s).await { break end; },
+                },
+                Some(ctl) = self.ctl.recv() => match ctl {
+                    Control::Switch(to) => {
+                        self.prefer(to);
+                        if to != pool && self.stop.is_none() {
+                            break End::Switch(to);
+                        }
+                    }
+                    Control::Shutdown { deadline, done } => {
+                        self.begin_stop(deadline, Some(done));
+                        // Shares handed over before the shutdown still go out.
+                        if let Some(end) = self.submit_left(c).await { break end; }
+                    }
                 },
                 // Try the preferred pools in a task of its own, so a slow or dead one never
                 // holds up this connection.
-                Some(to) = self.switch.recv() => {
-                    self.prefer(to);
-                    if to != pool {
-                        break End::Switch(to);
-                    }
-                }
-                _ = failback.tick(), if self.rank(pool) > 0 && probe.is_none() => {
-                    let (cfg, stats) = (self.cfg.clone(), self.stats.clone());
+                _ = failback.tick(), if self.rank(pool) > 0 && probe.is_none() && self.stop.is_none() => {
+                    let shared = self.shared.clone();
                     let preferred = self.order[..self.rank(pool)].to_vec();
                     probe = Some(tokio::spawn(async move {
                         for better in preferred {
-                            if let Some(e) = establish(&cfg, &stats, better).await {
+                            if let Some(e) = establish(shared.clone(), better).await {
                                 return Some(e);
                             }
                         }
@@ -612,7 +915,9 @@ impl Client {
                 }
                 r = async { probe.as_mut().expect("guarded by is_some").await }, if probe.is_some() => {
                     probe = None;
-                    if let Ok(Some(e)) = r {
+                    if let Ok(Some(e)) = r
+                        && self.stop.is_none()
+                    {
                         tracing::info!(from = pool, to = e.pool, "preferred pool is back");
                         break End::Failback(Box::new(e));
                     }
@@ -622,32 +927,29 @@ impl Client {
         if let Some(p) = probe.take() {
             p.abort();
         }
-        // Shares sent but unanswered: requeue if their job may still be valid, else stale.
-        for (_, job) in session.take_unanswered() {
-            if job.is_none() {
-                self.stats().stale += 1;
-            }
-        }
-        let mut sent: Vec<(u64, FoundShare)> = self.sent.drain().collect();
-        sent.sort_by_key(|(req, _)| *req);
-        for (_, s) in sent {
-            if session.job(&s.share.job_id).is_some() {
-                self.queue.push(s);
-            }
-        }
-        self.stats().queued = self.queue.len() as u64;
         end
+    }
+
+    /// Submit the shares still in the (closed) channel at the start of a shutdown.
+    async fn submit_left(&mut self, c: &mut Conn) -> Option<End> {
+        while let Ok(s) = self.shares.try_recv() {
+            if let Some(end) = self.submit(c, s).await {
+                return Some(end);
+            }
+        }
+        None
     }
 }
 
-fn count_protocol(stats: &Mutex<ClientStats>, e: &ProtocolError) {
-    *stats.lock().expect("stats lock is never poisoned: no panics while held").protocol_errors.entry(e.kind()).or_default() += 1;
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// Connect to `pool` and get as far as its first job within the connect timeout.
-async fn establish(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) -> Option<Established> {
+async fn establish(shared: Arc<Shared>, pool: usize) -> Option<Established> {
+    let cfg = &shared.cfg;
     let url = cfg.pools[pool].url.clone();
-    match tokio::time::timeout(cfg.connect_timeout, handshake(cfg, stats, pool)).await {
+    match tokio::time::timeout(cfg.connect_timeout, handshake(&shared, pool)).await {
         Ok(Ok(e)) => Some(e),
         Ok(Err(e)) => {
             tracing::warn!(pool, %url, error = %e, "could not start mining on pool");
@@ -660,10 +962,26 @@ async fn establish(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) 
     }
 }
 
+async fn open(url: &PoolUrl, ca: Option<&crate::PoolCa>) -> Result<(Reader, Writer), Error> {
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|source| Error::Connect { url: url.to_string(), source })?;
+    let _ = tcp.set_nodelay(true);
+    if url.tls {
+        let tls = crate::tls::connect(&url.host, tcp, ca).await?;
+        let (r, w) = tokio::io::split(tls);
+        Ok((Box::new(r), Box::new(w)))
+    } else {
+        let (r, w) = tcp.into_split();
+        Ok((Box::new(r), Box::new(w)))
+    }
+}
+
 /// Connect, send the opening requests, and read until the first job.
-async fn handshake(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) -> Result<Established, Error> {
+async fn handshake(shared: &Shared, pool: usize) -> Result<Established, Error> {
+    let cfg = &shared.cfg;
     let pc = &cfg.pools[pool];
-    let (r, mut writer) = Client::open(&pc.url, cfg.pool_ca.as_ref()).await?;
+    let (r, mut writer) = open(&pc.url, cfg.pool_ca.as_ref()).await?;
     let mut reader = LineReader::new(r);
     let mut scfg = SessionConfig::new(pc.user.clone(), pc.password.clone());
     scfg.agent = cfg.agent.clone();
@@ -684,7 +1002,7 @@ async fn handshake(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) 
             None => return Err(Error::Closed { url }),
             Some(Line::Bad(e)) => {
                 session.count_protocol_error(&e);
-                count_protocol(stats, &e);
+                shared.count_protocol(&e);
                 continue;
             }
             Some(Line::Ok(l)) => session.handle_line(&l),
@@ -698,7 +1016,7 @@ async fn handshake(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) 
                     got_job = true;
                     early.push(ev);
                 }
-                Event::Protocol(e) => count_protocol(stats, &e),
+                Event::Protocol(e) => shared.count_protocol(&e),
                 other => early.push(other),
             }
         }
@@ -707,7 +1025,6 @@ async fn handshake(cfg: &ClientConfig, stats: &Mutex<ClientStats>, pool: usize) 
         }
     }
 }
-
 
 async fn write_line(w: &mut Writer, line: &str, url: &str) -> Result<(), Error> {
     tracing::trace!(%url, bytes = line.len(), "send");

@@ -165,6 +165,9 @@ enum Pending {
 /// How many jobs are kept for late shares when pools never send clean jobs.
 const MAX_JOBS: usize = 32;
 
+/// How many abandoned submit ids ([`Session::abandon`]) are remembered to ignore late answers.
+pub const MAX_ABANDONED: usize = 4096;
+
 /// One Stratum v1 conversation with one pool.
 #[derive(Debug)]
 pub struct Session {
@@ -177,6 +180,8 @@ pub struct Session {
     next_difficulty: f64,
     jobs: VecDeque<Arc<PoolJob>>,
     stats: SessionStats,
+    /// Submits given up on, oldest first.
+    abandoned: VecDeque<u64>,
 }
 
 impl Session {
@@ -192,6 +197,7 @@ impl Session {
             next_difficulty: 1.0,
             jobs: VecDeque::new(),
             stats: SessionStats::default(),
+            abandoned: VecDeque::new(),
         }
     }
 
@@ -269,6 +275,19 @@ impl Session {
         out
     }
 
+    /// Give up waiting for the answer to submit `request` (the transport resolved it as never
+    /// answered): a late answer is then ignored, neither a share result nor a protocol error.
+    /// The last [`MAX_ABANDONED`] abandoned ids are remembered.
+    pub fn abandon(&mut self, request: u64) {
+        if matches!(self.pending.get(&request), Some(Pending::Submit(_))) {
+            self.pending.remove(&request);
+            if self.abandoned.len() >= MAX_ABANDONED {
+                self.abandoned.pop_front();
+            }
+            self.abandoned.push_back(request);
+        }
+    }
+
     /// Count a share that was never submitted because its job went away.
     pub fn count_stale(&mut self) {
         self.stats.stale += 1;
@@ -286,8 +305,8 @@ impl Session {
         self.submit_request(share).map(|(_, ev)| ev)
     }
 
-    /// As [`Session::submit`], also giving the request id the answer will carry
-    /// ([`Event::ShareResult::request`]).
+    /// As [`Session::submit`], giving the request id the answer will carry
+    /// ([`Event::ShareResult`]'s `request`) and the line to send.
     pub fn submit_request(&mut self, share: Share) -> Result<(u64, Event), SubmitError> {
         let Some((_, en2_size)) = self.extranonce else {
             return Err(SubmitError::NotSubscribed);
@@ -370,6 +389,11 @@ impl Session {
 
     fn handle_reply(&mut self, r: Reply, out: &mut Vec<Event>) {
         let Some(p) = self.pending.remove(&r.id) else {
+            if let Some(i) = self.abandoned.iter().position(|&a| a == r.id) {
+                self.abandoned.remove(i);
+                tracing::info!(request = r.id, accepted = r.is_ok(), "late answer to a submit already given up on; ignored");
+                return;
+            }
             let e = ProtocolError::UnexpectedReply { id: r.id.to_string() };
             self.count_protocol_error(&e);
             out.push(Event::Protocol(e));
