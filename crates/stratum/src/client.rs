@@ -479,11 +479,17 @@ struct Conn {
     sent: BTreeMap<u64, Sent>,
     /// The submit whose write failed, if one did.
     failed_write: Option<u64>,
+    write_timeout: Duration,
 }
 
 impl Conn {
+    /// Write one line within the write timeout: a pool that stops reading must not stall the
+    /// loop that reads its answers and takes the miner's shares.
     async fn write(&mut self, line: &str) -> Result<(), String> {
-        write_line(&mut self.writer, line, &self.url).await.map_err(|e| e.to_string())
+        match tokio::time::timeout(self.write_timeout, write_line(&mut self.writer, line, &self.url)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("write not done within {} s (the pool stopped reading)", self.write_timeout.as_secs_f64())),
+        }
     }
 
     fn next_deadline(&self) -> Option<tokio::time::Instant> {
@@ -817,7 +823,7 @@ impl Client {
         let Established { pool, reader, writer, session, early } = est;
         self.conns += 1;
         let url = self.cfg().pools[pool].url.to_string();
-        let mut c = Conn { pool, id: ConnId(self.conns), url, reader, writer, session, sent: BTreeMap::new(), failed_write: None };
+        let mut c = Conn { pool, id: ConnId(self.conns), url, reader, writer, session, sent: BTreeMap::new(), failed_write: None, write_timeout: self.cfg().write_timeout };
         let id = c.id;
         let end = self.mine(&mut c, early).await;
         match end {
@@ -990,6 +996,7 @@ async fn handshake(shared: &Shared, pool: usize) -> Result<Established, Error> {
     scfg.extranonce_subscribe = cfg.extranonce_subscribe;
     let mut session = Session::new(scfg);
     let url = pc.url.to_string();
+    // Handshake writes are bounded by the connect timeout around all of this.
     for ev in session.start() {
         if let Event::Send(line) = ev {
             write_line(&mut writer, &line, &url).await?;

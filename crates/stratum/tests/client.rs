@@ -476,7 +476,6 @@ async fn shutdown_waits_for_answers_in_flight_then_leaves_the_rest_unresolved() 
 }
 
 #[tokio::test]
-#[ignore = "defect 3 (write timeout) is fixed in a later commit"]
 async fn a_pool_that_stops_reading_is_left_for_the_next_within_the_write_timeout() {
     // Long job ids make every submit 30 kB, so the socket buffers fill after a few hundred.
     let long_id = "x".repeat(30_000);
