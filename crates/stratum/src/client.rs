@@ -388,6 +388,7 @@ pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<Client
         shares: share_rx,
         queue: Queue::default(),
         down_until: vec![None; pools],
+        hold_until: vec![None; pools],
         ctl: ctl_rx,
         order,
         conns: 0,
@@ -571,6 +572,8 @@ struct Client {
     shares: mpsc::UnboundedReceiver<FoundShare>,
     queue: Queue,
     down_until: Vec<Option<Instant>>,
+    /// Pools within the wait a `client.reconnect` asked for.
+    hold_until: Vec<Option<Instant>>,
     /// `switch_pool` and `shutdown` requests.
     ctl: mpsc::UnboundedReceiver<Control>,
     /// Failover order, preferred first.
@@ -598,6 +601,7 @@ impl Client {
         self.order.retain(|&p| p != pool);
         self.order.insert(0, pool);
         self.down_until[pool] = None;
+        self.hold_until[pool] = None;
         self.stats().order = self.order.clone();
         tracing::info!(pool, order = ?self.order, "pool switched by request");
     }
@@ -668,9 +672,17 @@ impl Client {
                     }
                 }
                 End::Reconnect(r) => {
-                    tracing::info!(pool, wait = r.wait_seconds, host = ?r.host, port = ?r.port, "pool asked for a reconnect (to the configured pool only)");
-                    self.emit(ClientEvent::Disconnected { pool, conn, reason: "client.reconnect".into() });
-                    self.wait_collecting(Duration::from_secs(r.wait_seconds)).await;
+                    // The pool is left alone for the wait it asks (capped), while mining goes on
+                    // down the failover order; with no other pool the client waits, then
+                    // reconnects. Failback returns to it once the wait is over.
+                    let wait = Duration::from_secs(r.wait_seconds).min(self.cfg().reconnect_wait_max);
+                    tracing::info!(pool, asked_s = r.wait_seconds, wait_s = wait.as_secs_f64(), host = ?r.host, port = ?r.port, "pool asked for a reconnect (to the configured pool only)");
+                    self.hold_until[pool] = Some(Instant::now() + wait);
+                    self.emit(ClientEvent::Disconnected {
+                        pool,
+                        conn,
+                        reason: format!("client.reconnect: pool left alone for {} s", wait.as_secs_f64()),
+                    });
                     // Reconnect to the configured pool, never to the host/port the message
                     // names (`r.host`, `r.port` are only logged): following a redirect to
                     // another host would hand our worker name and password, and our hashrate,
@@ -678,9 +690,6 @@ impl Client {
                     // session) names, and for stratum+ssl the new host would be checked
                     // against a name we never chose. cgminer follows it only within the same
                     // domain; ESP-Miner, like us, reconnects to its configured pool.
-                    if self.stop.is_none() {
-                        next = self.establish_collecting(pool).await;
-                    }
                 }
                 End::Failed(reason) => {
                     tracing::warn!(pool, url = %self.cfg().pools[pool].url, %reason, "pool lost");
@@ -722,19 +731,34 @@ impl Client {
         }
     }
 
-    /// Try the pools in order, skipping ones that failed recently unless all did.
+    /// Is `pool` within a `client.reconnect` wait?
+    fn held(&self, pool: usize, now: Instant) -> bool {
+        self.hold_until[pool].is_some_and(|t| t > now)
+    }
+
+    /// Try the pools in order, skipping ones that failed recently unless all did, and ones
+    /// within a `client.reconnect` wait (when all are, wait for the first wait to end).
     async fn connect_any(&mut self) -> Option<Established> {
-        let now = Instant::now();
-        let up: Vec<usize> = self.order.iter().copied().filter(|&i| self.down_until[i].is_none_or(|t| t <= now)).collect();
-        let order = if up.is_empty() { self.order.clone() } else { up };
-        for i in order {
-            if let Some(e) = self.establish_collecting(i).await {
-                return Some(e);
+        while self.stop.is_none() {
+            let now = Instant::now();
+            let free: Vec<usize> = self.order.iter().copied().filter(|&i| !self.held(i, now)).collect();
+            if free.is_empty() {
+                let first = self.hold_until.iter().flatten().min().copied().unwrap_or(now);
+                self.wait_collecting(first.saturating_duration_since(now)).await;
+                continue;
             }
-            if self.stop.is_some() {
-                return None;
+            let up: Vec<usize> = free.iter().copied().filter(|&i| self.down_until[i].is_none_or(|t| t <= now)).collect();
+            let order = if up.is_empty() { free } else { up };
+            for i in order {
+                if let Some(e) = self.establish_collecting(i).await {
+                    return Some(e);
+                }
+                if self.stop.is_some() {
+                    return None;
+                }
+                self.down_until[i] = Some(Instant::now() + self.cfg().failback_interval);
             }
-            self.down_until[i] = Some(Instant::now() + self.cfg().failback_interval);
+            return None;
         }
         None
     }
@@ -909,7 +933,11 @@ impl Client {
                 // holds up this connection.
                 _ = failback.tick(), if self.rank(pool) > 0 && probe.is_none() && self.stop.is_none() => {
                     let shared = self.shared.clone();
-                    let preferred = self.order[..self.rank(pool)].to_vec();
+                    let now = Instant::now();
+                    let preferred: Vec<usize> = self.order[..self.rank(pool)].iter().copied().filter(|&p| !self.held(p, now)).collect();
+                    if preferred.is_empty() {
+                        continue;
+                    }
                     probe = Some(tokio::spawn(async move {
                         for better in preferred {
                             if let Some(e) = establish(shared.clone(), better).await {

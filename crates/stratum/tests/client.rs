@@ -503,7 +503,6 @@ async fn a_pool_that_stops_reading_is_left_for_the_next_within_the_write_timeout
 }
 
 #[tokio::test]
-#[ignore = "defect 4 (reconnect wait) is fixed in a later commit"]
 async fn client_reconnect_with_a_long_wait_moves_to_the_next_pool_at_once_and_fails_back_later() {
     let mut p0 = pool(Script::new(Answer::Accept));
     let p1 = pool(Script::new(Answer::Accept));
@@ -528,7 +527,6 @@ async fn client_reconnect_with_a_long_wait_moves_to_the_next_pool_at_once_and_fa
 }
 
 #[tokio::test]
-#[ignore = "defect 4 (reconnect wait) is fixed in a later commit"]
 async fn with_one_pool_client_reconnect_waits_the_capped_time_then_reconnects() {
     let mut p0 = pool(Script::new(Answer::Accept));
     let mut cfg = config(&[p0.addr]);
