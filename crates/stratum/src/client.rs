@@ -179,7 +179,9 @@ pub enum ClientEvent {
     Disconnected { pool: usize, conn: ConnId, reason: String },
     /// A job to mine from pool `pool`. Clean jobs void all older work of that connection.
     Job { pool: usize, conn: ConnId, job: Arc<PoolJob> },
-    /// BIP 310 `mining.set_version_mask` mid-session: applies to live jobs at once.
+    /// BIP 310 `mining.set_version_mask` mid-session (after the connection's first job): the
+    /// mask (already intersected with what we asked for; `None`: no rolling) applies to the
+    /// connection's live jobs at once, and later jobs carry it in `job.version_mask`.
     VersionMask { pool: usize, conn: ConnId, mask: Option<u32> },
     /// The pool answered share `id` on connection `conn`.
     ShareResult { id: u64, pool: usize, conn: ConnId, share: Share, outcome: ShareOutcome },
@@ -796,7 +798,10 @@ impl Client {
                         return Some(End::Failed("authorization refused".into()));
                     }
                 }
-                Event::VersionMask(_) => {}
+                Event::VersionMask(mask) => {
+                    tracing::info!(pool = c.pool, conn = %c.id, mask = ?mask.map(|m| format!("{m:08x}")), "version mask now in force");
+                    self.emit(ClientEvent::VersionMask { pool: c.pool, conn: c.id, mask });
+                }
                 Event::Reconnect(r) => return Some(End::Reconnect(r)),
                 Event::Protocol(e) => self.shared.count_protocol(&e),
             }
@@ -869,6 +874,9 @@ impl Client {
         tracing::info!(pool, conn = %c.id, url = %c.url, "mining on pool");
         let extranonce1 = c.session.extranonce().map(|(e, _)| e.to_vec()).unwrap_or_default();
         self.emit(ClientEvent::Connected { pool, conn: c.id, url: c.url.clone(), extranonce1 });
+        // The mask granted at configure is in the jobs already; VersionMask events are for
+        // changes after the first job.
+        let early = early.into_iter().filter(|e| !matches!(e, Event::VersionMask(_))).collect();
         if let Some(end) = self.apply(c, early).await {
             return end;
         }

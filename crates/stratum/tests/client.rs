@@ -544,7 +544,6 @@ async fn with_one_pool_client_reconnect_waits_the_capped_time_then_reconnects() 
 }
 
 #[tokio::test]
-#[ignore = "defect 5 (version mask event) is fixed in a later commit"]
 async fn set_version_mask_reaches_the_miner_and_later_jobs() {
     let mut p = pool(Script::new(Answer::Accept));
     let (_client, mut ev) = start(config(&[p.addr]));
