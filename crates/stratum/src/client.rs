@@ -395,6 +395,7 @@ pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<Client
         order,
         conns: 0,
         stop: None,
+        drains: Vec::new(),
     };
     let task = tokio::spawn(client.run());
     (ClientHandle { tx: share_tx, shared, ctl: ctl_tx, pools }, ev_rx, task)
@@ -583,6 +584,8 @@ struct Client {
     /// Connections established so far.
     conns: u64,
     stop: Option<Stop>,
+    /// Old connections waiting for answers after failback or `switch_pool`.
+    drains: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Client {
@@ -663,7 +666,8 @@ impl Client {
             match end {
                 End::Shutdown => {}
                 End::Failback(better) => {
-                    self.emit(ClientEvent::Disconnected { pool, conn, reason: "failing back to a preferred pool".into() });
+                    let reason = format!("failing back to pool {}", better.pool);
+                    self.emit(ClientEvent::Disconnected { pool, conn, reason });
                     next = Some(*better);
                 }
                 End::Switch(to) => {
@@ -713,6 +717,17 @@ impl Client {
             self.shared.stale(s, StaleReason::Shutdown);
         }
         let stop = self.stop.take().expect("run ends only when stopping");
+        // Drains still waiting for answers get until the shutdown's limit, then whatever is
+        // unanswered stays in flight.
+        while self.shared.in_flight() > 0
+            && tokio::time::Instant::now() < stop.deadline
+            && self.drains.iter().any(|d| !d.is_finished())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for d in self.drains.drain(..) {
+            d.abort();
+        }
         for d in stop.done {
             let _ = d.send(());
         }
@@ -858,6 +873,12 @@ impl Client {
         match end {
             // Left in flight: the answers may still come within the shutdown's limit.
             End::Shutdown => {}
+            // Mining moves on at once; the old connection stays a while for its answers.
+            End::Failback(_) | End::Switch(_) if !c.sent.is_empty() => {
+                let until = tokio::time::Instant::now() + self.cfg().drain_timeout;
+                self.drains.retain(|d| !d.is_finished());
+                self.drains.push(tokio::spawn(drain(self.shared.clone(), c, until)));
+            }
             _ => c.lose(&self.shared, &mut self.queue),
         }
         (id, end)
@@ -981,6 +1002,61 @@ impl Client {
         }
         None
     }
+}
+
+/// Keep an old connection until its submits in flight are answered, time out
+/// ([`ClientConfig::answer_timeout`], or `until` for all), or it closes; nothing new is sent
+/// (pings are still answered) and its jobs are no longer mined.
+async fn drain(shared: Arc<Shared>, mut c: Conn, until: tokio::time::Instant) {
+    tracing::info!(pool = c.pool, conn = %c.id, in_flight = c.sent.len(), "draining the old connection");
+    let left = loop {
+        if c.sent.is_empty() {
+            break None;
+        }
+        let due = c.next_deadline().map_or(until, |d| d.min(until));
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {
+                let now = tokio::time::Instant::now();
+                c.expire(&shared, now);
+                if now >= until {
+                    break Some(StaleReason::NoAnswer);
+                }
+            }
+            line = c.reader.next() => match line {
+                Err(_) | Ok(None) => break Some(StaleReason::ConnectionLost),
+                Ok(Some(Line::Bad(e))) => {
+                    c.session.count_protocol_error(&e);
+                    shared.count_protocol(&e);
+                }
+                Ok(Some(Line::Ok(l))) => {
+                    if drain_line(&shared, &mut c, &l).await.is_err() {
+                        break Some(StaleReason::ConnectionLost);
+                    }
+                }
+            },
+        }
+    };
+    if let Some(reason) = left {
+        for (req, s) in std::mem::take(&mut c.sent) {
+            c.session.abandon(req);
+            shared.stale(s.share, reason);
+        }
+    }
+    tracing::info!(pool = c.pool, conn = %c.id, "old connection closed");
+}
+
+/// One line on a draining connection; `Err` when writing a reply failed.
+async fn drain_line(shared: &Shared, c: &mut Conn, line: &str) -> Result<(), String> {
+    for ev in c.session.handle_line(line) {
+        match ev {
+            Event::ShareResult { request, share: _, outcome } => c.answer(shared, request, outcome),
+            Event::Send(l) => c.write(&l).await?,
+            Event::Protocol(e) => shared.count_protocol(&e),
+            // Mining has moved on: its jobs, masks and requests no longer matter.
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn far_future() -> tokio::time::Instant {

@@ -560,7 +560,6 @@ async fn set_version_mask_reaches_the_miner_and_later_jobs() {
 }
 
 #[tokio::test]
-#[ignore = "defect 6 (drain) is fixed in a later commit"]
 async fn a_share_in_flight_on_the_old_pool_is_still_answered_after_failback_and_switch() {
     let mut s0 = Script::new(Answer::Manual);
     s0.refuse = vec![0];
