@@ -22,8 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::session::{Event, Password, PoolJob, Session, SessionConfig, Share, ShareOutcome, SubmitError};
-use crate::wire::{ProtocolError, Reconnect, MAX_LINE};
+use crate::session::{count_reject, Event, Password, PoolJob, Session, SessionConfig, Share, ShareOutcome, SubmitError};
+pub use crate::session::{MAX_REJECT_REASONS, OTHER_REASON};
+use crate::wire::{sanitize_reason, ProtocolError, Reconnect, MAX_LINE};
 use crate::Error;
 
 /// `stratum+tcp://host:port` or `stratum+ssl://host:port` (also `stratum+tls://`, `tcp://`,
@@ -223,21 +224,11 @@ pub struct ClientStats {
     pub order: Vec<usize>,
 }
 
-/// How many distinct reject reasons [`ClientStats::rejected`] keeps apart.
-pub const MAX_REJECT_REASONS: usize = 16;
-/// Where reject reasons beyond [`MAX_REJECT_REASONS`] are counted.
-pub const OTHER_REASON: &str = "other";
-
 impl ClientStats {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
 
-    fn count_reject(&mut self, reason: &str) {
-        let own = self.rejected.keys().filter(|k| k.as_str() != OTHER_REASON).count();
-        let key = if self.rejected.contains_key(reason) || own < MAX_REJECT_REASONS { reason } else { OTHER_REASON };
-        *self.rejected.entry(key.to_owned()).or_default() += 1;
-    }
 }
 
 /// Requests from the handles to the client task.
@@ -276,11 +267,17 @@ impl Shared {
 
     /// The pool answered share `s` on connection `conn`.
     fn answered(&self, s: FoundShare, pool: usize, conn: ConnId, outcome: ShareOutcome) {
+        // The session sanitises already; this is the boundary the miner prints and labels
+        // metrics from, so make sure (sanitize_reason is idempotent).
+        let outcome = match outcome {
+            ShareOutcome::Rejected { reason } => ShareOutcome::Rejected { reason: sanitize_reason(&reason) },
+            a => a,
+        };
         {
             let mut st = self.stats();
             match &outcome {
                 ShareOutcome::Accepted => st.accepted += 1,
-                ShareOutcome::Rejected { reason } => st.count_reject(reason),
+                ShareOutcome::Rejected { reason } => count_reject(&mut st.rejected, reason),
             }
         }
         self.emit(ClientEvent::ShareResult { id: s.id, pool, conn, share: s.share, outcome });

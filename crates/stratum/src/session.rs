@@ -99,6 +99,8 @@ pub struct Share {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShareOutcome {
     Accepted,
+    /// `reason` is the pool's, sanitised ([`crate::wire::sanitize_reason`]): no control or
+    /// bidi characters, at most [`crate::wire::MAX_REASON_CHARS`] characters.
     Rejected { reason: String },
 }
 
@@ -135,11 +137,27 @@ pub enum Event {
     Protocol(ProtocolError),
 }
 
+/// How many distinct reject reasons are counted apart (in [`SessionStats::rejected`] and the
+/// client's stats); later new reasons are counted under [`OTHER_REASON`].
+pub const MAX_REJECT_REASONS: usize = 16;
+/// Where reject reasons beyond [`MAX_REJECT_REASONS`] are counted.
+pub const OTHER_REASON: &str = "other";
+
+/// Count one reject under its reason, or under [`OTHER_REASON`] once [`MAX_REJECT_REASONS`]
+/// other reasons are counted, so a pool cannot grow the map (or a metric's label set) without
+/// bound.
+pub fn count_reject(rejected: &mut BTreeMap<String, u64>, reason: &str) {
+    let own = rejected.keys().filter(|k| k.as_str() != OTHER_REASON).count();
+    let key = if rejected.contains_key(reason) || own < MAX_REJECT_REASONS { reason } else { OTHER_REASON };
+    *rejected.entry(key.to_owned()).or_default() += 1;
+}
+
 /// Counters a session keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionStats {
     pub accepted: u64,
-    /// Rejects by the reason the pool gave.
+    /// Rejects by the reason the pool gave (sanitised; at most [`MAX_REJECT_REASONS`] of their
+    /// own, the rest under [`OTHER_REASON`]).
     pub rejected: BTreeMap<String, u64>,
     /// Shares that could not be submitted because their job was gone.
     pub stale: u64,
@@ -458,7 +476,7 @@ impl Session {
                     ShareOutcome::Accepted
                 } else {
                     let reason = r.error.as_ref().map(StratumError::reason).unwrap_or_else(|| "rejected".into());
-                    *self.stats.rejected.entry(reason.clone()).or_default() += 1;
+                    count_reject(&mut self.stats.rejected, &reason);
                     tracing::warn!(job = %share.job_id, %reason, "share rejected");
                     ShareOutcome::Rejected { reason }
                 };

@@ -402,9 +402,33 @@ impl StratumError {
                 None => "unknown".into(),
             }
         } else {
-            m.chars().take(100).collect()
+            sanitize_reason(m)
         }
     }
+}
+
+/// The longest reason [`sanitize_reason`] gives, in characters.
+pub const MAX_REASON_CHARS: usize = 120;
+
+/// Make text a pool sent safe to print on a terminal and to use as a metric label: control
+/// characters (ESC, BEL, CR, LF, ...) and the invisible bidi/format characters that can
+/// reorder or hide text are written as `\u{..}` escapes, surrounding whitespace is trimmed,
+/// and the result is cut to [`MAX_REASON_CHARS`] characters (ending in `…` when cut). Idempotent.
+pub fn sanitize_reason(raw: &str) -> String {
+    let mut out = String::new();
+    for c in raw.trim().chars() {
+        let hidden = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || hidden {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    if out.chars().count() > MAX_REASON_CHARS {
+        out = out.chars().take(MAX_REASON_CHARS - 1).collect();
+        out.push('…');
+    }
+    out
 }
 
 /// A reply to one of our requests.

@@ -636,7 +636,6 @@ async fn a_pool_that_restarts_its_job_ids_gets_no_share_of_the_old_connection() 
 }
 
 #[tokio::test]
-#[ignore = "defect 8 (reject reasons) is fixed in a later commit"]
 async fn reject_reasons_are_sanitised_and_their_count_is_capped() {
     let mut p = pool(Script::new(Answer::Manual));
     let (client, mut ev) = start(config(&[p.addr]));

@@ -423,3 +423,21 @@ fn real_slush_notify_rebuilds_the_midstate_esp_miner_expects() {
     let midstate: String = state.iter().map(|w| format!("{:08X}", w.swap_bytes())).collect();
     assert_eq!(midstate, "5FD281AF6A1750EAEE502C04067738BD46C82FC22112FFE797CE7F035D276126");
 }
+
+#[test]
+fn reject_reasons_lose_control_characters_are_capped_in_length_and_in_number() {
+    let mut s = ready(None, "00000001", 4);
+    let nasty = format!("\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}Low difficulty\r\n{}", "z".repeat(10_000));
+    let line = json!({"id":"ID","result":null,"error":[23, nasty, null]}).to_string().replace("\"ID\"", "ID");
+    let ShareOutcome::Rejected { reason } = submit_and_answer(&mut s, &line) else { panic!() };
+    assert!(!reason.chars().any(|c| c.is_control() || c == '\u{202e}'), "{reason:?}");
+    assert!(reason.chars().count() <= 120, "{} chars", reason.chars().count());
+    assert!(reason.contains("pwned") && reason.contains("Low difficulty"), "escaped, not dropped: {reason:?}");
+    for i in 0..40 {
+        submit_and_answer(&mut s, &format!(r#"{{"id":ID,"result":false,"error":"reason {i}"}}"#));
+    }
+    let st = s.stats();
+    assert!(st.rejected.len() <= 17, "{} reasons", st.rejected.len());
+    assert_eq!(st.rejected_total(), 41);
+    assert!(st.rejected.contains_key("other"));
+}
