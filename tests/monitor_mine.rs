@@ -235,25 +235,23 @@ fn device_stats(index: usize) -> hashrig_engine::DeviceStats {
 #[test]
 fn pool_answers_are_counted_per_device_and_unsent_stale_shares_count_for_the_rig() {
     use hashrig_cli::monitoring::{MonitorArgs, Monitoring};
-    let share = |nonce: u32| hashrig_stratum::Share { job_id: "j1".into(), extranonce2: vec![0; 4], ntime: 1, nonce, version: 0x2000_0000 };
+    use hashrig_miner::{Fate, StaleReason};
     let mut m = Monitoring::start(&MonitorArgs::default(), "mine", None).unwrap();
     m.set_pools(&["stratum+tcp://a:1".into()], &["w".into()]);
     m.pool_connected(0);
     m.pool_job(0, 4.0);
     // Device 0: two accepted, one rejected; device 1: one stale reject, one dropped unsent.
-    for (dev, nonce, diff) in [(0, 1, 5.0), (0, 2, 70.0), (0, 3, 6.0), (1, 4, 9.0)] {
+    for (dev, diff) in [(0, 5.0), (0, 70.0), (0, 6.0), (1, 9.0), (1, 11.0)] {
         m.share_found(dev, diff);
-        m.share_submitted(0, &share(nonce), dev);
     }
-    m.share_found(1, 11.0);
-    m.share_dropped_stale(1);
-    m.share_answered(0, &share(1), None);
-    m.share_answered(0, &share(2), None);
-    m.share_answered(0, &share(3), Some("Duplicate share"));
-    m.share_answered(0, &share(4), Some("Stale share"));
-    // An answer to a share this run never sent is counted for the pool only.
-    m.share_answered(0, &share(99), None);
-    // The stratum client's own counters: 2 shares it never sent (stale), protocol errors.
+    m.share_settled(0, 0, 4.0, &Fate::Accepted);
+    m.share_settled(0, 0, 4.0, &Fate::Accepted);
+    m.share_settled(0, 0, 4.0, &Fate::pool_reject("Duplicate share"));
+    m.share_settled(0, 1, 4.0, &Fate::pool_reject("Stale share"));
+    m.share_settled(0, 1, 4.0, &Fate::Stale(StaleReason::JobReplaced));
+    // The pool's answer to a share found by no device this run is counted for the pool.
+    m.share_settled(0, 7, 4.0, &Fate::Accepted);
+    // The stratum client's own counters: protocol errors, failover order.
     let mut client = hashrig_stratum::ClientStats { stale: 2, order: vec![0], ..Default::default() };
     client.protocol_errors.insert("invalid JSON", 3);
     m.client_stats(&client);
@@ -287,20 +285,20 @@ fn pool_answers_are_counted_per_device_and_unsent_stale_shares_count_for_the_rig
     // The pool counted every answer; the rig adds what was never sent.
     let p = &v.pools[0].shares;
     assert_eq!((p.accepted, p.rejected, p.stale), (3, 1, 1));
-    assert_eq!(v.shares.stale, 1 + 1 + 2 + 1, "pool-stale + dropped + client-unsent + engine-stale");
+    assert_eq!(v.shares.stale, 1 + 1 + 1, "pool-stale + stale in the ledger + engine-stale");
     assert_eq!(v.protocol_errors.get("invalid JSON"), Some(&3));
 
     // The same through the API and /metrics encoders.
     let mut raw = hashrig_monitor::cgminer::respond(br#"{"command":"summary+devs"}"#, &v, hashrig_monitor::Level::Read, &hashrig_monitor::NoActions);
     raw.pop();
     let api: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-    assert_eq!(api["summary"][0]["SUMMARY"][0]["Stale"], 5);
+    assert_eq!(api["summary"][0]["SUMMARY"][0]["Stale"], 3);
     assert_eq!(api["devs"][0]["DEVS"][0]["Accepted"], 2);
     assert_eq!(api["devs"][0]["DEVS"][0]["Difficulty Accepted"], 8.0);
     assert_eq!(api["devs"][0]["DEVS"][0]["Best Share"], 70.0);
     assert_eq!(api["devs"][0]["DEVS"][1]["Stale"], 2);
     let text = hashrig_monitor::metrics::render(&v).unwrap();
-    assert!(text.contains("hashrig_rig_shares_total{result=\"stale\"} 5"), "{text}");
+    assert!(text.contains("hashrig_rig_shares_total{result=\"stale\"} 3"), "{text}");
     assert!(text.contains("hashrig_pool_protocol_errors_total{kind=\"invalid JSON\"} 3"), "{text}");
     assert!(text.contains("hashrig_device_shares_total{device=\"1\",kind=\"cpu\",result=\"stale\"} 2"), "{text}");
 }

@@ -299,7 +299,7 @@ impl Monitoring {
     /// A share ended in the ledger: counted for the pool it went to and the device that found
     /// it. `job_difficulty` is the share difficulty its job asked for. Stale rejects from the
     /// pool ("stale", "job not found") count as stale, as cgminer does; shares never answered
-    /// count as stale too (and as "unsent" when they never reached the pool).
+    /// count as stale for the rig and the device, not for the pool.
     pub fn share_settled(&mut self, pool: usize, device: usize, job_difficulty: f64, fate: &hashrig_miner::Fate) {
         use hashrig_miner::{Fate, RejectKind};
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -327,10 +327,8 @@ impl Monitoring {
                 p.shares.difficulty_accepted += d;
                 p.last_share_unix = Some(now);
             }
-            Fate::Stale(_) => {
-                p.shares.stale += 1;
-                p.shares.difficulty_stale += d;
-            }
+            // Counted for the rig (stale_unsent above), not as the pool's answer.
+            Fate::Stale(_) => {}
             Fate::Rejected { kind, reason } => {
                 if *kind == RejectKind::StaleJob {
                     p.shares.stale += 1;

@@ -24,7 +24,7 @@ pub struct MinerConfig {
     /// A pool asking for less (say `set_difficulty` 1e-9, where every hash is a share) gets a
     /// higher share difficulty, logged and shown; the shares are still valid for the pool.
     pub max_share_rate: f64,
-    /// The hashrate (H/s) the floor assumes until the engine has measured one (2 s), unless the
+    /// The hashrate (H/s) the floor assumes until the engine has measured one (1 s), unless the
     /// devices state a higher nominal rate.
     pub assumed_hashrate: f64,
     /// Verified shares waiting for the loop. When it is full, a share that is not a block is
@@ -40,8 +40,8 @@ pub struct MinerConfig {
 impl Default for MinerConfig {
     fn default() -> Self {
         MinerConfig {
-            max_share_rate: 20.0,
-            assumed_hashrate: 1e9,
+            max_share_rate: 200.0,
+            assumed_hashrate: 1e8,
             share_queue: 4096,
             shutdown_wait: Duration::from_secs(5),
             job_book: 64,
@@ -344,11 +344,12 @@ impl<S: JobSource> Miner<S> {
         let asked = difficulty_of_target(&job.share_target);
         let Some(engine) = &self.engine else { return job.share_target };
         let elapsed = engine.elapsed().as_secs_f64();
-        let measured = if elapsed >= 2.0 { engine.hashes() as f64 / elapsed } else { 0.0 };
+        let measured = if elapsed >= 1.0 { engine.hashes() as f64 / elapsed } else { 0.0 };
         let nominal: f64 = engine.devices().iter().filter_map(|d| d.nominal_hashrate).sum();
-        // Before there is a measurement, assume a fast device: too high a floor for a second
-        // costs the pool's view a few shares, too low a one floods the queues.
-        let rate = if measured > 0.0 { measured.max(nominal) } else { nominal.max(self.cfg.assumed_hashrate) };
+        // Before there is a measurement (the first second), go by the devices' nominal rate or
+        // assume a fast device: too high a floor for a second costs the pool's view a few
+        // shares, too low a one floods the queues. Then the measured rate decides.
+        let rate = if measured > 0.0 { measured } else { nominal.max(self.cfg.assumed_hashrate) };
         let network = difficulty_from_nbits(job.job.nbits.to_consensus());
         let floor = (rate / 4_294_967_296.0 / self.cfg.max_share_rate.max(1e-3)).min(network);
         if asked >= floor {

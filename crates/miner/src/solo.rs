@@ -3,7 +3,11 @@
 //! - A template refresh on the same previous block is not a clean job: work in flight stays
 //!   valid, and a block found on the older template is submitted.
 //! - A block candidate is never discarded while its previous block is still the tip. It is
-//!   written to disk (fsynced) before anything else, then submitted in its own task.
+//!   written to disk (fsynced) before anything else, then submitted in its own task. A second
+//!   block on the same previous block, found while the first is with the node, waits (on disk):
+//!   if the first is accepted it is stale (its previous block is no longer the tip); if the
+//!   first is rejected or left undecided, it is submitted next. A crash or the end of the run
+//!   leaves it in `pending/`, submitted first on the next start.
 //! - After a block is found on a previous block, hashing on that previous block pauses (the
 //!   engine gets the same work with a target nothing meets) until the node moves on or
 //!   rejects the block; blocks already in the pipeline are still submitted.
@@ -45,6 +49,9 @@ pub struct SoloSource {
     pending: HashMap<BlockHash, (ShareId, BlockHash)>,
     /// The newest template's key, to resume it after a reject.
     current: Option<(JobKey, Arc<SoloWork>)>,
+    /// Blocks on disk waiting for the answer to an earlier block on the same previous block.
+    waiting: HashMap<BlockHash, VecDeque<(ShareId, FoundBlock, Option<hashrig_node::StoredBlock>)>>,
+    store: hashrig_node::BlockStore,
 }
 
 /// What the engine hunts for in solo mode (see the module documentation).
@@ -59,8 +66,11 @@ impl SoloSource {
     /// Start the driver (on the current tokio runtime). Blocks a crash left pending are
     /// submitted first; their answers come as notices (they are not in this run's ledger).
     pub fn spawn(cfg: SoloConfig) -> SoloSource {
+        let store = cfg.store.clone();
         let (handle, events, task) = hashrig_node::solo::spawn(cfg);
         SoloSource {
+            waiting: HashMap::new(),
+            store,
             handle,
             events,
             task,
@@ -76,6 +86,25 @@ impl SoloSource {
 
     pub fn handle(&self) -> &SoloHandle {
         &self.handle
+    }
+
+    /// Hand the node the next block waiting on `prev`, if any (true if one went).
+    fn submit_next_waiting(&mut self, prev: BlockHash) -> bool {
+        let Some(q) = self.waiting.get_mut(&prev) else { return false };
+        let Some((id, found, _)) = q.pop_front() else { return false };
+        if q.is_empty() {
+            self.waiting.remove(&prev);
+        }
+        self.send_block(id, prev, found);
+        true
+    }
+
+    fn send_block(&mut self, id: ShareId, prev: BlockHash, found: FoundBlock) {
+        let hash = found.header.block_hash();
+        self.pending.insert(hash, (id, prev));
+        if let Err(e) = self.handle.submit(found) {
+            tracing::error!(%hash, error = %e, "the block could not be written to disk; it is submitted from memory");
+        }
     }
 
     fn job_event(&self, key: JobKey, work: &Arc<SoloWork>, clean: bool) -> SourceEvent {
@@ -111,9 +140,29 @@ impl SoloSource {
                     return Some(SourceEvent::Notice(format!("block {hash} from an earlier run answered: {answer:?}")));
                 };
                 let fate = match answer {
-                    BlockAnswer::Accepted | BlockAnswer::Duplicate => Fate::Accepted,
-                    BlockAnswer::Inconclusive => Fate::Stale(StaleReason::Inconclusive),
+                    BlockAnswer::Accepted | BlockAnswer::Duplicate => {
+                        // The node moved on to our block: blocks waiting on the same previous
+                        // block lost their place.
+                        for (wid, _, stored) in self.waiting.remove(&prev).unwrap_or_default() {
+                            // Out of pending/, so the next start does not submit it.
+                            if let Some(st) = stored {
+                                let why = BlockAnswer::Rejected("stale: our block on the same previous block was accepted".into());
+                                if let Err(e) = self.store.finish(&st, &why) {
+                                    tracing::warn!(hash = %st.hash, error = %e, "a stale waiting block stays in pending/");
+                                }
+                            }
+                            self.queue.push_back(SourceEvent::Settled { id: wid, fate: Fate::Stale(StaleReason::PrevBlockChanged) });
+                        }
+                        Fate::Accepted
+                    }
+                    BlockAnswer::Inconclusive => {
+                        self.submit_next_waiting(prev);
+                        Fate::Stale(StaleReason::Inconclusive)
+                    }
                     BlockAnswer::Rejected(reason) => {
+                        if self.submit_next_waiting(prev) {
+                            return Some(SourceEvent::Settled { id, fate: Fate::Rejected { kind: RejectKind::BlockInvalid, reason } });
+                        }
                         // Mining on that previous block may go on.
                         self.solved.remove(&prev);
                         if let Some((key, work)) = self.current.clone()
@@ -173,10 +222,21 @@ impl JobSource for SoloSource {
                 return Err(StaleReason::SendFailed);
             }
         };
-        let hash = header.block_hash();
-        self.pending.insert(hash, (sub.id, prev));
-        if let Err(e) = self.handle.submit(FoundBlock { work: work.clone(), extranonce2: sub.share.extranonce2.clone(), header }) {
-            tracing::error!(%hash, error = %e, "the block could not be written to disk; it is submitted from memory");
+        let found = FoundBlock { work: work.clone(), extranonce2: sub.share.extranonce2.clone(), header };
+        if self.pending.values().any(|(_, p)| *p == prev) {
+            // One of ours on this previous block is with the node: this one waits, on disk.
+            let bytes = work.block_bytes(&found.extranonce2, &found.header);
+            let stored = match self.store.save(&bytes) {
+                Ok(st) => Some(st),
+                Err(e) => {
+                    tracing::error!(hash = %header.block_hash(), error = %e, "a waiting block could not be written to disk; it is kept in memory");
+                    None
+                }
+            };
+            tracing::info!(hash = %header.block_hash(), "another block on the same previous block: it waits for the node's answer to the first");
+            self.waiting.entry(prev).or_default().push_back((sub.id, found, stored));
+        } else {
+            self.send_block(sub.id, prev, found);
         }
         // Pause hashing on this previous block until the node answers or moves on.
         if self.solved.insert(prev)
