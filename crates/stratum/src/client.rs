@@ -10,6 +10,13 @@
 //! connection drops are queued the same way if their job was still live on it, else stale
 //! ([`StaleReason::ConnectionLost`]). Submits the pool never answers end after
 //! [`ClientConfig::answer_timeout`] ([`StaleReason::NoAnswer`]).
+//!
+//! Every event names the connection ([`ConnId`]) it comes from, so jobs of a pool that
+//! restarts its job ids on a new connection are never mixed up with the old ones. On failback
+//! or [`ClientHandle::switch_pool`] mining moves at once while the old connection is drained
+//! for its answers ([`ClientConfig::drain_timeout`]). A `client.reconnect` leaves the asking
+//! pool alone for its wait (at most [`ClientConfig::reconnect_wait_max`]) while mining goes on
+//! down the failover order. Every limit is in [`ClientConfig`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;

@@ -2,7 +2,7 @@
 //!
 //! Every server message has its own struct built with `TryFrom` from the JSON params; the wire
 //! quirks live in small newtypes ([`HexU32`] for big-endian hex integers, [`PrevHash`] for the
-//! word-swapped previous block hash, [`HexBytes`]). Anything that does not fit is a
+//! word-swapped previous block hash; hex byte strings are checked as they are read). Anything that does not fit is a
 //! [`ProtocolError`] naming the field, never a panic.
 
 use std::fmt;
