@@ -234,3 +234,50 @@ fn an_emulated_asic_chain_rolls_version_bits_only_inside_the_granted_mask() {
     }
     assert!(rolled >= 1, "no share used a rolled version: {:?}", log.shares);
 }
+
+#[test]
+fn a_password_of_the_wrong_type_in_the_config_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, body) in [("pass", "[[pool]]\nurl = \"stratum+tcp://127.0.0.1:3333\"\nuser = \"w\"\npass = 98761234\n"), ("rpc_pass", "[node]\nurl = \"http://127.0.0.1:18443\"\naddress = \"x\"\nrpc_user = \"u\"\nrpc_pass = [\"hunter-98761234\"]\n")] {
+        let cfg = dir.path().join("secret.toml");
+        std::fs::write(&cfg, body).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig")).args(["mine", "--config", cfg.to_str().unwrap()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) || err.contains("line"), "the error should still place the problem: {err}");
+        assert!(!err.contains("98761234"), "the {key} value leaked into the error: {err}");
+    }
+}
+
+#[test]
+fn passwords_can_come_from_the_environment_or_a_file_instead_of_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for how in ["env", "file"] {
+        let pool = ScriptedPool::start(PoolSpec::new("s"));
+        let file = dir.path().join("pass.txt");
+        std::fs::write(&file, "file-secret-55\n").unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig"));
+        cmd.args(["mine", "--pool", &pool.url(), "--user", "w", "--duration", "2", "--threads", "1"]);
+        let secret = match how {
+            "env" => {
+                cmd.env("HASHRIG_POOL_PASS", "env-secret-44");
+                "env-secret-44"
+            }
+            _ => {
+                cmd.args(["--pass-file", file.to_str().unwrap()]);
+                "file-secret-55"
+            }
+        };
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{how}: {err}");
+        let log = pool.log();
+        assert!(log.lines.iter().any(|l| l.contains("mining.authorize") && l.contains(secret)), "{how}: {:?}", log.lines);
+        assert!(!err.contains(secret), "{how}: the password reached the log: {err}");
+    }
+    // --help names both ways, and never shows a value from the environment.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig")).args(["mine", "--help"]).env("HASHRIG_POOL_PASS", "help-secret-66").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("HASHRIG_POOL_PASS") && help.contains("--pass-file") && help.contains("HASHRIG_RPC_PASS") && help.contains("--rpc-pass-file"), "{help}");
+    assert!(!help.contains("help-secret-66"), "{help}");
+}

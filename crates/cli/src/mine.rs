@@ -76,9 +76,13 @@ pub struct MineArgs {
     /// Worker name for each --pool (one for all, or one per pool).
     #[arg(long = "user", value_name = "USER")]
     pub users: Vec<String>,
-    /// Password for each --pool (one for all, or one per pool). Never logged.
-    #[arg(long = "pass", value_name = "PASS")]
+    /// Password for each --pool (one for all, or one per pool). Never logged. A password on
+    /// the command line shows in `ps`: prefer the environment variable or --pass-file.
+    #[arg(long = "pass", value_name = "PASS", env = "HASHRIG_POOL_PASS", hide_env_values = true)]
     pub passes: Vec<String>,
+    /// Read the pool password (one for all pools) from the first line of this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "passes")]
+    pub pass_file: Option<PathBuf>,
     /// PEM file of extra CA certificates trusted for stratum+ssl:// pools (a pool or proxy
     /// with a private CA), besides the usual web roots.
     #[arg(long, value_name = "PATH")]
@@ -92,9 +96,13 @@ pub struct MineArgs {
     /// The node's RPC user (instead of --rpc-cookie).
     #[arg(long, value_name = "USER")]
     pub rpc_user: Option<String>,
-    /// The node's RPC password (with --rpc-user). Never logged.
-    #[arg(long, value_name = "PASS")]
+    /// The node's RPC password (with --rpc-user). Never logged. On the command line it shows in
+    /// `ps`: prefer the environment variable, --rpc-pass-file or --rpc-cookie.
+    #[arg(long, value_name = "PASS", env = "HASHRIG_RPC_PASS", hide_env_values = true)]
     pub rpc_pass: Option<String>,
+    /// Read the node's RPC password from the first line of this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "rpc_pass")]
+    pub rpc_pass_file: Option<PathBuf>,
     /// Solo payout address (checked against --network).
     #[arg(long, value_name = "ADDR")]
     pub address: Option<String>,
@@ -232,6 +240,16 @@ pub struct MineSettings {
     pub monitor: crate::monitoring::MonitorArgs,
 }
 
+/// The first line of a password file (the file's contents never reach an error message).
+fn secret_file(path: &Path, flag: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r').to_string();
+    if line.is_empty() {
+        bail!("{flag}: {} is empty", path.display());
+    }
+    Ok(line)
+}
+
 fn secs(what: &str, v: f64) -> Result<Duration> {
     if !(v.is_finite() && v >= 0.0) {
         bail!("{what} must be a number of seconds >= 0, got {v}");
@@ -242,13 +260,46 @@ fn secs(what: &str, v: f64) -> Result<Duration> {
 /// Read a `--config` file.
 fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    // The toml crate's own message quotes the offending line, which may hold a password:
-    // name the line number and the problem only.
-    toml::from_str(&text).map_err(|e| {
+    parse_config(&text).map_err(|e| anyhow!("config file {} is not valid:{e}", path.display()))
+}
+
+/// Parse a config file's text. The error never quotes a value: the toml crate's own message
+/// quotes the offending line, and its type errors the value (`pass = 1234`), either of which
+/// may be a password. It names the line, the key where it can, and the problem.
+fn parse_config(text: &str) -> std::result::Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| {
         let line = e.span().map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
-        let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
-        anyhow!("config file {} is not valid:{at} {}", path.display(), e.message().trim())
+        let key = e.span().and_then(|sp| {
+            let start = text[..sp.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+            let k = text[start..].split('=').next()?.trim();
+            (!k.is_empty() && k.len() < 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')).then(|| k.to_string())
+        });
+        let at = match (line, key) {
+            (Some(l), Some(k)) => format!(" line {l} (`{k}`):"),
+            (Some(l), None) => format!(" line {l}:"),
+            _ => String::new(),
+        };
+        format!("{at} {}", without_values(e.message().trim()))
     })
+}
+
+/// serde's "invalid type: integer `1234`, expected a string" names the value between
+/// backquotes; unknown-field and missing-field messages name keys there, which are kept.
+fn without_values(msg: &str) -> String {
+    if !msg.starts_with("invalid ") {
+        return msg.to_string();
+    }
+    let mut out = String::new();
+    for (i, part) in msg.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { "(value not shown)" } else { part });
+    }
+    out.replace(" (value not shown)", "").replace("(value not shown)", "")
+}
+
+/// Check a config file's text as `hashrig mine --config` would read it (for the fuzzer and
+/// tests): `Ok` if it parses, else the error `mine` would print.
+pub fn check_config_text(text: &str) -> Result<()> {
+    parse_config(text).map(|_| ()).map_err(|e| anyhow!("config is not valid:{e}"))
 }
 
 impl MineSettings {
@@ -298,7 +349,10 @@ impl MineSettings {
                 (Some(c), _) => hashrig_node::Auth::Cookie(c),
                 (None, Some(user)) => hashrig_node::Auth::UserPass {
                     user,
-                    password: args.rpc_pass.clone().or(fnode.rpc_pass).ok_or_else(|| anyhow!("--rpc-user needs --rpc-pass"))?,
+                    password: match &args.rpc_pass_file {
+                        Some(p) => secret_file(p, "--rpc-pass-file")?,
+                        None => args.rpc_pass.clone().or(fnode.rpc_pass).ok_or_else(|| anyhow!("--rpc-user needs --rpc-pass (or HASHRIG_RPC_PASS, or --rpc-pass-file)"))?,
+                    },
                 },
                 (None, None) => bail!("solo mining needs --rpc-cookie PATH or --rpc-user/--rpc-pass"),
             };
@@ -320,9 +374,13 @@ impl MineSettings {
                         k => bail!("{k} {what} values for {n} pools: give one for all or one per --pool"),
                     }
                 };
+                let passes = match &args.pass_file {
+                    Some(p) => vec![secret_file(p, "--pass-file")?],
+                    None => args.passes.clone(),
+                };
                 for (i, url) in args.pools.iter().enumerate() {
                     let user = pick(&args.users, i, "--user")?.ok_or_else(|| anyhow!("--pool needs --user"))?;
-                    let pass = pick(&args.passes, i, "--pass")?.unwrap_or_else(|| "x".into());
+                    let pass = pick(&passes, i, "--pass")?.unwrap_or_else(|| "x".into());
                     pools.push(PoolConfig { url: url.parse()?, user, password: Password::new(pass) });
                 }
             } else {
