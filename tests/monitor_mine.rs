@@ -76,6 +76,13 @@ fn mine_api_metrics_and_report_show_the_pools_answers() {
     let http = String::from_utf8(ask(metrics, b"GET /metrics HTTP/1.1\r\n\r\n")).unwrap();
     assert!(http.contains("hashrig_share_rejects_total{pool=\"0\",reason=\"Low difficulty share\"}"), "{http}");
     assert!(http.contains("hashrig_pool_up{pool=\"0\""), "{http}");
+    // The share ledger is exported, and adds up.
+    assert!(http.contains("hashrig_ledger_reconciles 1"), "{http}");
+    assert!(http.contains("hashrig_ledger_shares{state=\"found\"}"), "{http}");
+    let summary = json(ask(api, br#"{"command":"summary"}"#));
+    let s = &summary["SUMMARY"][0];
+    assert_eq!(s["Ledger Reconciles"], true, "{summary}");
+    assert!(s["Shares Found"].as_u64().unwrap() >= s["Accepted"].as_u64().unwrap() + s["Rejected"].as_u64().unwrap(), "{summary}");
 
     let bye = String::from_utf8(ask(api, br#"{"command":"quit"}"#)).unwrap();
     assert!(bye.contains("\"Msg\":\"BYE\""), "{bye}");
@@ -93,6 +100,14 @@ fn mine_api_metrics_and_report_show_the_pools_answers() {
     assert!(p.shares.rejected >= 1);
     assert_eq!(p.shares.reject_reasons.get("Low difficulty share").copied(), Some(p.shares.rejected));
     assert_eq!(run.shares.rejected, p.shares.rejected, "rig totals are the pools' sums");
+    // The report carries the ledger: every share found ended somewhere, and the pool's answers
+    // are the ledger's.
+    let l = run.ledger.as_ref().expect("the report has the ledger");
+    assert!(l.reconciles, "{l:?}");
+    assert_eq!(l.found, l.accepted + l.rejected + l.stale + l.in_flight);
+    assert_eq!((l.accepted, l.rejected), (p.shares.accepted, p.shares.rejected), "{l:?}");
+    let err = m.stderr();
+    assert!(err.contains("; ledger reconciles"), "{err}");
     assert!(run.best_share > 0.0);
     assert!(html.contains("<figure id=\"hashrate-chart\""));
 }

@@ -538,6 +538,7 @@ impl Observer for CliObserver {
         if let Some(c) = &self.client {
             self.mon.client_stats(&c.stats());
         }
+        self.mon.extras.ledger = Some(crate::monitoring::ledger_view(ledger));
         self.mon.update(&engine.stats());
         if now >= self.next_status {
             self.next_status = now + self.status_every;
@@ -626,7 +627,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         tracing::info!(notes = %notes.join("; "), "no power figure");
     }
     mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
-    // LEDGER-VIEW mon.extras.ledger = Some(outcome.ledger.clone());
+    mon.extras.ledger = Some(crate::monitoring::ledger_view(&outcome.ledger));
     mon.finish(es)?;
     let l = &outcome.ledger;
     let what = if solo {

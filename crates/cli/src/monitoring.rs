@@ -199,6 +199,25 @@ impl Monitoring {
     }
 }
 
+/// The miner's ledger in the monitor's terms.
+pub fn ledger_view(l: &hashrig_miner::LedgerSnapshot) -> hashrig_monitor::LedgerView {
+    hashrig_monitor::LedgerView {
+        found: l.found,
+        accepted: l.accepted,
+        rejected: l.rejected,
+        stale: l.stale,
+        in_flight: l.in_flight,
+        reconciles: l.reconciles,
+        rejected_by_kind: l.rejected_by_kind.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect(),
+        stale_by_reason: l.stale_by_reason.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect(),
+        blocks_found: l.blocks.found,
+        blocks_accepted: l.blocks.accepted,
+        blocks_rejected: l.blocks.rejected,
+        blocks_stale: l.blocks.stale,
+        blocks_in_flight: l.blocks.in_flight,
+    }
+}
+
 /// The meter's latest figure, for the live view (the final one comes from [`power_view`]).
 pub fn live_power(meter: Option<&hashrig_power::Meter>) -> Option<hashrig_monitor::PowerView> {
     let m = meter?;

@@ -487,6 +487,13 @@ fn summary(v: &RunView) -> Fields {
     if let Some(j) = v.j_per_th {
         out.push(f("J/TH", num(j)));
     }
+    // hashrig's share ledger (not in cgminer): found = accepted + rejected + stale + in flight.
+    if let Some(l) = &v.ledger {
+        out.push(f("Shares Found", json!(l.found)));
+        out.push(f("Shares In Flight", json!(l.in_flight)));
+        out.push(f("Ledger Stale", json!(l.stale)));
+        out.push(f("Ledger Reconciles", json!(l.reconciles)));
+    }
     out
 }
 

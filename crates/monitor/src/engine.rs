@@ -35,6 +35,8 @@ pub struct Extras {
     pub stale_unsent: u64,
     /// Pool protocol errors by kind (malformed lines, unknown methods, ...).
     pub protocol_errors: BTreeMap<String, u64>,
+    /// The miner's share ledger, when mining.
+    pub ledger: Option<crate::view::LedgerView>,
 }
 
 /// One device's shares as the pools answered them.
@@ -249,6 +251,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         samples,
         economics: extras.economics.clone(),
         protocol_errors: extras.protocol_errors.clone(),
+        ledger: extras.ledger.clone(),
     }
 }
 

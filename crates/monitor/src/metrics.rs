@@ -163,6 +163,19 @@ pub fn render(view: &RunView) -> Result<String, Error> {
         }
     }
 
+    if let Some(lg) = &view.ledger {
+        let sh = gauge(&mut reg, "ledger_shares", "The share ledger: shares the engine verified, by where they ended (found = accepted + rejected + stale + in_flight)");
+        for (state, n) in [("found", lg.found), ("accepted", lg.accepted), ("rejected", lg.rejected), ("stale", lg.stale), ("in_flight", lg.in_flight)] {
+            sh.get_or_create(&l(&[("state", state)])).set(n as f64);
+        }
+        let st = gauge(&mut reg, "ledger_stale_shares", "Stale shares in the ledger by reason");
+        for (reason, n) in &lg.stale_by_reason {
+            st.get_or_create(&l(&[("reason", reason)])).set(*n as f64);
+        }
+        let ok = gauge(&mut reg, "ledger_reconciles", "1 when the ledger's totals add up to the shares found");
+        ok.get_or_create(&Vec::new()).set(if lg.reconciles { 1.0 } else { 0.0 });
+    }
+
     let blocks = counter(&mut reg, "blocks_found", "Blocks found this run");
     blocks.get_or_create(&Vec::new()).inc_by(view.blocks_found as f64);
     let best = gauge(&mut reg, "best_share_difficulty", "Highest share difficulty this run");

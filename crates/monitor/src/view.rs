@@ -39,6 +39,31 @@ pub struct RunView {
     /// Pool protocol errors by kind (mining only).
     #[serde(default)]
     pub protocol_errors: BTreeMap<String, u64>,
+    /// The share ledger (mining only): where every share the engine verified ended.
+    #[serde(default)]
+    pub ledger: Option<LedgerView>,
+}
+
+/// The miner's share ledger as the monitor shows it: every share the engine verified is
+/// accepted, rejected, stale (with a reason) or still in flight, and
+/// `found == accepted + rejected + stale + in_flight` (`reconciles`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerView {
+    pub found: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub in_flight: u64,
+    pub reconciles: bool,
+    /// Rejects by kind (stale_job, duplicate, low_difficulty, unauthorized, block_invalid, other).
+    pub rejected_by_kind: BTreeMap<String, u64>,
+    /// Stale shares by reason (job_replaced, connection_lost, no_answer, queue_full, ...).
+    pub stale_by_reason: BTreeMap<String, u64>,
+    pub blocks_found: u64,
+    pub blocks_accepted: u64,
+    pub blocks_rejected: u64,
+    pub blocks_stale: u64,
+    pub blocks_in_flight: u64,
 }
 
 /// Hashrates over three windows, in hashes per second.

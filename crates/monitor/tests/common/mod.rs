@@ -131,5 +131,16 @@ pub fn rig() -> RunView {
             break_even_power_price_kwh: Some(0.0054),
         }),
         protocol_errors: [("malformed line".to_string(), 2)].into(),
+        ledger: Some(LedgerView {
+            found: 12,
+            accepted: 9,
+            rejected: 1,
+            stale: 1,
+            in_flight: 1,
+            reconciles: true,
+            rejected_by_kind: [("low_difficulty".to_string(), 1)].into(),
+            stale_by_reason: [("job_replaced".to_string(), 1)].into(),
+            ..Default::default()
+        }),
     }
 }
