@@ -281,3 +281,36 @@ fn passwords_can_come_from_the_environment_or_a_file_instead_of_the_command_line
     assert!(help.contains("HASHRIG_POOL_PASS") && help.contains("--pass-file") && help.contains("HASHRIG_RPC_PASS") && help.contains("--rpc-pass-file"), "{help}");
     assert!(!help.contains("help-secret-66"), "{help}");
 }
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_pool_asking_for_difficulty_one_billionth_neither_floods_memory_nor_the_pool() {
+    // set_difficulty 1e-9 makes every hash a share; this used to grow the process by
+    // ~50 MB a second. The miner raises its own share difficulty to a bounded share rate
+    // (logged and shown), and its queues are bounded.
+    let mut spec = PoolSpec::new("tiny");
+    spec.difficulty = 1e-9;
+    let pool = ScriptedPool::start(spec);
+    let mut m = Miner::start(&args(&["--pool", &pool.url(), "--user", "w", "--pass", "x", "--duration", "6", "--status-interval", "1", "--threads", "2"]));
+    let pid = m.child.id();
+    let mut peak = 0;
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_millis(5500) {
+        peak = peak.max(rss_kib(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(m.wait(Duration::from_secs(30)).success(), "{}", m.stderr());
+    let err = m.stderr();
+    assert!(peak > 0, "could not read the miner's memory");
+    assert!(peak < 200 * 1024, "the miner grew to {} MiB\n{err}", peak / 1024);
+    let log = pool.log();
+    // The default cap is 200 shares a second; allow the first second's estimate some slack.
+    assert!(log.shares.len() < 200 * 6 * 2, "{} shares in 6 s", log.shares.len());
+    assert!(log.valid() >= 10, "{err}");
+    assert!(err.contains("share difficulty raised"), "{err}");
+    assert!(err.contains("; ledger reconciles"), "{err}");
+}
