@@ -114,3 +114,26 @@ async fn a_block_on_a_previous_block_that_is_no_longer_the_tip_is_stale() {
     assert_eq!(src.submit(Submission { id: ShareId(1), job: first.key, share }), Err(StaleReason::PrevBlockChanged));
     assert!(node.state().submitted.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_end_every_block_found_is_on_disk_and_in_the_ledger_even_when_the_node_never_answers() {
+    use hashrig_miner::{Miner, MinerConfig, Quiet};
+    let node = FakeNode::start(700, EASY_BITS, "__cookie__:abc");
+    node.refuse_submits();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = dir.path().join("blocks");
+    let src = source(&node, &blocks, &dir.path().join("cookie"));
+    let cfg = hashrig_hasher_cpu::CpuConfig { threads: Some(1), ..Default::default() };
+    let hashers: Vec<Box<dyn hashrig_engine::Hasher>> = vec![Box::new(hashrig_hasher_cpu::CpuHasher::new(&cfg).unwrap())];
+    let miner = Miner::start(hashers, src, MinerConfig { shutdown_wait: Duration::from_millis(300), ..Default::default() }).unwrap();
+    let out = miner.run(tokio::time::sleep(Duration::from_secs(2)), &mut Quiet).await;
+    let l = &out.ledger;
+    assert!(out.reconciles(), "{l:#?}");
+    assert!(l.blocks.found >= 1, "no block found: {l:#?}");
+    assert_eq!(l.blocks.accepted + l.blocks.rejected, 0, "the node refused every submit");
+    // Every block is either still with the node (in flight) or waiting behind the first one
+    // (also in flight); none was dropped, and each is on disk for the next start.
+    assert_eq!(l.blocks.in_flight, l.blocks.found - l.blocks.stale, "{l:#?}");
+    let on_disk = std::fs::read_dir(blocks.join("pending")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".hex")).count();
+    assert_eq!(on_disk as u64, l.blocks.in_flight, "blocks in flight must all be in pending/");
+}
