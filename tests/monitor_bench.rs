@@ -150,9 +150,9 @@ fn mine_bookkeeping_counts_pool_answers_by_pool_reason_and_difficulty() {
     m.pool_job(1, 512.0);
     m.share_found(0, 700.0);
     m.share_found(0, 9000.0);
-    m.share_result(1, None);
-    m.share_result(1, Some("Duplicate share"));
-    m.share_result(1, Some("Stale share"));
+    m.share_settled(1, 0, 512.0, &hashrig_miner::Fate::Accepted);
+    m.share_settled(1, 0, 512.0, &hashrig_miner::Fate::pool_reject("Duplicate share"));
+    m.share_settled(1, 0, 512.0, &hashrig_miner::Fate::pool_reject("Stale share"));
     m.pool_disconnected(0);
     let v = m.finish(&empty_stats()).unwrap();
     let b = &v.pools[1];
