@@ -134,6 +134,9 @@ impl QueueSink {
     }
 }
 
+/// Shares remembered per job against sending one twice (about 80 bytes each).
+const SHARES_REMEMBERED_PER_JOB: usize = 100_000;
+
 /// The identity of a job's content for duplicate checks: a job a pool sends again unchanged
 /// after a reconnect (same id, same extranonce1) is the same search space.
 type DedupKey = (usize, String, Vec<u8>);
@@ -305,7 +308,11 @@ impl<S: JobSource> Miner<S> {
                 &mut self.submitted.back_mut().expect("just pushed").1
             }
         };
-        if !seen.insert(sig) {
+        // A rescan of the same job (a mask change, a new share floor) starts its extranonce2
+        // counter again, so the shares it would repeat are the job's first ones: keep those,
+        // and stop remembering past the cap so a job that lives for hours stays bounded.
+        let repeat = if seen.len() < SHARES_REMEMBERED_PER_JOB { !seen.insert(sig) } else { seen.contains(&sig) };
+        if repeat {
             tracing::warn!(job = %key, nonce = sh.nonce, "the same share again for this job: not sent twice");
             self.settle(id, Fate::Stale(StaleReason::Duplicate), obs);
             return;

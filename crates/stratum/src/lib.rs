@@ -12,6 +12,8 @@
 
 pub mod client;
 pub mod session;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod tls;
 pub mod wire;
 
