@@ -129,9 +129,10 @@ async fn a_job_sent_again_after_a_reconnect_is_not_scanned_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_mask_change_reaches_the_live_job() {
-    let cfg = MinerConfig { max_share_rate: 200.0, assumed_hashrate: 1e7, ..Default::default() };
+    let cfg = MinerConfig { max_share_rate: 2000.0, assumed_hashrate: 1e7, ..Default::default() };
     let (miner, tx, seen) = start(accept_all, cfg);
-    tx.send(SourceEvent::Job(job(1, "a", 1e-9, 0, 4))).unwrap();
+    // Difficulty above the share-rate floor, so the engine's job count is the source's alone.
+    tx.send(SourceEvent::Job(job(1, "a", 2e-4, 0, 4))).unwrap();
     let tx2 = tx.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(800)).await;
