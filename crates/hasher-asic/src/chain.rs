@@ -385,6 +385,8 @@ impl<P: Port> Chain<P> {
         let id = self.ids[self.next_id % self.ids.len()];
         self.next_id = (self.next_id + 1) % self.ids.len();
         let base = unit.version();
+        // The rate's window opens before any byte of the job (or its version-mask write) leaves.
+        self.stats.with(|c| c.job_going_out());
         let mut slot = Slot {
             unit_id: unit.id,
             header: unit.header,
