@@ -63,8 +63,9 @@ pub enum Fault {
     /// Close the connection on the next `mining.submit`, after judging it and before answering
     /// it (logged as [`Answer::Dropped`]).
     DisconnectOnNextSubmit,
-    /// Send nothing at all (no answers, jobs or anything else) for this long; submits received
-    /// meanwhile are judged and never answered ([`Answer::Silent`]).
+    /// Send nothing at all (no answers, jobs or anything else) for this long (or longer, if a
+    /// silence under way ends later); submits received meanwhile are judged and never answered
+    /// ([`Answer::Silent`]).
     Silence(Duration),
     /// Send this line as is (a newline is added).
     Malformed(String),
@@ -530,7 +531,8 @@ impl Conn<'_> {
         match f {
             Fault::Disconnect => return Ok(Flow::Close),
             Fault::DisconnectOnNextSubmit => self.drop_next_submit = true,
-            Fault::Silence(d) => self.silent_until = Some(Instant::now() + d),
+            // A silence never shortens one under way (its end is what a test times against).
+            Fault::Silence(d) => self.silent_until = self.silent_until.max(Some(Instant::now() + d)),
             Fault::Malformed(line) => {
                 self.w.write_all(line.as_bytes())?;
                 self.w.write_all(b"\n")?;
