@@ -163,3 +163,23 @@ fn probing_a_black_hole_primary_never_stalls_mining_on_the_backup() {
     assert!(worst < Duration::from_millis(2500), "a {worst:?} gap between shares on the backup\n{err}");
     assert!(lb.invalid().is_empty());
 }
+
+#[test]
+fn a_job_the_pool_sends_again_after_a_reconnect_is_not_rescanned_into_duplicate_shares() {
+    // The pool drops the connection at a share (twice), then resumes the session: same
+    // extranonce1, the same job sent again. Scanning it again from the start would find the
+    // same shares again, and the pool would answer "Duplicate share".
+    let mut spec = PoolSpec::new("d");
+    spec.same_extranonce1 = true;
+    spec.plan = Arc::new(|n| if n < 2 { ConnPlan { drop_at_share: Some(4), ..ConnPlan::default() } } else { ConnPlan::default() });
+    let pool = ScriptedPool::start(spec);
+    let mut m = miner(&[&pool], &["--failback-interval", "0.5", "--duration", "6"]);
+    assert!(m.wait(Duration::from_secs(40)).success(), "{}", m.stderr());
+    let err = m.stderr();
+    let log = pool.log();
+    assert!(log.connections >= 3, "the pool should have been reconnected to twice: {}\n{err}", log.connections);
+    assert!(log.shares.iter().any(|s| s.conn >= 2 && s.valid), "no share after the reconnects\n{err}");
+    let dups: Vec<_> = log.shares.iter().filter(|s| s.reason.contains("Duplicate")).collect();
+    assert!(dups.is_empty(), "{} duplicate shares sent: {dups:?}\n{err}", dups.len());
+    assert!(err.contains("; ledger reconciles"), "{err}");
+}
