@@ -220,7 +220,8 @@ fn soak_mine_against_pools_that_misbehave_at_random() {
     let t0 = Instant::now();
     let quiet_from = (secs - 10.0).max(secs * 0.8);
     let mut next_fault = t0 + Duration::from_secs_f64(rng.range(2.0, 5.0));
-    let mut next_sample = t0;
+    // From 2 s on: a sample taken right at spawn is of the forked test process, not of hashrig.
+    let mut next_sample = t0 + Duration::from_secs(2);
     let mut rss: Vec<(f64, u64)> = Vec::new();
     let mut injected: BTreeMap<&str, usize> = BTreeMap::new();
     let mut missed: BTreeMap<&str, usize> = BTreeMap::new();
