@@ -585,10 +585,19 @@ impl Engine {
             JobChange::Updated
         };
         tracing::debug!(job = %job.id, clean = job.clean, ?change, "new job");
-        d.job = Some(Arc::new(job));
-        d.next_counter = 0;
-        d.ntime_offset = 0;
-        d.current = None;
+        let job = Arc::new(job);
+        // The same headers again (a new share target, a pool resending its job): go on from
+        // where the scan is. Starting over would find the same shares again, and pools reject
+        // those as duplicates.
+        let same_headers = d.job.as_ref().is_some_and(|old| old.source == job.source);
+        d.job = Some(job.clone());
+        if same_headers {
+            d.current = d.current.take().map(|(h, rest)| (Arc::new(UnitHeader { job, prepared: h.prepared.clone() }), rest));
+        } else {
+            d.next_counter = 0;
+            d.ntime_offset = 0;
+            d.current = None;
+        }
         drop(d);
         lock(&self.shared.counters).jobs += 1;
         self.shared.work_ready.notify_all();

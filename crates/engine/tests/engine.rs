@@ -378,3 +378,28 @@ fn when_the_extranonce2_space_runs_out_ntime_rolls_forward_and_shares_carry_it()
     }
     assert!(rolled > 256, "only {rolled} shares with a rolled ntime");
 }
+
+#[test]
+fn the_same_header_source_again_continues_the_scan_instead_of_starting_over() {
+    // A job given again with the same header source (a new share target, a pool resending
+    // its job) must not hand out the work already swept: that would find the same shares
+    // again, which pools reject as duplicates.
+    let (engine, units, go, _shares) = scripted();
+    let cb = tiny_extranonce2_job(1_700_000_000);
+    let job = |target: Target| Job { id: "same".into(), source: HeaderSource::Coinbase(cb.clone()), share_target: target, clean: false };
+    engine.set_job(job(Target::MAX));
+    let mut swept = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let u = units.recv_timeout(Duration::from_secs(5)).expect("a unit");
+        swept.insert((u.header, u.range.start()));
+        go.send(()).unwrap();
+    }
+    engine.set_job(job(Target([0x7f; 32])));
+    for _ in 0..4 {
+        let u = units.recv_timeout(Duration::from_secs(5)).expect("a unit");
+        assert!(!swept.contains(&(u.header, u.range.start())), "work already swept handed out again: {:?}", u.range);
+        swept.insert((u.header, u.range.start()));
+        go.send(()).unwrap();
+    }
+    engine.stop();
+}
