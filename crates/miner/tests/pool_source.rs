@@ -213,12 +213,11 @@ async fn a_disconnect_after_a_submit_and_a_clean_job_lose_nothing() {
 }
 
 /// A pool that answers a submit after its `client.reconnect` line (the submit was on the wire
-/// when it asked): the pool counts the share accepted, and so should we. Today the client drops
-/// the connection as soon as it reads the reconnect (`End::Reconnect` -> `Conn::lose`), without
-/// the drain failback and `switch_pool` get, so the answer right behind it is never read and the
-/// share ends stale (job_replaced, after a requeue) on our side: ledger accepted = pool accepted - 1.
+/// when it asked): the pool counts the share accepted, and so must we. The client used to drop
+/// the connection as soon as it read the reconnect, so the answer right behind it was never read
+/// and the share ended stale on our side (ledger accepted = pool accepted - 1, every run); it now
+/// drains the old connection as failback and `switch_pool` do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect: the stratum client does not drain a connection on client.reconnect (see the doc comment)"]
 async fn an_answer_that_follows_a_reconnect_request_still_counts() {
     let mut spec = PoolSpec::new("r");
     spec.plan = Arc::new(|n| match n {

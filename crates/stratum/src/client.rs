@@ -877,8 +877,9 @@ impl Client {
         match end {
             // Left in flight: the answers may still come within the shutdown's limit.
             End::Shutdown => {}
-            // Mining moves on at once; the old connection stays a while for its answers.
-            End::Failback(_) | End::Switch(_) if !c.sent.is_empty() => {
+            // Mining moves on at once; the old connection stays a while for its answers. After
+            // a client.reconnect too: a pool may answer shares already on the wire after it.
+            End::Failback(_) | End::Switch(_) | End::Reconnect(_) if !c.sent.is_empty() => {
                 let until = tokio::time::Instant::now() + self.cfg().drain_timeout;
                 self.drains.retain(|d| !d.is_finished());
                 self.drains.push(tokio::spawn(drain(self.shared.clone(), c, until)));
