@@ -106,6 +106,10 @@ impl HexU32 {
         if s.len() != 8 {
             return Err(ProtocolError::BadLength { method: method.into(), field, want: 8, got: s.len() });
         }
+        // from_str_radix takes a leading '+': the field is hex digits only.
+        if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ProtocolError::BadHex { method: method.into(), field, value: truncate(s) });
+        }
         u32::from_str_radix(s, 16)
             .map(HexU32)
             .map_err(|_| ProtocolError::BadHex { method: method.into(), field, value: truncate(s) })
