@@ -528,7 +528,7 @@ impl Observer for CliObserver {
     }
 
     fn difficulty_floor(&mut self, asked: f64, used: f64) {
-        self.floor = Some((asked, used));
+        self.floor = (used > asked).then_some((asked, used));
     }
 
     fn tick(&mut self, engine: &hashrig_engine::Engine, ledger: &LedgerSnapshot) -> Tick {

@@ -64,7 +64,8 @@ pub trait Observer: Send {
     /// A verified share arrived; `id` is `None` when the ledger settled it at once.
     fn share_found(&mut self, _share: &Share, _job: Option<&JobKey>) {}
     fn share_settled(&mut self, _id: ShareId, _fate: &Fate, _share: &InFlight) {}
-    /// The share difficulty asked for was raised to keep the share rate bounded.
+    /// The share difficulty the source asked for and the one the engine hunts at: higher when
+    /// the share-rate floor applies, equal when it does not (called as jobs come and each second).
     fn difficulty_floor(&mut self, _asked: f64, _used: f64) {}
     /// About once a second.
     fn tick(&mut self, _engine: &Engine, _ledger: &LedgerSnapshot) -> Tick {
@@ -360,6 +361,7 @@ impl<S: JobSource> Miner<S> {
         let network = difficulty_from_nbits(job.job.nbits.to_consensus());
         let floor = (rate / 4_294_967_296.0 / self.cfg.max_share_rate.max(1e-3)).min(network);
         if asked >= floor {
+            obs.difficulty_floor(asked, asked);
             return job.share_target;
         }
         match target_from_difficulty(floor) {
@@ -423,6 +425,9 @@ impl<S: JobSource> Miner<S> {
             let mut job = job;
             job.clean = false;
             self.set_engine_job(job, target, asked);
+        } else {
+            // Left as it is: show what the engine really hunts at.
+            obs.difficulty_floor(asked, old);
         }
     }
 

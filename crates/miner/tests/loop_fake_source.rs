@@ -159,3 +159,29 @@ async fn unanswered_shares_stay_in_flight_at_the_end() {
     assert_eq!(out.ledger.in_flight as usize, seen.lock().unwrap().submitted.len());
     assert!(out.reconciles());
 }
+
+/// Records what the loop says about the share difficulty.
+#[derive(Default)]
+struct FloorSeen(Vec<(f64, f64)>);
+impl hashrig_miner::Observer for FloorSeen {
+    fn difficulty_floor(&mut self, asked: f64, used: f64) {
+        self.0.push((asked, used));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_shown_ends_when_the_pool_asks_for_a_normal_difficulty_again() {
+    let (miner, tx, _seen) = start(accept_all, MinerConfig { max_share_rate: 50.0, assumed_hashrate: 1e7, ..Default::default() });
+    tx.send(SourceEvent::Job(job(1, "tiny", 1e-9, 0, 4))).unwrap();
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tx2.send(SourceEvent::Job(job(1, "normal", 1.0, 0, 4))).unwrap();
+    });
+    let mut obs = FloorSeen::default();
+    let out = miner.run(tokio::time::sleep(Duration::from_millis(3500)), &mut obs).await;
+    assert!(obs.0.iter().any(|(a, u)| u > a), "the floor never applied: {:?}", obs.0);
+    let (asked, used) = *obs.0.last().expect("reports");
+    assert_eq!((asked, used), (1.0, 1.0), "the last report still shows a floor: {:?}", obs.0);
+    assert!(out.reconciles());
+}
