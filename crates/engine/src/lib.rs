@@ -215,7 +215,14 @@ struct Dispatch {
     current: Option<(Arc<UnitHeader>, NonceRange)>,
     next_unit_id: u64,
     units: BTreeMap<u64, UnitRecord>,
+    /// Where the scans of recent jobs stopped (header source, next extranonce2 counter, ntime
+    /// offset), newest last: a job given back (a failback to a pool that resumed its session)
+    /// goes on from there instead of finding its shares again.
+    left_scans: VecDeque<(hashrig_work::HeaderSource, u64, u32)>,
 }
+
+/// Scans of earlier jobs remembered for [`Dispatch::left_scans`].
+const LEFT_SCANS: usize = 16;
 
 /// Unit records kept for verification; older ones are forgotten.
 const MAX_UNIT_RECORDS: usize = 1 << 16;
@@ -590,12 +597,26 @@ impl Engine {
         // where the scan is. Starting over would find the same shares again, and pools reject
         // those as duplicates.
         let same_headers = d.job.as_ref().is_some_and(|old| old.source == job.source);
-        d.job = Some(job.clone());
+        let old_job = d.job.replace(job.clone());
         if same_headers {
             d.current = d.current.take().map(|(h, rest)| (Arc::new(UnitHeader { job, prepared: h.prepared.clone() }), rest));
         } else {
-            d.next_counter = 0;
-            d.ntime_offset = 0;
+            // Remember where the old job's scan stopped (the rest of its current header is
+            // skipped), and pick up the new one's if it was mined before.
+            if let Some(old) = old_job {
+                if d.left_scans.len() >= LEFT_SCANS {
+                    d.left_scans.pop_front();
+                }
+                let (counter, offset) = (d.next_counter, d.ntime_offset);
+                d.left_scans.push_back((old.source.clone(), counter, offset));
+            }
+            let resumed = d.left_scans.iter().rposition(|(src, _, _)| *src == job.source);
+            let (counter, offset) = match resumed.and_then(|i| d.left_scans.remove(i)) {
+                Some((_, c, o)) => (c, o),
+                None => (0, 0),
+            };
+            d.next_counter = counter;
+            d.ntime_offset = offset;
             d.current = None;
         }
         drop(d);

@@ -403,3 +403,31 @@ fn the_same_header_source_again_continues_the_scan_instead_of_starting_over() {
     }
     engine.stop();
 }
+
+#[test]
+fn a_job_given_back_after_another_goes_on_from_where_its_scan_stopped() {
+    // Failover to pool B and back to A, whose session resumed with the same job: A's headers
+    // already swept must not be handed out again.
+    let (engine, units, go, _shares) = scripted();
+    let a = tiny_extranonce2_job(1_700_000_000);
+    let b = tiny_extranonce2_job(1_700_000_500);
+    let job = |cb: &hashrig_work::job::CoinbaseJob, id: &str| Job { id: id.into(), source: HeaderSource::Coinbase(cb.clone()), share_target: Target::MAX, clean: true };
+    let mut swept = std::collections::HashSet::new();
+    let mut take = |n: usize, check: bool| {
+        for _ in 0..n {
+            let u = units.recv_timeout(Duration::from_secs(5)).expect("a unit");
+            let fresh = swept.insert((u.header, u.range.start()));
+            assert!(!check || fresh, "work already swept handed out again: {:?}", u.range);
+            go.send(()).unwrap();
+        }
+    };
+    engine.set_job(job(&a, "a1"));
+    take(3, true);
+    engine.set_job(job(&b, "b1"));
+    // The unit in hand when B came may still be A's.
+    take(3, false);
+    engine.set_job(job(&a, "a2"));
+    take(1, false);
+    take(4, true);
+    engine.stop();
+}
