@@ -132,9 +132,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(a)?;
     let report = bench(&plan, a.fees, &a.monitor)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_summary(&report);
+        print_summary(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -235,45 +235,46 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     })
 }
 
-fn print_summary(r: &BenchReport) {
-    println!("backend     {} ({})", r.backend, r.devices.join("; "));
+fn print_summary(r: &BenchReport) -> std::io::Result<()> {
+    crate::outln!("backend     {} ({})", r.backend, r.devices.join("; "))?;
     match r.threads {
-        Some(t) => println!("kernel      {} on {t} thread{}", r.kernel, if t == 1 { "" } else { "s" }),
-        None => println!("kernel      {}", r.kernel),
+        Some(t) => crate::outln!("kernel      {} on {t} thread{}", r.kernel, if t == 1 { "" } else { "s" })?,
+        None => crate::outln!("kernel      {}", r.kernel)?,
     }
-    println!("hashes      {}", r.hashes);
-    println!("seconds     {:.2}", r.seconds);
+    crate::outln!("hashes      {}", r.hashes)?;
+    crate::outln!("seconds     {:.2}", r.seconds)?;
     match r.hashrate_ci95 {
-        Some([lo, hi]) => println!("hashrate    {} (95 % CI {} .. {}, estimated from returned nonces)", fmt_rate(r.hashrate), fmt_rate(lo), fmt_rate(hi)),
-        None => println!("hashrate    {} ({:.0} H/s, counted exactly)", fmt_rate(r.hashrate), r.hashrate),
+        Some([lo, hi]) => crate::outln!("hashrate    {} (95 % CI {} .. {}, estimated from returned nonces)", fmt_rate(r.hashrate), fmt_rate(lo), fmt_rate(hi))?,
+        None => crate::outln!("hashrate    {} ({:.0} H/s, counted exactly)", fmt_rate(r.hashrate), r.hashrate)?,
     }
     match r.power_w {
-        Some(w) => println!("power       {w:.1} W ({})", r.power_source),
+        Some(w) => crate::outln!("power       {w:.1} W ({})", r.power_source)?,
         None => {
-            println!("power       unknown (no energy counter readable; give --watts or --power-cmd)");
+            crate::outln!("power       unknown (no energy counter readable; give --watts or --power-cmd)")?;
             for n in &r.power_notes {
-                println!("              {n}");
+                crate::outln!("              {n}")?;
             }
         }
     }
     match r.j_per_th {
-        Some(j) => println!("efficiency  {j:.0} J/TH"),
-        None => println!("efficiency  unknown J/TH"),
+        Some(j) => crate::outln!("efficiency  {j:.0} J/TH")?,
+        None => crate::outln!("efficiency  unknown J/TH")?,
     }
-    println!("hw errors   {}", r.hw_errors);
-    println!("shares      {} verified (difficulty 1/1024)", r.shares);
+    crate::outln!("hw errors   {}", r.hw_errors)?;
+    crate::outln!("shares      {} verified (difficulty 1/1024)", r.shares)?;
     if let Some(e) = &r.economics {
-        println!("economics   at difficulty {:.4e}, {:.0} USD/BTC, {} USD/kWh, subsidy {} BTC + fees {} BTC:", e.difficulty, e.btc_price_usd, e.power_price_usd_kwh, e.subsidy_btc, e.fees_btc);
-        println!("  revenue     {} USD/day ({:.3e} BTC/day)", money(e.revenue_usd_day), e.btc_per_day);
+        crate::outln!("economics   at difficulty {:.4e}, {:.0} USD/BTC, {} USD/kWh, subsidy {} BTC + fees {} BTC:", e.difficulty, e.btc_price_usd, e.power_price_usd_kwh, e.subsidy_btc, e.fees_btc)?;
+        crate::outln!("  revenue     {} USD/day ({:.3e} BTC/day)", money(e.revenue_usd_day), e.btc_per_day)?;
         match (e.cost_usd_day, e.break_even_usd_kwh) {
             (Some(c), Some(b)) => {
-                println!("  power cost  {} USD/day", money(c));
-                println!("  break-even  {} USD/kWh", money(b));
+                crate::outln!("  power cost  {} USD/day", money(c))?;
+                crate::outln!("  break-even  {} USD/kWh", money(b))?;
             }
-            _ => println!("  power cost  unknown (power unknown)"),
+            _ => crate::outln!("  power cost  unknown (power unknown)")?,
         }
-        println!("  hashprice   {:.2} USD/PH/day", e.hashprice_usd_ph_day);
+        crate::outln!("  hashprice   {:.2} USD/PH/day", e.hashprice_usd_ph_day)?;
     }
+    Ok(())
 }
 
 /// Money with four significant digits, however small (a CPU earns millionths of a dollar a day).

@@ -80,19 +80,19 @@ pub fn run(a: &DecodeArgs) -> anyhow::Result<ExitCode> {
             "skipped_bytes": counts.skipped,
             "events": frames,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         for it in &items {
-            println!("{}", item_text(it, chip, &bytes));
+            crate::outln!("{}", item_text(it, chip, &bytes))?;
         }
-        println!(
+        crate::outln!(
             "{} bytes: {} frames, {} bad CRC, {} malformed, {} bytes skipped",
             bytes.len(),
             counts.frames,
             counts.bad_crc,
             counts.malformed,
             counts.skipped
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

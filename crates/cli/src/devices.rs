@@ -20,11 +20,11 @@ pub struct DevicesArgs {
 }
 
 pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
-    println!("CPU: {} ({} threads available)", cpu_model(), hashrig_hasher_cpu::available_threads());
+    crate::outln!("CPU: {} ({} threads available)", cpu_model(), hashrig_hasher_cpu::available_threads())?;
     let masked = hashrig_sha256d::disabled_cpu_features().map_err(|e| crate::bad_input(e.to_string()))?;
     if !masked.is_empty() {
         let names: Vec<&str> = masked.iter().map(|f| f.name()).collect();
-        println!("  {} masks off: {}", hashrig_sha256d::CPU_DISABLE_ENV, names.join(", "));
+        crate::outln!("  {} masks off: {}", hashrig_sha256d::CPU_DISABLE_ENV, names.join(", "))?;
     }
     let best = Kernel::best();
     for k in Kernel::ALL {
@@ -37,19 +37,19 @@ pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
         } else {
             "available"
         };
-        println!("  kernel {:<10} {state}", k.name());
+        crate::outln!("  kernel {:<10} {state}", k.name())?;
     }
-    println!("GPU adapters:");
+    crate::outln!("GPU adapters:")?;
     for line in gpu_adapters() {
-        println!("  {line}");
+        crate::outln!("  {line}")?;
     }
-    println!("Serial ports:");
+    crate::outln!("Serial ports:")?;
     for line in serial_ports(a.probe, &a.ports) {
-        println!("  {line}");
+        crate::outln!("  {line}")?;
     }
-    println!("Power sources:");
+    crate::outln!("Power sources:")?;
     for line in power_sources() {
-        println!("  {line}");
+        crate::outln!("  {line}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,23 @@ pub fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|c| c.is::<BadInput>())
 }
 
+/// Did the work stop because the reader of our stdout went away (`hashrig devices | head -1`)?
+/// Then `main` exits 0 without a word, as `cat` and ripgrep do: Rust ignores SIGPIPE, so a
+/// closed pipe reaches us as this error rather than as the signal that ends a C program.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// `println!` that returns the write error (an `io::Result<()>`) instead of panicking on it;
+/// every command's output goes through it, so a closed pipe ends the command through `?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
 /// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
 pub fn init_tracing(verbose: u8) {
     let level = match verbose {

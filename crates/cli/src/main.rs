@@ -1,9 +1,10 @@
-//! The `hashrig` binary: parse, run, print the error chain, exit 0 ok / 1 failure / 2 usage.
+//! The `hashrig` binary: parse, run, print the error chain, exit 0 ok / 1 failure / 2 usage;
+//! a closed output pipe is a quiet 0.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use hashrig_cli::{Cli, is_bad_input, run};
+use hashrig_cli::{Cli, is_bad_input, is_broken_pipe, run};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -17,6 +18,8 @@ fn main() -> ExitCode {
     hashrig_cli::init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        // The reader of our output went away: done, quietly (see `is_broken_pipe`).
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {

@@ -111,13 +111,13 @@ pub fn run(a: &ScanArgs) -> anyhow::Result<ExitCode> {
     let mut hashers = backend::open(&a.backend, &cpu)?;
     let report = scan(&mut hashers, &p)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!("target {} (difficulty {:.6})", report.target, report.target_difficulty);
+        crate::outln!("target {} (difficulty {:.6})", report.target, report.target_difficulty)?;
         for f in &report.found {
-            println!("nonce {} ({}) hash {} difficulty {:.3}", f.nonce, f.nonce_hex, f.hash, f.difficulty);
+            crate::outln!("nonce {} ({}) hash {} difficulty {:.3}", f.nonce, f.nonce_hex, f.hash, f.difficulty)?;
         }
-        println!("{} found in {} nonces from {} ({:.2} s)", report.found.len(), report.count, report.start, report.seconds);
+        crate::outln!("{} found in {} nonces from {} ({:.2} s)", report.found.len(), report.count, report.start, report.seconds)?;
     }
     if report.hw_errors > 0 {
         eprintln!("warning: {} candidate(s) from the backend failed the reference check and are not listed", report.hw_errors);

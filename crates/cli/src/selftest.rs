@@ -57,7 +57,7 @@ pub fn run(a: &SelftestArgs) -> anyhow::Result<ExitCode> {
             for spec in other_backends() {
                 match backend::open(&spec, &CpuOptions::default()) {
                     Ok(hs) => targets.extend(hs.into_iter().map(|h| (spec.to_string(), h, KitConfig::slow()))),
-                    Err(e) => println!("skip  {spec}: {e:#}"),
+                    Err(e) => crate::outln!("skip  {spec}: {e:#}")?,
                 }
             }
         }
@@ -74,18 +74,18 @@ pub fn run(a: &SelftestArgs) -> anyhow::Result<ExitCode> {
         let mut ok = true;
         for (what, check) in checks {
             if let Err(f) = check(h.as_mut(), &kit) {
-                println!("FAIL  {name}: {what}: {f}");
+                crate::outln!("FAIL  {name}: {what}: {f}")?;
                 ok = false;
             }
         }
         if ok {
-            println!("ok    {name}: genesis and block 125552 found, reference set matched, range ends honoured ({:.2} s)", started.elapsed().as_secs_f64());
+            crate::outln!("ok    {name}: genesis and block 125552 found, reference set matched, range ends honoured ({:.2} s)", started.elapsed().as_secs_f64())?;
         } else {
             failures += 1;
         }
     }
     if failures > 0 {
-        println!("{failures} backend(s) failed");
+        crate::outln!("{failures} backend(s) failed")?;
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
