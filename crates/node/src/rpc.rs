@@ -60,6 +60,9 @@ impl std::str::FromStr for NodeUrl {
             return Err(bad("missing host"));
         }
         let port: u16 = port.parse().map_err(|_| bad("port is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(bad("port is not a number from 1 to 65535"));
+        }
         Ok(NodeUrl { host: host.to_owned(), port })
     }
 }
@@ -201,6 +204,17 @@ mod tests {
         assert_eq!(c.credentials().unwrap().1, "ef");
         std::fs::remove_file(&p).unwrap();
         assert!(matches!(c.credentials(), Err(Error::Cookie { .. })));
+    }
+
+    /// Found by the `node_url` fuzz target (crates/node/fuzz): `http:0/27.0.0.1:8332` was taken as
+    /// host `http`, port 0, though the error message promises a port from 1 to 65535.
+    #[test]
+    fn port_zero_is_refused() {
+        for url in ["http:0/27.0.0.1:8332", "http://127.0.0.1:0", "localhost:0/"] {
+            let e = url.parse::<NodeUrl>().unwrap_err();
+            assert!(e.to_string().contains("port is not a number from 1 to 65535"), "{url}: {e}");
+        }
+        assert_eq!("http://127.0.0.1:1".parse::<NodeUrl>().unwrap().port, 1);
     }
 
     #[test]

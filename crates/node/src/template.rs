@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bitcoin::block::{Header, Version};
-use bitcoin::consensus::Decodable;
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, BlockHash, CompactTarget, ScriptBuf, Target, Transaction, Txid, Wtxid};
 use hashrig_work::job::{CoinbaseJob, coinbase_merkle_branch, header_bytes};
@@ -80,7 +79,9 @@ impl SoloWork {
         let mut wtxids: Vec<Wtxid> = Vec::with_capacity(t.transactions.len());
         for (i, tx) in t.transactions.iter().enumerate() {
             let raw = hex::decode(&tx.data).map_err(|_| bad(format!("transaction {i} is not hex")))?;
-            let parsed = Transaction::consensus_decode(&mut raw.as_slice())
+            // The whole of it: bytes after the transaction would go into the block as they are
+            // and make it invalid.
+            let parsed: Transaction = bitcoin::consensus::deserialize(&raw)
                 .map_err(|e| bad(format!("transaction {i} does not decode: {e}")))?;
             txids.push(parsed.compute_txid());
             wtxids.push(parsed.compute_wtxid());
@@ -134,5 +135,43 @@ impl SoloWork {
             out.extend_from_slice(tx);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The genesis block's coinbase: a transaction that decodes.
+    const TX: &str = "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff4d04ffff001d0104455468652054696d65732030332f4a616e2f32303039204368616e63656c6c6f72206f6e206272696e6b206f66207365636f6e64206261696c6f757420666f722062616e6b73ffffffff0100f2052a01000000434104678afdb0fe5548271967f1a67130b7105cd6a828e03909a67962e0ea1f61deb649f6bc3f4cef38c4f35504e51ec112de5c384df7ba0b8d578a4c702b6bf11d5fac00000000";
+
+    fn template(txs: &[String]) -> BlockTemplate {
+        BlockTemplate {
+            version: 0x2000_0000,
+            previousblockhash: "11".repeat(32),
+            transactions: txs.iter().map(|d| TemplateTx { data: d.clone() }).collect(),
+            coinbasevalue: 5_000_000_000,
+            bits: "207fffff".into(),
+            curtime: 1_700_000_600,
+            height: 101,
+            longpollid: None,
+            default_witness_commitment: None,
+            rules: vec!["segwit".into()],
+            target: None,
+        }
+    }
+
+    /// Found by the `template` fuzz target (crates/node/fuzz): a template transaction with bytes
+    /// after it decoded (the leftovers were not looked at), and the block built from the template
+    /// carried them, so it did not decode as a block. The fuzzer's input: one byte `11` before the
+    /// genesis coinbase, which reads as a (segwit-flagged, empty) transaction and leaves the rest.
+    #[test]
+    fn a_transaction_with_bytes_after_it_is_refused() {
+        let payout = ScriptBuf::from_bytes(vec![0x51]);
+        assert!(SoloWork::from_template(&template(&[TX.to_string()]), &payout, b"t").is_ok());
+        for data in [format!("{TX}00"), format!("11{TX}")] {
+            let e = SoloWork::from_template(&template(&[data.clone()]), &payout, b"t").unwrap_err();
+            assert!(matches!(&e, Error::Template { why } if why.contains("transaction 0 does not decode")), "{data}: {e}");
+        }
     }
 }
