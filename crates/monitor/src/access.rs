@@ -20,7 +20,20 @@ impl Cidr {
         if prefix > max {
             return Err(Error::BadCidr { input: format!("{addr}/{prefix}"), reason: "prefix too long" });
         }
-        Ok(Cidr { addr, prefix })
+        Ok(Cidr::mapped_as_ipv4(addr, prefix))
+    }
+
+    /// An IPv4-mapped IPv6 range (`::ffff:a.b.c.d` with a prefix of 96 or more) is kept as the
+    /// IPv4 range it names: [`Cidr::contains`] matches mapped peers as IPv4, so in its IPv6
+    /// form such a range would match no peer at all.
+    fn mapped_as_ipv4(addr: IpAddr, prefix: u8) -> Self {
+        match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Cidr { addr: IpAddr::V4(v4), prefix: prefix - 96 },
+                None => Cidr { addr, prefix },
+            },
+            _ => Cidr { addr, prefix },
+        }
     }
 
     /// Does the range hold `ip`? IPv4-mapped IPv6 addresses match IPv4 ranges.
@@ -66,7 +79,7 @@ impl FromStr for Cidr {
         if prefix > max {
             return Err(bad("prefix too long"));
         }
-        Ok(Cidr { addr, prefix })
+        Ok(Cidr::mapped_as_ipv4(addr, prefix))
     }
 }
 
@@ -158,6 +171,22 @@ mod tests {
         let e = "10.0.0.0/33".parse::<Cidr>().unwrap_err();
         assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    /// Found by the `access_list` fuzz target (crates/monitor/fuzz): `r:::1/128, W:::ffff:127.0.0.1`
+    /// gave 127.0.0.1 no write access, because an entry in IPv4-mapped IPv6 form matched nobody
+    /// (peers are matched as IPv4, mapped ones mapped back first).
+    #[test]
+    fn ipv4_mapped_entries_match_the_ipv4_peers_they_name() {
+        let a = Access::parse("r:::1/128, W:::ffff:127.0.0.1").unwrap();
+        assert_eq!(a.level("127.0.0.1".parse().unwrap()), Level::Write);
+        assert_eq!(a.level("::ffff:127.0.0.1".parse().unwrap()), Level::Write);
+        let c: Cidr = "::ffff:192.168.1.0/120".parse().unwrap();
+        assert_eq!(c.to_string(), "192.168.1.0/24");
+        assert!(c.contains("192.168.1.77".parse().unwrap()) && c.contains("::ffff:192.168.1.77".parse().unwrap()));
+        assert!(!c.contains("192.168.2.1".parse().unwrap()));
+        let c = Cidr::new("::ffff:10.0.0.0".parse().unwrap(), 104).unwrap();
+        assert!(c.contains("10.9.9.9".parse().unwrap()));
     }
 
     #[test]
