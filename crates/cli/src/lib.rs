@@ -13,6 +13,7 @@ pub mod backend;
 pub mod bench;
 pub mod decode;
 pub mod devices;
+pub mod econ;
 pub mod metering;
 pub mod monitoring;
 pub mod mine;
@@ -44,6 +45,8 @@ pub enum Command {
     Devices(devices::DevicesArgs),
     /// Decode a BM13xx serial capture (hex or raw bytes): each frame's fields, bad CRCs, garbage.
     Decode(decode::DecodeArgs),
+    /// Mining economics for a declared or benched machine: profit, break-even, rent or sell power.
+    Econ(econ::EconArgs),
 }
 
 /// Run a parsed command line.
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Selftest(a) => selftest::run(&a),
         Command::Devices(a) => devices::run(&a),
         Command::Decode(a) => decode::run(&a),
+        Command::Econ(a) => econ::run(&a),
     }
 }
 
