@@ -4,8 +4,8 @@
 //!
 //! What it is for: everything a host needs to talk to a chain of BM13xx chips over a UART,
 //! without doing any I/O itself, so it also fits board firmware (`#![no_std]` with `alloc`).
-//! The byte layouts follow `shared/reference/bm13xx-protocol.md` (the "notes"); every captured
-//! frame in those notes is a golden test in `tests/golden.rs`.
+//! The byte layouts follow the crate's `REFERENCE.md` (the "notes": what the code relies on,
+//! with its sources); every frame the sources quote is a golden test in `tests/golden.rs`.
 //!
 //! What it is not for: driving a serial port, scheduling jobs or verifying shares (the ASIC
 //! driver in `hashrig-hasher-asic` does that), hashing (`hashrig-sha256d`), or the older

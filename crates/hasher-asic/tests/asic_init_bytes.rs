@@ -1,6 +1,7 @@
-//! The bytes the driver writes during bring-up contain the frames real firmware sends, copied
-//! from `shared/reference/bm13xx-protocol.md` section 5 (ESP-Miner sources and the S21 Pro dump
-//! quoted there), checked on a scripted one-chip chain over an in-memory pipe.
+//! The bytes the driver writes during bring-up contain the frames real firmware sends (ESP-Miner
+//! sources and the S21 Pro dump quoted in them; `firmware-protocol/REFERENCE.md` section 5, "the
+//! notes", lists each generation's order and values), checked on a scripted one-chip chain over
+//! an in-memory pipe.
 
 use std::collections::VecDeque;
 use std::io;
