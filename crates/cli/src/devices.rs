@@ -10,7 +10,8 @@ use hashrig_sha256d::Kernel;
 
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
-    /// Also ask each serial port for BM13xx chip ids (writes to the ports; ~2 s per silent port).
+    /// Also ask each serial port for BM13xx chip ids (writes to the ports; about 1.5 s per port
+    /// where nothing answers: 500 ms at each of 115 200, 1 000 000 and 3 125 000 baud).
     #[arg(long)]
     pub probe: bool,
     /// With --probe: probe these ports instead of the ones the OS lists (ptys such as an emulator's

@@ -1,8 +1,14 @@
-//! The `hashrig` command line: subcommands over the engine. Kept thin: each subcommand parses
-//! its flags, validates them into a plan (bad input is a [`BadInput`] error, exit 2), runs, and
-//! prints.
+//! The `hashrig` command line: subcommands over the library crates. Each subcommand parses its
+//! flags, validates them into a plan (bad input is a [`BadInput`] error, exit 2), runs, and
+//! prints (through `outln!`: a reader that goes away ends the command quietly, exit 0).
 //!
-//! What it is for: the user-facing commands (`bench`, `scan`, `selftest`, `devices`, ...).
+//! What it is for: the user-facing commands (`mine`, `bench`, `scan`, `selftest`, `devices`,
+//! `decode`). The mining loop is in `hashrig-miner`, but the CLI is not thin yet: besides flags
+//! and printing it holds backend selection and opening ([`backend`], including the global
+//! through which ASIC telemetry reaches the monitor), the run's power meter ([`metering`]),
+//! mine's settings from flags and a TOML file and their merge ([`mine`]), the glue from the
+//! engine's stats to the monitor ([`monitoring`]), the bench run ([`bench`]), the scan sweep
+//! with its re-verification ([`scan`]) and the serial-port permission check ([`devices`]).
 //! What it is not for: hashing, share policy or protocol logic, which live in the library crates.
 
 use std::process::ExitCode;

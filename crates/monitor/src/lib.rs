@@ -20,8 +20,14 @@
 //! and escape sequences, cut to 120 characters, and at most 16 distinct ones are kept per pool,
 //! the rest counted as `other` ([`Shares::add_reject_reason`], [`MAX_REJECT_REASONS`]).
 //!
-//! What it is not for: computing statistics (hashrates, confidence intervals, J/TH, economics
-//! come from the engine), or controlling the miner by itself: write commands go through the
+//! What it computes from the engine's counts ([`engine`]): hashrates over 5 s and 1 min windows
+//! and the rate series for the chart; the rig's interval as the sums of its devices' interval
+//! ends (a conservative bound, not a joint interval); J/TH as the caller's energy over the
+//! engine's hash total.
+//!
+//! What it is not for: counting hashes or estimating a device's average rate and its interval
+//! (the engine does), measuring power (`hashrig-power`), economics (`hashrig-work`, handed in by
+//! the caller), or controlling the miner by itself: write commands go through the
 //! [`cgminer::Actions`] the caller provides, and only for peers the access list allows.
 
 pub mod access;
