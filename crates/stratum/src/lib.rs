@@ -1,8 +1,8 @@
 //! Stratum v1 mining client: typed messages ([`wire`]), a sans-IO session ([`session`]) and a
 //! thin tokio transport with TLS, an inactivity watchdog and pool failover ([`client`]).
 //!
-//! What it is for: talking to Stratum v1 pools as they really speak (the quirks are in
-//! `shared/reference/stratum.md`): configure/version rolling (BIP 310), subscribe with any
+//! What it is for: talking to Stratum v1 pools as they really speak (the quirks, with their
+//! sources, are in the crate's `QUIRKS.md`): configure/version rolling (BIP 310), subscribe with any
 //! extranonce sizes, authorize, notify, set_difficulty (applies to the next job),
 //! set_extranonce, set_version_mask, client.reconnect, submit, and the error shapes pools
 //! send. Jobs come out as [`hashrig_work::job::CoinbaseJob`]s in `bitcoin` types.
