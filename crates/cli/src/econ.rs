@@ -154,7 +154,7 @@ fn machine(a: &EconArgs) -> anyhow::Result<Machine> {
             if !h.unit_given && j_per_th > IMPLAUSIBLE_J_PER_TH {
                 return Err(bad_input(format!(
                     "--hashrate {} is {} H/s, which at {w} W would be {j_per_th:.2e} J/TH: the hashrate probably lacks its unit suffix \
-                     (255T is 255 TH/s; write {}H if you do mean H/s)",
+                     (e.g. 255T is 255 TH/s; write {}H if you do mean H/s)",
                     h.hs, h.hs, h.hs
                 )));
             }
@@ -301,5 +301,6 @@ fn print_summary(r: &EconReport) {
         u => u.label().to_owned(),
     };
     println!("best         {best}, by {} USD/day over {}", sig(d.best_by_usd_day), d.runner_up.label());
-    println!("note         expected values: no pool fee, no luck; every use draws the same power, bought at the power price");
+    let fee = if r.network.is_some() { "no pool fee" } else { "pool fee only as the hashprice given has it" };
+    println!("note         expected values, no luck; {fee}; every use draws the same power, bought at the power price");
 }
