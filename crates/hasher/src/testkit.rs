@@ -2,8 +2,9 @@
 //!
 //! What it is for: one definition of "a correct hasher", shared by the CPU, GPU and ASIC
 //! backends. Every answer is compared with the `sha2` crate (never with our own kernels), and
-//! real block headers anchor the whole thing (`/work/shared/reference/vectors.md`: Bitcoin Core's
-//! genesis parameters and the Bitcoin wiki's block 125552).
+//! real block headers anchor the whole thing (mainnet genesis from Bitcoin Core's
+//! `src/kernel/chainparams.cpp` and block 125552 from the Bitcoin wiki page "Block hashing
+//! algorithm"; the same headers, hashes and sources are in `crates/sha256d/tests/data/blocks.txt`).
 //!
 //! What it is not for: speed. Sizes come from a [`KitConfig`], so a slow backend (a GPU on a
 //! software driver, an emulated ASIC chain) passes in seconds with [`KitConfig::slow`] while the

@@ -3,8 +3,10 @@
 //! What it is for: given the first 64 bytes of a Bitcoin block header (compressed once into a
 //! [`Midstate`]) and the 12 header bytes that follow them, sweep a range of nonces and return
 //! every nonce whose sha256d meets a 256-bit [`Target`], plus the number of hashes done. Several
-//! kernels do the same job ([`Kernel`]): a portable scalar one, x86-64 SHA-NI with independent
-//! nonces interleaved, and x86-64 AVX2 with eight nonces in the lanes of a vector. The best one
+//! kernels do the same job ([`Kernel`]): `scalar` (portable), `sha-ni` (x86-64 SHA extensions
+//! with independent nonces interleaved, VEX-encoded), `sha-ni-sse` (the same kernel in the
+//! legacy SSE encoding, for SHA-NI CPUs without AVX) and `avx2` (eight nonces in the lanes of a
+//! vector). There is no AVX-512 or ARM kernel. The best one
 //! for this CPU is detected once at run time; any kernel can be forced with [`Scanner::new`] (or
 //! the `HASHRIG_KERNEL` environment variable through [`Scanner::from_env`]), and forcing one the
 //! CPU lacks is an error, never a crash. `HASHRIG_CPU_DISABLE` ([`CPU_DISABLE_ENV`]) masks CPU
