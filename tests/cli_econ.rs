@@ -348,7 +348,8 @@ fn bad_input_exits_2_naming_the_flag_and_the_problem() {
         (machine(&["--hashrate", "255t", "--watts", "5304"]), vec!["--hashrate", "did you mean `T`"]),
         (machine(&["--hashrate", "lots", "--watts", "5304"]), vec!["--hashrate", "not a number"]),
         (machine(&["--hashrate", "0T", "--watts", "5304"]), vec!["--hashrate", "above zero"]),
-        (machine(&["--hashrate", "-5T", "--watts", "5304"]), vec!["--hashrate", "above zero"]),
+        (machine(&["--hashrate=-5T", "--watts", "5304"]), vec!["--hashrate", "above zero"]),
+        (machine(&["--hashrate", "-5", "--watts", "5304"]), vec!["--hashrate", "above zero"]),
         (machine(&["--hashrate", "255T", "--watts", "0"]), vec!["--watts", "above zero"]),
         (machine(&["--efficiency", "0"]), vec!["--efficiency", "above zero"]),
         // Contradictions.

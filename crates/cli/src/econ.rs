@@ -18,7 +18,7 @@ use crate::{bad_input, fmt_rate};
 pub struct EconArgs {
     /// Hashrate with an SI prefix: 255T is 255 TH/s (k, M, G, T, P, E, case as written; an
     /// optional H or H/s may follow). A bare number is H/s.
-    #[arg(long, value_name = "RATE", value_parser = parse_hashrate, allow_hyphen_values = true)]
+    #[arg(long, value_name = "RATE", value_parser = parse_hashrate, allow_negative_numbers = true)]
     pub hashrate: Option<Hashrate>,
     /// Power draw, plain watts (5304, not 5.3k).
     #[arg(long, value_name = "W", value_parser = parse_amount, allow_negative_numbers = true)]

@@ -213,8 +213,12 @@ pub fn parse_amount(input: &str) -> Result<f64, EconError> {
         return Err(not_a_number(input));
     };
     if !rest.is_empty() {
-        // Say what the figure would be without its suffix, scaled when it is an SI prefix.
-        let factor = PREFIXES.iter().find(|(c, _)| rest.starts_with(*c)).map_or(1.0, |&(_, f)| f);
+        // Say what the figure would be without its suffix, scaled when that is an SI prefix
+        // alone or on watts (`5.3k`, `5.3kW`; not `0.05kWh`, where the k belongs to the unit).
+        let factor = PREFIXES
+            .iter()
+            .find(|(c, _)| rest.strip_prefix(*c).is_some_and(|unit| unit.is_empty() || unit == "W"))
+            .map_or(1.0, |&(_, f)| f);
         let scaled: f64 = format!("{:.12e}", value * factor).parse().unwrap_or(value * factor);
         let hint = if rest.contains('$') || rest.contains("USD") { "; the flag's unit is USD" } else { "" };
         return Err(EconError::UnexpectedSuffix { input: input.to_owned(), suggest: format!("{scaled}"), hint });
@@ -590,5 +594,7 @@ mod tests {
         assert!(err("5.3k").contains("write a plain number here, such as 5300"), "{}", err("5.3k"));
         assert!(err("5304W").contains("such as 5304"), "{}", err("5304W"));
         assert!(err("5.3kW").contains("such as 5300"), "{}", err("5.3kW"));
+        assert!(err("0.05kWh").contains("such as 0.05"), "{}", err("0.05kWh"));
+        assert!(err("0.05/kWh").contains("such as 0.05"), "{}", err("0.05/kWh"));
     }
 }
