@@ -1,9 +1,10 @@
 //! The `hashrig` command line: subcommands over the library crates. Each subcommand parses its
 //! flags, validates them into a plan (bad input is a [`BadInput`] error, exit 2), runs, and
-//! prints (through `outln!`: a reader that goes away ends the command quietly, exit 0).
+//! prints (`bench`, `scan`, `selftest`, `devices` and `decode` through `outln!`: a reader that
+//! goes away ends the command quietly, exit 0; `econ` still prints with `println!`).
 //!
-//! What it is for: the user-facing commands (`mine`, `bench`, `scan`, `selftest`, `devices`,
-//! `decode`). The mining loop is in `hashrig-miner`, but the CLI is not thin yet: besides flags
+//! What it is for: the user-facing commands (`mine`, `bench`, `econ`, `scan`, `selftest`,
+//! `devices`, `decode`). The mining loop is in `hashrig-miner`, but the CLI is not thin yet: besides flags
 //! and printing it holds backend selection and opening ([`backend`], including the global
 //! through which ASIC telemetry reaches the monitor), the run's power meter ([`metering`]),
 //! mine's settings from flags and a TOML file and their merge ([`mine`]), the glue from the
@@ -91,7 +92,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// `println!` that returns the write error (an `io::Result<()>`) instead of panicking on it;
-/// every command's output goes through it, so a closed pipe ends the command through `?`.
+/// a command whose output goes through it ends through `?` when the pipe closes.
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
