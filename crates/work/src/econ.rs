@@ -131,8 +131,8 @@ pub fn hashprice_from_network(difficulty: f64, btc_price_usd: f64, subsidy_btc: 
 }
 
 /// A bare hashrate (no unit) with a declared power above this many J/TH is more likely a
-/// missing suffix (`255` for `255T`) than a machine: even a scalar CPU kernel is near 2e7 J/TH,
-/// but one that slow would be given with its unit. The CLI asks for the suffix past this.
+/// missing suffix (`255` for `255T` is 2e13 J/TH at 5304 W) than a machine, so the CLI asks for
+/// the suffix past it. CPUs (1e6 to 2e7 J/TH) pass when their rate carries its unit (`25M`).
 pub const IMPLAUSIBLE_J_PER_TH: f64 = 1e6;
 
 /// A hashrate as typed.
