@@ -95,9 +95,9 @@ pub struct EconReport {
 pub fn run(a: &EconArgs) -> anyhow::Result<ExitCode> {
     let report = report(a)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_summary(&report);
+        print_summary(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -241,66 +241,67 @@ fn sig(x: f64) -> String {
     }
 }
 
-fn print_summary(r: &EconReport) {
+fn print_summary(r: &EconReport) -> std::io::Result<()> {
     let d = &r.decision;
     let basis = if r.per_ths { "; every figure below is per TH/s" } else { "" };
-    println!(
+    crate::outln!(
         "machine      {} at {} W, {} J/TH ({}{basis})",
         if r.per_ths { "1 TH/s".to_owned() } else { fmt_rate(d.hashrate_hs) },
         sig(d.power_w),
         sig(d.j_per_th),
         r.machine_source
-    );
-    println!("energy       {} kWh/day", sig(d.energy_kwh_day));
+    )?;
+    crate::outln!("energy       {} kWh/day", sig(d.energy_kwh_day))?;
     match &r.network {
-        Some(n) => println!(
+        Some(n) => crate::outln!(
             "hashprice    {} USD/PH/day (difficulty {:.4e}, {} USD/BTC, {} BTC subsidy + {} BTC fees per block)",
             sig(d.hashprice_usd_ph_day),
             n.difficulty,
             n.btc_price_usd,
             n.subsidy_btc,
             n.fees_btc
-        ),
-        None => println!("hashprice    {} USD/PH/day (--hashprice)", d.hashprice_usd_ph_day),
+        )?,
+        None => crate::outln!("hashprice    {} USD/PH/day (--hashprice)", d.hashprice_usd_ph_day)?,
     }
-    println!("power price  {} USD/kWh", d.power_price_usd_kwh);
+    crate::outln!("power price  {} USD/kWh", d.power_price_usd_kwh)?;
     let m = &d.mining;
-    println!(
+    crate::outln!(
         "mining       revenue {} USD/day - power {} USD/day = profit {} USD/day",
         sig(m.revenue_usd_day),
         sig(m.power_cost_usd_day),
         sig(m.profit_usd_day)
-    );
-    println!("             a kWh hashed earns {} USD/kWh, {} USD/kWh after its price", sig(m.revenue_usd_kwh), sig(m.profit_usd_kwh));
-    println!("break-even   power price {} USD/kWh: mining pays below it", sig(d.break_even_power_price_usd_kwh));
-    println!(
+    )?;
+    crate::outln!("             a kWh hashed earns {} USD/kWh, {} USD/kWh after its price", sig(m.revenue_usd_kwh), sig(m.profit_usd_kwh))?;
+    crate::outln!("break-even   power price {} USD/kWh: mining pays below it", sig(d.break_even_power_price_usd_kwh))?;
+    crate::outln!(
         "             hashprice {} USD/PH/day: at {} USD/kWh mining stops paying below it",
         sig(d.break_even_hashprice_usd_ph_day),
         d.power_price_usd_kwh
-    );
+    )?;
     if let (Some(rent), Some(f)) = (d.rent_usd_hour, &d.rent) {
-        println!(
+        crate::outln!(
             "rent         {rent} USD/hour = {} USD/day ({} USD/kWh) - power {} USD/day = profit {} USD/day",
             sig(f.revenue_usd_day),
             sig(f.revenue_usd_kwh),
             sig(f.power_cost_usd_day),
             sig(f.profit_usd_day)
-        );
+        )?;
     }
     if let (Some(sale), Some(f)) = (d.power_sale_usd_kwh, &d.sell_power) {
-        println!(
+        crate::outln!(
             "sell power   {sale} USD/kWh x {} kWh/day = {} USD/day - power {} USD/day = profit {} USD/day",
             sig(d.energy_kwh_day),
             sig(f.revenue_usd_day),
             sig(f.power_cost_usd_day),
             sig(f.profit_usd_day)
-        );
+        )?;
     }
     let best = match d.best {
         Use::Off => "switch off (every use loses money)".to_owned(),
         u => u.label().to_owned(),
     };
-    println!("best         {best}, by {} USD/day over {}", sig(d.best_by_usd_day), d.runner_up.label());
+    crate::outln!("best         {best}, by {} USD/day over {}", sig(d.best_by_usd_day), d.runner_up.label())?;
     let fee = if r.network.is_some() { "no pool fee" } else { "pool fee only as the hashprice given has it" };
-    println!("note         expected values, no luck; {fee}; every use draws the same power, bought at the power price");
+    crate::outln!("note         expected values, no luck; {fee}; every use draws the same power, bought at the power price")?;
+    Ok(())
 }
