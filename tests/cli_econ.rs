@@ -119,7 +119,8 @@ const CASES: &[Case] = &[
         best: "mining",
     },
     Case {
-        // An H100: 7.34 GH/s (the CUDA figure in the GPU reference notes), 700 W.
+        // An H100: 7.34 GH/s (the CUDA figure in crates/hasher-gpu/REFERENCE.md), 700 W (its rated
+        // board power, what a rented card draws; hashing drew about 415 W).
         // Revenue 7.34e-6 PH/s * 38 = 2.7892e-4 USD/day. Energy 0.7 kW * 24 h = 16.8 kWh/day,
         // 1.344 USD/day at 0.08. Mining profit 2.7892e-4 - 1.344 = -1.343721 USD/day.
         // Break-even 2.7892e-4 / 16.8 = 1.660e-5 USD/kWh; floor 1.344 / 7.34e-6 = 183,106 USD/PH/day.

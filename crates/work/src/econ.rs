@@ -485,7 +485,8 @@ mod tests {
 
     #[test]
     fn an_h100_rented_at_2_usd_an_hour_beats_hashing_and_selling_its_power() {
-        // 7.34 GH/s (the CUDA figure in the GPU reference notes) at 700 W. Revenue at 38 USD/PH/day:
+        // 7.34 GH/s (the CUDA figure in crates/hasher-gpu/REFERENCE.md) at 700 W,
+        // the card's rated board power, as an AI tenant would draw it (hashing drew about 415 W). Revenue at 38 USD/PH/day:
         // 7.34e-6 PH/s * 38 = 2.7892e-4 USD/day. Energy: 0.7 kW * 24 h = 16.8 kWh/day; at 0.08
         // USD/kWh, 1.344 USD/day. Mining: -1.34372108 USD/day; break-even 2.7892e-4 / 16.8 =
         // 1.66024e-5 USD/kWh; hashprice floor 1.344 / 7.34e-6 = 183,106.27 USD/PH/day.
