@@ -1,7 +1,7 @@
 //! The `hashrig` command line: subcommands over the library crates. Each subcommand parses its
 //! flags, validates them into a plan (bad input is a [`BadInput`] error, exit 2), runs, and
-//! prints (`bench`, `scan`, `selftest`, `devices` and `decode` through `outln!`: a reader that
-//! goes away ends the command quietly, exit 0; `econ` still prints with `println!`).
+//! prints (`bench`, `econ`, `scan`, `selftest`, `devices` and `decode` through `outln!`: a
+//! reader that goes away ends the command quietly, exit 0).
 //!
 //! What it is for: the user-facing commands (`mine`, `bench`, `econ`, `scan`, `selftest`,
 //! `devices`, `decode`). The mining loop is in `hashrig-miner`, but the CLI is not thin yet: besides flags
