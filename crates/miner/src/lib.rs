@@ -8,11 +8,14 @@
 //! - [`run`]: [`Miner`], the loop: jobs into the engine (with a share-rate floor, duplicate-job
 //!   and version-mask handling), shares through a bounded queue and the job book to the source,
 //!   answers into the ledger, and a shutdown that drains the engine and waits a bounded time.
+//! - [`curtail`]: the [`curtail::Curtailer`], which pauses the devices while power costs more
+//!   than a threshold (a fixed price or the break-even) and resumes them when it falls back.
 //! - [`pool`] and [`solo`]: the two sources of today; [`solo`] holds the block policy.
 //!
 //! What it is not for: flags, config files and printing (the CLI), protocol details (the
 //! stratum and node crates), hashing (the engine and its hashers).
 
+pub mod curtail;
 pub mod ledger;
 pub mod pool;
 pub mod run;
