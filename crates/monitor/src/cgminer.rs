@@ -494,6 +494,15 @@ fn summary(v: &RunView) -> Fields {
         out.push(f("Ledger Stale", json!(l.stale)));
         out.push(f("Ledger Reconciles", json!(l.reconciles)));
     }
+    // hashrig's curtailment on a live power price (not in cgminer).
+    if let Some(c) = &v.curtail {
+        out.push(f("Curtailed", json!(c.curtailed)));
+        out.push(f("Curtailed Seconds", num(c.curtailed_s)));
+        out.push(f("Curtail Cost Avoided", num(c.cost_avoided_usd)));
+        out.push(f("Power Price", c.price_usd_kwh.map_or(json!(null), num)));
+        out.push(f("Curtail Above", c.threshold_usd_kwh.map_or(json!(null), num)));
+        out.push(f("Power Price Errors", json!(c.price_errors)));
+    }
     out
 }
 

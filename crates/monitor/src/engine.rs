@@ -37,6 +37,8 @@ pub struct Extras {
     pub protocol_errors: BTreeMap<String, u64>,
     /// The miner's share ledger, when mining.
     pub ledger: Option<crate::view::LedgerView>,
+    /// Curtailment on a live power price, when asked for.
+    pub curtail: Option<crate::view::CurtailView>,
 }
 
 /// One device's shares as the pools answered them.
@@ -252,6 +254,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         economics: extras.economics.clone(),
         protocol_errors: extras.protocol_errors.clone(),
         ledger: extras.ledger.clone(),
+        curtail: extras.curtail.clone(),
     }
 }
 

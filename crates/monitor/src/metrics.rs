@@ -176,6 +176,20 @@ pub fn render(view: &RunView) -> Result<String, Error> {
         ok.get_or_create(&Vec::new()).set(if lg.reconciles { 1.0 } else { 0.0 });
     }
 
+    if let Some(c) = &view.curtail {
+        let one = |reg: &mut Registry, name: &str, help: &str, v: f64| gauge(reg, name, help).get_or_create(&Vec::new()).set(fin(v));
+        one(&mut reg, "curtailed", "1 while the devices are paused because power costs more than the threshold", if c.curtailed { 1.0 } else { 0.0 });
+        one(&mut reg, "curtailed_seconds", "Seconds spent curtailed this run", c.curtailed_s);
+        one(&mut reg, "curtail_cost_avoided_usd", "Power cost not spent while curtailed this run, USD", c.cost_avoided_usd);
+        one(&mut reg, "curtail_price_errors", "Power price readings that failed this run", c.price_errors as f64);
+        if let Some(p) = c.price_usd_kwh {
+            one(&mut reg, "curtail_power_price_usd_kwh", "The live power price curtailment acts on, USD per kWh", p);
+        }
+        if let Some(t) = c.threshold_usd_kwh {
+            one(&mut reg, "curtail_threshold_usd_kwh", "Curtail above this power price, USD per kWh", t);
+        }
+    }
+
     let blocks = counter(&mut reg, "blocks_found", "Blocks found this run");
     blocks.get_or_create(&Vec::new()).inc_by(view.blocks_found as f64);
     let best = gauge(&mut reg, "best_share_difficulty", "Highest share difficulty this run");

@@ -42,6 +42,31 @@ pub struct RunView {
     /// The share ledger (mining only): where every share the engine verified ended.
     #[serde(default)]
     pub ledger: Option<LedgerView>,
+    /// Curtailment on a live power price (mining with `--power-price-cmd`).
+    #[serde(default)]
+    pub curtail: Option<CurtailView>,
+}
+
+/// Curtailment as the monitor shows it: whether the devices are paused on the power price,
+/// the price and threshold in force, and what curtailing has saved so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CurtailView {
+    /// The devices are paused because power costs more than the threshold.
+    pub curtailed: bool,
+    /// The price in force, USD/kWh (none before the first good reading or once it is stale).
+    pub price_usd_kwh: Option<f64>,
+    /// Curtail above this price, USD/kWh (a fixed one or the break-even).
+    pub threshold_usd_kwh: Option<f64>,
+    /// Resume below this price, USD/kWh.
+    pub resume_below_usd_kwh: Option<f64>,
+    /// Seconds spent curtailed.
+    pub curtailed_s: f64,
+    /// Power cost not spent while curtailed, USD.
+    pub cost_avoided_usd: f64,
+    /// Times the rig was curtailed.
+    pub curtailments: u64,
+    /// Price readings that failed (command error, garbage, timeout).
+    pub price_errors: u64,
 }
 
 /// The miner's share ledger as the monitor shows it: every share the engine verified is
