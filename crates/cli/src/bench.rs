@@ -9,7 +9,7 @@ use clap::Args;
 use hashrig_engine::{DiscardShares, Engine, EngineConfig, HashCount, Stats};
 use hashrig_power::{PowerChoice, PowerReport};
 use hashrig_work::Job;
-use hashrig_work::econ::{BLOCK_SUBSIDY_BTC, EconInputs, Economics, economics};
+use hashrig_work::econ::{BLOCK_SUBSIDY_BTC, Decision, EconInputs, Economics, economics, parse_amount};
 use hashrig_work::target::target_from_difficulty;
 
 use crate::backend::{self, BackendSpec, CpuOptions};
@@ -36,8 +36,9 @@ pub struct BenchArgs {
     /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
     #[arg(long)]
     pub power_cmd: Option<String>,
-    /// Electricity price, USD per kWh (economics; needs --btc-price and --difficulty).
-    #[arg(long, requires = "btc_price")]
+    /// Electricity price, USD per kWh (economics; needs --hashprice, or --btc-price and
+    /// --difficulty).
+    #[arg(long)]
     pub power_price: Option<f64>,
     /// Bitcoin price, USD (economics; needs --power-price and --difficulty).
     #[arg(long, requires = "power_price")]
@@ -48,6 +49,15 @@ pub struct BenchArgs {
     /// Average fees per block, BTC (economics; default 0).
     #[arg(long, default_value_t = 0.0)]
     pub fees: f64,
+    /// Hashprice, USD per PH/s per day (economics, instead of --btc-price and --difficulty).
+    #[arg(long, value_name = "USD/PH/day", value_parser = parse_amount, allow_negative_numbers = true, conflicts_with = "btc_price")]
+    pub hashprice: Option<f64>,
+    /// The alternative: what the machine rents for, USD per hour (its power still paid by you).
+    #[arg(long, value_name = "USD/hour", value_parser = parse_amount, allow_negative_numbers = true)]
+    pub rent: Option<f64>,
+    /// The alternative: what the power sells for, USD per kWh, with the machine off.
+    #[arg(long, value_name = "USD/kWh", value_parser = parse_amount, allow_negative_numbers = true)]
+    pub power_sale: Option<f64>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +89,9 @@ pub struct BenchReport {
     /// Shares (difficulty 1/1024) found and verified along the way.
     pub shares: u64,
     pub economics: Option<Economics>,
+    /// The figures of `hashrig econ --json` for the measured rate and power (profit, break-even
+    /// power price and hashprice, the alternative, the best use); null without prices or power.
+    pub decision: Option<Decision>,
     /// Why power counters were not used, when none was.
     pub power_notes: Vec<String>,
     pub stats: Stats,
@@ -98,6 +111,9 @@ struct Plan {
     duration: Duration,
     power: PowerChoice,
     econ: Option<(f64, f64, f64)>,
+    /// The live figures' prices (with `difficulty` when the hashprice comes from it).
+    prices: Option<crate::live_econ::Prices>,
+    difficulty: Option<f64>,
 }
 
 fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
@@ -123,9 +139,10 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         }
         _ => None,
     };
+    let prices = crate::live_econ::Prices::from_flags(a.power_price, a.hashprice, a.btc_price, a.fees, a.rent, a.power_sale)?;
     let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(a.backend, BackendSpec::Gpu(_)) };
     crate::metering::check_choice(&power, "--watts", "--power-cmd")?;
-    Ok(Plan { spec: a.backend.clone(), cpu, duration: Duration::from_secs_f64(a.duration), power, econ })
+    Ok(Plan { spec: a.backend.clone(), cpu, duration: Duration::from_secs_f64(a.duration), power, econ, prices, difficulty: a.difficulty })
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -164,6 +181,12 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         let now = Instant::now();
         meter.poll_due(now);
         mon.extras.power = meter.live();
+        if let Some(p) = &plan.prices {
+            let elapsed = engine.elapsed().as_secs_f64();
+            let rate = if elapsed > 0.0 { engine.hashes() as f64 / elapsed } else { 0.0 };
+            let watts = mon.extras.power.as_ref().map(|p| p.watts);
+            mon.extras.economics = p.figures(rate, watts, plan.difficulty).map(|f| f.view);
+        }
         mon.update(&engine.stats());
         if live {
             let hashes = engine.hashes();
@@ -210,8 +233,12 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         })?),
         None => None,
     };
+    let live = plan.prices.as_ref().and_then(|p| p.figures(stats.hashrate, power_w, plan.difficulty));
     mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
-    mon.extras.economics = econ.as_ref().map(crate::monitoring::economics_view);
+    mon.extras.economics = match &live {
+        Some(f) => Some(f.view.clone()),
+        None => econ.as_ref().map(crate::monitoring::economics_view),
+    };
     mon.finish(&stats)?;
     Ok(BenchReport {
         backend: plan.spec.to_string(),
@@ -229,6 +256,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         hw_errors: stats.hw_errors,
         shares: stats.shares,
         economics: econ,
+        decision: live.and_then(|f| f.decision),
         power_notes: if power.is_some() { Vec::new() } else { notes },
         stats,
         asic_chains: crate::backend::asic_snapshots(),
@@ -273,6 +301,17 @@ fn print_summary(r: &BenchReport) -> std::io::Result<()> {
             _ => crate::outln!("  power cost  unknown (power unknown)")?,
         }
         crate::outln!("  hashprice   {:.2} USD/PH/day", e.hashprice_usd_ph_day)?;
+    }
+    if let Some(d) = &r.decision {
+        crate::outln!("decision    at {:.2} USD/PH/day and {} USD/kWh, as `hashrig econ` works it out:", d.hashprice_usd_ph_day, d.power_price_usd_kwh)?;
+        crate::outln!("  mining      {} USD/day revenue, {} power, {} profit", money(d.mining.revenue_usd_day), money(d.mining.power_cost_usd_day), money(d.mining.profit_usd_day))?;
+        crate::outln!("  break-even  {} USD/kWh; hashprice floor {} USD/PH/day", money(d.break_even_power_price_usd_kwh), money(d.break_even_hashprice_usd_ph_day))?;
+        for (name, f) in [("rent", &d.rent), ("sell power", &d.sell_power)] {
+            if let Some(f) = f {
+                crate::outln!("  {name:<11} {} USD/day, {} after power", money(f.revenue_usd_day), money(f.profit_usd_day))?;
+            }
+        }
+        crate::outln!("  best        {}, by {} USD/day over {}", d.best.label(), money(d.best_by_usd_day), d.runner_up.label())?;
     }
     Ok(())
 }

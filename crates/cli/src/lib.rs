@@ -21,6 +21,7 @@ pub mod bench;
 pub mod decode;
 pub mod devices;
 pub mod econ;
+pub mod live_econ;
 pub mod metering;
 pub mod monitoring;
 pub mod mine;

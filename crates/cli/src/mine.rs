@@ -141,6 +141,10 @@ pub struct MineArgs {
     pub failback_interval: Option<f64>,
     #[command(flatten)]
     pub monitor: crate::monitoring::MonitorArgs,
+    /// Prices for the live economics (API, metrics, report): --power-price, --btc-price,
+    /// --hashprice, --fees-btc, --rent, --power-sale; defined in live_econ.rs.
+    #[command(flatten)]
+    pub econ: crate::live_econ::MineEconArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +242,8 @@ pub struct MineSettings {
     pub duration: Option<Duration>,
     /// --api, --metrics, --report (with the file's `[api]` under the flags).
     pub monitor: crate::monitoring::MonitorArgs,
+    /// Prices for the live economics, when given.
+    pub econ: Option<crate::live_econ::Prices>,
 }
 
 /// The first line of a password file (the file's contents never reach an error message).
@@ -414,7 +420,7 @@ impl MineSettings {
             }
             Source::Pools(c)
         };
-        Ok(MineSettings { source, backend, cpu, power, status_interval, duration, monitor })
+        Ok(MineSettings { source, backend, cpu, power, status_interval, duration, monitor, econ: args.econ.prices()? })
     }
 }
 
@@ -483,6 +489,19 @@ struct CliObserver {
     height: Option<u32>,
     best: f64,
     floor: Option<(f64, f64)>,
+    /// Live economics, when prices were given.
+    econ: Option<crate::live_econ::LiveEcon>,
+}
+
+impl CliObserver {
+    /// The live economics, from the engine's average rate, the meter's watts and the current
+    /// job's network difficulty.
+    fn live_economics(&mut self, engine: &hashrig_engine::Engine) {
+        let Some(e) = &self.econ else { return };
+        let elapsed = engine.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 { engine.hashes() as f64 / elapsed } else { 0.0 };
+        self.mon.extras.economics = e.view(rate, self.mon.extras.power.as_ref().map(|p| p.watts));
+    }
 }
 
 impl Observer for CliObserver {
@@ -498,6 +517,9 @@ impl Observer for CliObserver {
                 self.pool = None;
             }
             SourceEvent::Job(j) => {
+                if let Some(e) = &mut self.econ {
+                    e.job(j.job.nbits.to_consensus());
+                }
                 self.mon.pool_job(j.key.conn.pool, hashrig_work::target::difficulty_of_target(&j.share_target));
                 if j.height.is_some() {
                     self.height = j.height;
@@ -535,6 +557,7 @@ impl Observer for CliObserver {
         let now = Instant::now();
         tokio::task::block_in_place(|| self.meter.poll_due(now));
         self.mon.extras.power = self.meter.live();
+        self.live_economics(engine);
         if let Some(c) = &self.client {
             self.mon.client_stats(&c.stats());
         }
@@ -589,6 +612,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         height: None,
         best: 0.0,
         floor: None,
+        econ: settings.econ.map(crate::live_econ::LiveEcon::new),
     };
     let cfg = MinerConfig::default();
     let outcome = match settings.source {

@@ -240,6 +240,9 @@ pub fn economics_view(e: &hashrig_work::econ::Economics) -> hashrig_monitor::Eco
         revenue_per_day: e.revenue_usd_day,
         cost_per_day: e.cost_usd_day,
         break_even_power_price_kwh: e.break_even_usd_kwh,
+        profit_per_day: e.profit_usd_day,
+        hashprice_per_ph_day: Some(e.hashprice_usd_ph_day),
+        ..Default::default()
     }
 }
 

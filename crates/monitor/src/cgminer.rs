@@ -259,6 +259,17 @@ fn f(name: &str, v: Value) -> (String, Value) {
     (name.to_string(), v)
 }
 
+/// "sell power" -> "Sell Power": an alternative's name as a field name.
+fn title_case(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|first| first.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Answer one request (the bytes one connection sent) for a peer with `level` access.
 /// The returned bytes are what goes on the wire, NUL included.
 pub fn respond(request: &[u8], view: &RunView, level: Level, actions: &dyn Actions) -> Vec<u8> {
@@ -486,6 +497,34 @@ fn summary(v: &RunView) -> Fields {
     }
     if let Some(j) = v.j_per_th {
         out.push(f("J/TH", num(j)));
+    }
+    // hashrig's live economics (not in cgminer), in the currency named.
+    if let Some(e) = &v.economics {
+        out.push(f("Currency", json!(e.currency)));
+        out.push(f("Network Difficulty", num(e.network_difficulty)));
+        out.push(f("Power Price", num(e.power_price_kwh)));
+        out.push(f("Revenue Per Day", num(e.revenue_per_day)));
+        if let Some(h) = e.hashprice_per_ph_day {
+            out.push(f("Hashprice", num(h)));
+        }
+        if let Some(c) = e.cost_per_day {
+            out.push(f("Power Cost Per Day", num(c)));
+        }
+        if let Some(p) = e.profit_per_day.or(e.cost_per_day.map(|c| e.revenue_per_day - c)) {
+            out.push(f("Profit Per Day", num(p)));
+        }
+        if let Some(b) = e.break_even_power_price_kwh {
+            out.push(f("Break Even Power Price", num(b)));
+        }
+        if let Some(b) = e.break_even_hashprice_per_ph_day {
+            out.push(f("Break Even Hashprice", num(b)));
+        }
+        for a in &e.alternatives {
+            out.push(f(&format!("{} Profit Per Day", title_case(&a.name)), num(a.profit_per_day)));
+        }
+        if let Some(b) = &e.best {
+            out.push(f("Best Use", json!(b)));
+        }
     }
     // hashrig's share ledger (not in cgminer): found = accepted + rejected + stale + in flight.
     if let Some(l) = &v.ledger {

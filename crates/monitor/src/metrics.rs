@@ -211,6 +211,35 @@ pub fn render(view: &RunView) -> Result<String, Error> {
         g.get_or_create(&l(&[("source", source)])).set(fin(j));
     }
 
+    if let Some(e) = &view.economics {
+        let cur = e.currency.to_lowercase();
+        let cur = if cur.chars().all(|c| c.is_ascii_lowercase()) && !cur.is_empty() { cur } else { "money".to_string() };
+        let one = |reg: &mut Registry, name: &str, help: &str, v: f64| {
+            gauge(reg, name, help).get_or_create(&Vec::new()).set(fin(v));
+        };
+        one(&mut reg, &format!("revenue_{cur}_per_day"), "Expected mining revenue per day at the run's rate and prices", e.revenue_per_day);
+        one(&mut reg, &format!("power_price_{cur}_per_kwh"), "The power price the economics use", e.power_price_kwh);
+        one(&mut reg, "network_difficulty", "Network difficulty the economics use (the job's nbits, or as given)", e.network_difficulty);
+        if let Some(h) = e.hashprice_per_ph_day {
+            one(&mut reg, &format!("hashprice_{cur}_per_ph_day"), "What 1 PH/s earns a day", h);
+        }
+        if let Some(p) = e.profit_per_day.or(e.cost_per_day.map(|c| e.revenue_per_day - c)) {
+            one(&mut reg, &format!("profit_{cur}_per_day"), "Mining revenue minus power cost per day", p);
+        }
+        if let Some(b) = e.break_even_power_price_kwh {
+            one(&mut reg, &format!("break_even_{cur}_per_kwh"), "The power price at which mining's revenue equals its power cost", b);
+        }
+        if let Some(b) = e.break_even_hashprice_per_ph_day {
+            one(&mut reg, &format!("break_even_hashprice_{cur}_per_ph_day"), "The hashprice below which mining loses money at this power price", b);
+        }
+        if !e.alternatives.is_empty() {
+            let g = gauge(&mut reg, &format!("alternative_profit_{cur}_per_day"), "Profit per day of another use of the same machine and power, after the power");
+            for a in &e.alternatives {
+                g.get_or_create(&l(&[("use", &a.name.replace(' ', "_"))])).set(fin(a.profit_per_day));
+            }
+        }
+    }
+
     let mut out = String::new();
     encode(&mut out, &reg).map_err(Error::Metrics)?;
     Ok(out)

@@ -41,6 +41,10 @@ pub fn render_html(view: &RunView) -> Result<String, Error> {
         );
     }
 
+    if let Some(e) = &view.economics {
+        profit_section(&mut html, e)?;
+    }
+
     for d in view.devices.iter().filter(|d| !d.chips.is_empty()) {
         chip_section(&mut html, d)?;
     }
@@ -160,6 +164,19 @@ fn summary(html: &mut String, v: &RunView) {
         if let Some(b) = e.break_even_power_price_kwh {
             row(html, "Break-even power price", &format!("{b:.6} {c}/kWh"));
         }
+        if let Some(h) = e.hashprice_per_ph_day {
+            row(html, "Hashprice", &format!("{h:.4} {c}/PH/day"));
+        }
+        if let Some(h) = e.break_even_hashprice_per_ph_day {
+            row(html, "Break-even hashprice", &format!("{h:.4} {c}/PH/day (below it mining loses money at this power price)"));
+        }
+        for a in &e.alternatives {
+            row(html, &format!("Alternative: {}", a.name), &format!("{:.6} {c}/day, {:.6} {c}/day after power", a.income_per_day, a.profit_per_day));
+        }
+        if let Some(b) = &e.best {
+            let by = e.best_by_per_day.map_or(String::new(), |x| format!(", by {x:.6} {c}/day over the next"));
+            row(html, "Best use", &format!("{b}{by}"));
+        }
     }
     html.push_str("</table>\n");
 }
@@ -253,6 +270,95 @@ fn hashrate_chart(v: &RunView) -> Result<String, Error> {
             .draw_series(DashedLineSeries::new([(0.0, avg), (t_end, avg)], 6, 4, RGBColor(200, 80, 0).stroke_width(1)))
             .map_err(&e)?;
         root.present().map_err(&e)?;
+    }
+    Ok(svg)
+}
+
+/// Points each line of the profit chart is drawn with.
+const PROFIT_POINTS: usize = 41;
+
+fn alt_color(name: &str) -> RGBColor {
+    if name == "rent" { RGBColor(30, 150, 60) } else { RGBColor(200, 120, 0) }
+}
+
+fn rgb(c: RGBColor) -> String {
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+/// The profit-against-power-price section: a chart when the power is known, else a note.
+fn profit_section(html: &mut String, e: &crate::view::Economics) -> Result<(), Error> {
+    html.push_str("<h2>Profit against the electricity price</h2>\n");
+    let (Some(kwh), Some(be)) = (e.energy_kwh_day(), e.break_even_power_price_kwh) else {
+        html.push_str("<p class=\"note\">No chart: the power draw is unknown (give --watts or --power-cmd).</p>\n");
+        return Ok(());
+    };
+    let c = esc(&e.currency);
+    let svg = profit_chart(e, kwh, be)?.replacen("<svg ", "<svg id=\"profit-chart-svg\" ", 1);
+    let series = 1 + e.alternatives.len();
+    let run_profit = e.mining_profit_at(e.power_price_kwh).unwrap_or(0.0);
+    let mut legend = format!("<span style=\"color:{}\">mining</span>", rgb(BLUE));
+    for a in &e.alternatives {
+        let _ = write!(legend, ", <span style=\"color:{}\">{}</span>", rgb(alt_color(&a.name)), esc(&a.name));
+    }
+    let _ = writeln!(
+        html,
+        "<figure id=\"profit-chart\" class=\"chart\" data-points=\"{}\" data-series=\"{series}\" data-run-price=\"{}\" \
+         data-run-profit=\"{run_profit}\" data-break-even=\"{be}\">{svg}<figcaption>Profit per day ({c}) against the power \
+         price ({c}/kWh): {legend}. Every use draws the same {kwh:.3} kWh a day, so the lines are parallel. Dot: this run \
+         at {} {c}/kWh, {run_profit:.6} {c}/day; red ring and dashed line: mining's break-even at {be:.6} {c}/kWh.</figcaption></figure>",
+        series * PROFIT_POINTS,
+        e.power_price_kwh,
+        e.power_price_kwh,
+    );
+    Ok(())
+}
+
+fn profit_chart(e: &crate::view::Economics, kwh: f64, be: f64) -> Result<String, Error> {
+    let err = chart_err("profit");
+    // Wide enough for this run's price, the break-even and each alternative's own break-even.
+    let mut x_max = e.power_price_kwh.max(be);
+    for a in &e.alternatives {
+        x_max = x_max.max(a.income_per_day / kwh);
+    }
+    let x_max = if x_max.is_finite() && x_max > 0.0 { x_max * 1.5 } else { 0.1 };
+    let xs: Vec<f64> = (0..PROFIT_POINTS).map(|i| x_max * i as f64 / (PROFIT_POINTS - 1) as f64).collect();
+    let mut lines: Vec<(Vec<(f64, f64)>, RGBColor)> =
+        vec![(xs.iter().map(|&x| (x, e.revenue_per_day - kwh * x)).collect(), BLUE)];
+    for a in &e.alternatives {
+        lines.push((xs.iter().map(|&x| (x, a.income_per_day - kwh * x)).collect(), alt_color(&a.name)));
+    }
+    let ys = lines.iter().flat_map(|(l, _)| l.iter().map(|p| p.1)).chain([0.0]);
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let pad = ((hi - lo) * 0.08).max(1e-12);
+    let run = (e.power_price_kwh, e.revenue_per_day - kwh * e.power_price_kwh);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("power price, {}/kWh", e.currency))
+            .y_desc(format!("profit, {}/day", e.currency))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(&err)?;
+        let grey = RGBColor(150, 150, 150);
+        chart.draw_series(DashedLineSeries::new([(0.0, 0.0), (x_max, 0.0)], 4, 4, grey.stroke_width(1))).map_err(&err)?;
+        chart
+            .draw_series(DashedLineSeries::new([(be, lo - pad), (be, hi + pad)], 6, 4, RED.stroke_width(1)))
+            .map_err(&err)?;
+        for (points, color) in lines {
+            chart.draw_series(LineSeries::new(points, color.stroke_width(2))).map_err(&err)?;
+        }
+        chart.draw_series([Circle::new((be, 0.0), 6, RED.stroke_width(2))]).map_err(&err)?;
+        chart.draw_series([Circle::new(run, 5, BLUE.filled())]).map_err(&err)?;
+        root.present().map_err(&err)?;
     }
     Ok(svg)
 }

@@ -376,6 +376,58 @@ pub struct Economics {
     pub cost_per_day: Option<f64>,
     /// The power price at which revenue equals cost.
     pub break_even_power_price_kwh: Option<f64>,
+    /// The hashrate the figures are for, hashes per second (the run's measured rate).
+    #[serde(default)]
+    pub hashrate_hs: f64,
+    /// The power the figures are for, watts (measured or declared); `None` when unknown.
+    #[serde(default)]
+    pub watts: Option<f64>,
+    /// What 1 PH/s earns a day at this difficulty and coin price (or as given).
+    #[serde(default)]
+    pub hashprice_per_ph_day: Option<f64>,
+    /// Mining's revenue minus power cost per day; `None` when the power is unknown.
+    #[serde(default)]
+    pub profit_per_day: Option<f64>,
+    /// The hashprice below which mining loses money at this power price.
+    #[serde(default)]
+    pub break_even_hashprice_per_ph_day: Option<f64>,
+    /// The other uses of the same machine and power (rent, sell power), when priced.
+    #[serde(default)]
+    pub alternatives: Vec<Alternative>,
+    /// The use with the highest profit per day: "mining", "rent", "sell power" or "off".
+    #[serde(default)]
+    pub best: Option<String>,
+    /// How much the best use makes over the next best, per day.
+    #[serde(default)]
+    pub best_by_per_day: Option<f64>,
+}
+
+/// Another use of the machine and its power, priced against mining.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    /// "rent" or "sell power".
+    pub name: String,
+    /// Income before power, per day (24 x rent, or the kWh drawn x the sale price).
+    pub income_per_day: f64,
+    /// Income minus the power bought at this run's power price, per day.
+    pub profit_per_day: f64,
+}
+
+impl Economics {
+    /// kWh the machine draws a day, when its power is known.
+    pub fn energy_kwh_day(&self) -> Option<f64> {
+        self.watts.filter(|w| *w > 0.0).map(|w| w * 24.0 / 1000.0)
+    }
+
+    /// Mining's profit per day at another power price: revenue minus the kWh drawn at `price`.
+    pub fn mining_profit_at(&self, price: f64) -> Option<f64> {
+        self.energy_kwh_day().map(|k| self.revenue_per_day - k * price)
+    }
+
+    /// An alternative's profit per day at another power price (every use draws the same power).
+    pub fn alternative_profit_at(&self, alt: &Alternative, price: f64) -> Option<f64> {
+        self.energy_kwh_day().map(|k| alt.income_per_day - k * price)
+    }
 }
 
 impl RunView {
