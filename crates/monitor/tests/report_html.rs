@@ -194,6 +194,15 @@ fn report_renders_both_charts_in_headless_chromium() {
     assert!(line > 500, "line drawn {line} px wide");
     let parsed: usize = attr(&dom, "hashrate-chart", "data-line-points").unwrap().parse().unwrap();
     assert_eq!(parsed, common::SAMPLES, "the browser parsed one vertex per sample");
+    // The profit chart: laid out at a real size, its lines drawn across the price axis, and
+    // the run's point and the break-even ring in the rendered DOM.
+    let w: u32 = attr(&dom, "profit-chart", "data-rendered-width").expect("#profit-chart measured").parse().unwrap();
+    let h: u32 = attr(&dom, "profit-chart", "data-rendered-height").unwrap().parse().unwrap();
+    assert!(w >= 300 && h >= 100, "#profit-chart rendered {w}x{h}");
+    let line: u32 = attr(&dom, "profit-chart", "data-line-width").unwrap().parse().unwrap();
+    assert!(line > 500, "profit line drawn {line} px wide");
+    assert_eq!(attr(&dom, "profit-chart", "data-line-points").as_deref(), Some("41"));
+    assert_eq!(count_in_figure(&dom, "profit-chart", "<circle"), 2, "the run's point and the break-even");
 }
 
 /// A tool, not a test: `HASHRIG_REPORT_SAMPLE=path.html cargo test --workspace --test

@@ -129,6 +129,16 @@ pub fn rig() -> RunView {
             revenue_per_day: 0.0123,
             cost_per_day: Some(0.2736),
             break_even_power_price_kwh: Some(0.0054),
+            // 4.52 TH/s at 95 W: 2.28 kWh a day; 0.0123 / 0.00452 PH/s = 2.72 USD/PH/day.
+            hashrate_hs: 4.52e12,
+            watts: Some(95.0),
+            hashprice_per_ph_day: Some(2.72),
+            profit_per_day: Some(-0.2613),
+            break_even_hashprice_per_ph_day: Some(60.53),
+            // Rented at 0.05 USD/hour: 1.20 a day, 0.9264 after the power.
+            alternatives: vec![Alternative { name: "rent".into(), income_per_day: 1.2, profit_per_day: 0.9264 }],
+            best: Some("rent".into()),
+            best_by_per_day: Some(0.9264),
         }),
         protocol_errors: [("malformed line".to_string(), 2)].into(),
         ledger: Some(LedgerView {
@@ -142,5 +152,6 @@ pub fn rig() -> RunView {
             stale_by_reason: [("job_replaced".to_string(), 1)].into(),
             ..Default::default()
         }),
+        curtail: None,
     }
 }
