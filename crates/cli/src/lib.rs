@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 pub mod backend;
 pub mod bench;
+pub mod curtailing;
 pub mod decode;
 pub mod devices;
 pub mod econ;

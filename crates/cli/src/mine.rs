@@ -33,6 +33,7 @@
 //! [power]                       # one of the two, as --watts / --power-cmd
 //! watts = 120.5                 # declared draw
 //! power_cmd = "my-meter --watts" # prints "123.4 W" or a cumulative "5.0 J"; run each second
+//! price_cmd = "my-tariff --now"  # as --power-price-cmd: prints "0.052" (USD/kWh); run each minute
 //!
 //! [api]
 //! listen = "127.0.0.1:4028"     # as --api: cgminer's API
@@ -139,6 +140,10 @@ pub struct MineArgs {
     /// How often to try a preferred pool again while on a backup (default 60).
     #[arg(long, value_name = "SECS")]
     pub failback_interval: Option<f64>,
+    /// --power-price-cmd, --curtail, --curtail-above, --power-price-interval, --price-hold;
+    /// defined in curtailing.rs.
+    #[command(flatten)]
+    pub curtail: crate::curtailing::CurtailArgs,
     #[command(flatten)]
     pub monitor: crate::monitoring::MonitorArgs,
     /// Prices for the live economics (API, metrics, report): --power-price, --btc-price,
@@ -172,6 +177,8 @@ struct FileBackend {
 struct FilePower {
     watts: Option<f64>,
     power_cmd: Option<String>,
+    /// As --power-price-cmd (read whether or not a flag replaces the power source).
+    price_cmd: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +247,8 @@ pub struct MineSettings {
     pub power: hashrig_power::PowerChoice,
     pub status_interval: Duration,
     pub duration: Option<Duration>,
+    /// --power-price-cmd / --curtail: the live power price, and curtailment on it.
+    pub curtail: Option<crate::curtailing::CurtailSettings>,
     /// --api, --metrics, --report (with the file's `[api]` under the flags).
     pub monitor: crate::monitoring::MonitorArgs,
     /// Prices for the live economics, when given.
@@ -325,16 +334,21 @@ impl MineSettings {
         let cpu = crate::backend::CpuOptions::parse(args.threads.or(fb.threads), args.kernel.as_deref().or(fb.kernel.as_deref()))?;
         cpu.check_backend(&backend)?;
         let gpu = matches!(backend, crate::backend::BackendSpec::Gpu(_));
+        let mut file_power = file.power.unwrap_or_default();
+        let price_cmd = file_power.price_cmd.take();
         let power = if args.watts.is_some() || args.power_cmd.is_some() {
             let p = hashrig_power::PowerChoice { watts: args.watts, command: args.power_cmd.clone(), gpu };
             crate::metering::check_choice(&p, "--watts", "--power-cmd")?;
             p
         } else {
-            let fp = file.power.unwrap_or_default();
+            let fp = file_power;
             let p = hashrig_power::PowerChoice { watts: fp.watts, command: fp.power_cmd, gpu };
             crate::metering::check_choice(&p, "[power] watts", "[power] power_cmd")?;
             p
         };
+        // The break-even needs a hashprice or coin price; none reaches curtailment yet, so
+        // --curtail asks for --curtail-above.
+        let curtail = args.curtail.resolve(price_cmd, power.watts.is_some() || power.command.is_some(), None)?;
         let fa = file.api.unwrap_or_default();
         let mut monitor = args.monitor.clone();
         monitor.api = monitor.api.or(fa.listen);
@@ -420,7 +434,7 @@ impl MineSettings {
             }
             Source::Pools(c)
         };
-        Ok(MineSettings { source, backend, cpu, power, status_interval, duration, monitor, econ: args.econ.prices()? })
+        Ok(MineSettings { source, backend, cpu, power, status_interval, duration, curtail, monitor, econ: args.econ.prices()? })
     }
 }
 
@@ -489,6 +503,8 @@ struct CliObserver {
     height: Option<u32>,
     best: f64,
     floor: Option<(f64, f64)>,
+    /// --power-price-cmd / --curtail.
+    curtail: Option<crate::curtailing::RunCurtail>,
     /// Live economics, when prices were given.
     econ: Option<crate::live_econ::LiveEcon>,
 }
@@ -524,6 +540,9 @@ impl Observer for CliObserver {
                 if j.height.is_some() {
                     self.height = j.height;
                 }
+                if let Some(c) = &mut self.curtail {
+                    c.job_difficulty(hashrig_work::target::difficulty_from_nbits(j.job.nbits.to_consensus()));
+                }
             }
             SourceEvent::Notice(n) => tracing::warn!("{}", hashrig_miner::ledger::clean_text(n)),
             SourceEvent::VersionMask { .. } | SourceEvent::Settled { .. } => {}
@@ -557,6 +576,10 @@ impl Observer for CliObserver {
         let now = Instant::now();
         tokio::task::block_in_place(|| self.meter.poll_due(now));
         self.mon.extras.power = self.meter.live();
+        if let Some(c) = &mut self.curtail {
+            c.tick(engine, now, self.meter.recent_watts());
+            self.mon.extras.curtail = Some(c.view());
+        }
         self.live_economics(engine);
         if let Some(c) = &self.client {
             self.mon.client_stats(&c.stats());
@@ -580,7 +603,8 @@ impl Observer for CliObserver {
             } else {
                 ledger_line(ledger)
             };
-            eprintln!("[{:>6.0}s] {} | {what} | best {:.3}{floor}{place}", self.started.elapsed().as_secs_f64(), si(rate), self.best);
+            let curtail = self.curtail.as_ref().map_or(String::new(), |c| c.status_part());
+            eprintln!("[{:>6.0}s] {} | {what} | best {:.3}{floor}{place}{curtail}", self.started.elapsed().as_secs_f64(), si(rate), self.best);
         }
         if self.mon.quit_requested() { Tick::Stop } else { Tick::Continue }
     }
@@ -590,6 +614,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     let mon = crate::monitoring::Monitoring::start(&settings.monitor, "mine", None)?;
     // The meter may run a command (--power-cmd): keep it off the async workers' hot path.
     let meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&settings.power))?;
+    let curtail = settings.curtail.clone().map(crate::curtailing::RunCurtail::start).transpose()?;
     let deadline = settings.duration;
     let stop = async move {
         match deadline {
@@ -612,6 +637,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         height: None,
         best: 0.0,
         floor: None,
+        curtail,
         econ: settings.econ.map(crate::live_econ::LiveEcon::new),
     };
     let cfg = MinerConfig::default();
@@ -644,7 +670,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
             miner.run(stop, &mut obs).await
         }
     };
-    let CliObserver { mut mon, meter, solo, .. } = obs;
+    let CliObserver { mut mon, meter, solo, mut curtail, .. } = obs;
     let es = &outcome.stats;
     let (power, notes) = tokio::task::block_in_place(|| meter.finish());
     if power.is_none() {
@@ -652,6 +678,10 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     }
     mon.extras.power = power.as_ref().map(crate::monitoring::power_view);
     mon.extras.ledger = Some(crate::monitoring::ledger_view(&outcome.ledger));
+    if let Some(c) = &mut curtail {
+        c.finish(Instant::now());
+        mon.extras.curtail = Some(c.view());
+    }
     mon.finish(es)?;
     let l = &outcome.ledger;
     let what = if solo {
@@ -661,12 +691,13 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         format!("shares found {}: {}", l.found, ledger_line(l))
     };
     eprintln!(
-        "mined {:.1} s: {} hashes ({}), {what}, hardware errors {}{}; ledger {}",
+        "mined {:.1} s: {} hashes ({}), {what}, hardware errors {}{}{}; ledger {}",
         es.elapsed_s,
         es.hashes,
         si(es.hashrate),
         es.hw_errors,
         power_summary(power.as_ref(), es.hashrate),
+        curtail.as_ref().map_or(String::new(), |c| c.final_part()),
         if outcome.reconciles() { "reconciles" } else { "DOES NOT RECONCILE (a bug: please report it)" },
     );
     Ok(())
