@@ -279,3 +279,40 @@ fn on_a_terminal_the_first_live_figure_appears_within_two_seconds() {
     assert!(updates >= 3, "a 3 s run redraws the line every half second, saw {updates}: {text:?}");
     assert!(text.contains("hashrate"), "the summary follows the live line: {text:?}");
 }
+
+#[test]
+fn bench_with_a_hashprice_gives_econs_figures_for_the_measured_rate() {
+    let v = bench_json(&["--watts", "50", "--power-price", "0.1", "--hashprice", "40", "--rent", "0.01"]);
+    let rate = v["hashrate"].as_f64().unwrap();
+    let d = &v["decision"];
+    // Revenue: the rate in PH/s times 40 USD/PH/day. Energy: 50 W all day is 1.2 kWh.
+    let revenue = 40.0 / 1e15 * rate;
+    let kwh = 50.0 * 24.0 / 1000.0;
+    let be = d["break_even_power_price_usd_kwh"].as_f64().unwrap();
+    assert!((be / (revenue / kwh) - 1.0).abs() < 1e-9, "{d}");
+    assert!((d["mining"]["power_cost_usd_day"].as_f64().unwrap() - 0.12).abs() < 1e-12, "{d}");
+    assert!((d["mining"]["profit_usd_day"].as_f64().unwrap() - (revenue - 0.12)).abs() < 1e-9, "{d}");
+    // Below it mining stops paying: 0.12 USD/day over the rate in PH/s.
+    assert!((d["break_even_hashprice_usd_ph_day"].as_f64().unwrap() / (0.12 / (rate / 1e15)) - 1.0).abs() < 1e-9);
+    // Rent: 0.24 a day, 0.12 after power; a CPU earns far less hashing, so rent wins.
+    assert!((d["rent"]["profit_usd_day"].as_f64().unwrap() - 0.12).abs() < 1e-12, "{d}");
+    assert_eq!(d["best"], "rent");
+    // No coin price or difficulty: the network figures are not there.
+    assert!(v["economics"].is_null());
+}
+
+#[test]
+fn bench_price_flags_that_do_not_add_up_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--hashprice", "40"], "--power-price"),
+        (&["--power-price", "0.1", "--hashprice", "40", "--btc-price", "1"], "--hashprice"),
+        (&["--power-price", "0.1", "--hashprice", "-1"], "negative"),
+        (&["--power-price", "0.1", "--hashprice", "40", "--rent", "2$"], "USD"),
+    ];
+    for (args, why) in cases {
+        let out = hashrig().args(["bench", "--duration", "0.2", "--threads", "1"]).args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: expected {why:?} in {stderr}");
+    }
+}

@@ -314,3 +314,38 @@ fn a_pool_asking_for_difficulty_one_billionth_neither_floods_memory_nor_the_pool
     assert!(err.contains("share difficulty raised"), "{err}");
     assert!(err.contains("; ledger reconciles"), "{err}");
 }
+
+#[test]
+fn mine_with_prices_shows_live_profit_in_the_api_summary() {
+    use std::io::{Read, Write};
+    let pool = ScriptedPool::start(PoolSpec::new("e"));
+    let url = pool.url();
+    let mut m = Miner::start(&args(&[
+        "--pool", &url, "--user", "w", "--pass", "x", "--duration", "30", "--threads", "1", "--api", "127.0.0.1:0",
+        "--watts", "50", "--power-price", "0.1", "--btc-price", "100000",
+    ]));
+    let api = || m.stderr().lines().find_map(|l| l.strip_prefix("cgminer API on ").map(|a| a.trim().parse::<std::net::SocketAddr>().unwrap()));
+    assert!(wait_for(Duration::from_secs(20), || api().is_some()), "{}", m.stderr());
+    let addr = api().unwrap();
+    let summary = || -> serde_json::Value {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(br#"{"command":"summary"}"#).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        raw.pop();
+        serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["SUMMARY"][0].clone()
+    };
+    let mut s = serde_json::Value::Null;
+    let seen = wait_for(Duration::from_secs(20), || {
+        s = summary();
+        s["Profit Per Day"].is_number() && s["MHS av"].as_f64().unwrap_or(0.0) > 0.0
+    });
+    assert!(seen, "no live economics in the API: {s}\n{}", m.stderr());
+    // The network difficulty is the job's nbits; 50 W at 0.1 USD/kWh is 0.12 USD a day.
+    assert!(s["Network Difficulty"].as_f64().unwrap() > 0.0, "{s}");
+    assert!((s["Power Cost Per Day"].as_f64().unwrap() - 0.12).abs() < 1e-9, "{s}");
+    let revenue = s["Revenue Per Day"].as_f64().unwrap();
+    assert!((s["Profit Per Day"].as_f64().unwrap() - (revenue - 0.12)).abs() < 1e-9 * revenue.abs().max(1.0), "{s}");
+    assert!((s["Break Even Power Price"].as_f64().unwrap() / (revenue / 1.2) - 1.0).abs() < 1e-9, "{s}");
+    drop(m);
+}
