@@ -320,7 +320,7 @@ fn mine_with_prices_shows_live_profit_in_the_api_summary() {
     use std::io::{Read, Write};
     let pool = ScriptedPool::start(PoolSpec::new("e"));
     let url = pool.url();
-    let mut m = Miner::start(&args(&[
+    let m = Miner::start(&args(&[
         "--pool", &url, "--user", "w", "--pass", "x", "--duration", "30", "--threads", "1", "--api", "127.0.0.1:0",
         "--watts", "50", "--power-price", "0.1", "--btc-price", "100000",
     ]));
