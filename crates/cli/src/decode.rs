@@ -97,6 +97,41 @@ pub fn run(a: &DecodeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `hashrig decode` does with a capture, without the I/O (for the fuzzer): `raw` is what
+/// a file or stdin held (hex text if it reads as hex text, raw bytes otherwise, as
+/// `read_input` takes it); returns the text output (one entry per event, then the summary line)
+/// and the `--json` document, both as `run` prints them.
+pub fn render(raw: &[u8], chip: ChipType, dir: Dir, rl: RespLen) -> (Vec<String>, Value) {
+    let bytes = match std::str::from_utf8(raw).ok().and_then(|t| firmware_protocol::parse_hex(t).ok()) {
+        Some(b) => b,
+        None => raw.to_vec(),
+    };
+    let items = decode(&bytes, chip, dir, rl);
+    let mut counts = Counts::default();
+    for it in &items {
+        counts.add(&it.event);
+    }
+    let mut text: Vec<String> = items.iter().map(|it| item_text(it, chip, &bytes)).collect();
+    text.push(format!(
+        "{} bytes: {} frames, {} bad CRC, {} malformed, {} bytes skipped",
+        bytes.len(),
+        counts.frames,
+        counts.bad_crc,
+        counts.malformed,
+        counts.skipped
+    ));
+    let doc = json!({
+        "chip": chip.name().to_string(),
+        "bytes": bytes.len(),
+        "frames": counts.frames,
+        "bad_crc": counts.bad_crc,
+        "malformed": counts.malformed,
+        "skipped_bytes": counts.skipped,
+        "events": items.iter().map(|it| item_json(it, chip, &bytes)).collect::<Vec<Value>>(),
+    });
+    (text, doc)
+}
+
 #[derive(Default)]
 struct Counts {
     frames: u64,
