@@ -200,3 +200,22 @@ fn curtailment_without_a_threshold_or_with_a_negative_one_is_bad_input() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a number"), "{err}");
 }
+
+#[test]
+fn the_break_even_from_a_hashprice_is_the_threshold() {
+    // A CPU at 100 W earns next to nothing at any hashprice: its break-even is far below any
+    // real price, so 0.05 USD/kWh curtails it once the rate is measured.
+    let pool = ScriptedPool::start(PoolSpec::new("b"));
+    let url = pool.url();
+    let mut m = Miner::start(&args(&[
+        "--pool", &url, "--user", "w", "--pass", "x", "--duration", "8", "--threads", "1", "--status-interval", "0.5",
+        "--power-price-cmd", "echo 0.05", "--power-price-interval", "0.5", "--curtail", "--hashprice", "40", "--power-price", "0.05", "--watts", "100",
+    ]));
+    let status = m.wait(Duration::from_secs(60));
+    let err = m.stderr();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("break-even power price worked out"), "{err}");
+    assert!(err.contains("curtailed: power price 0.05 USD/kWh is above"), "{err}");
+    let last = err.lines().rfind(|l| l.starts_with("mined ")).expect("final line");
+    assert!(last.contains("(1 time)") && last.contains("; ledger reconciles"), "{last}");
+}

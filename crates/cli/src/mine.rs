@@ -346,9 +346,14 @@ impl MineSettings {
             crate::metering::check_choice(&p, "[power] watts", "[power] power_cmd")?;
             p
         };
-        // The break-even needs a hashprice or coin price; none reaches curtailment yet, so
-        // --curtail asks for --curtail-above.
-        let curtail = args.curtail.resolve(price_cmd, power.watts.is_some() || power.command.is_some(), None)?;
+        // The break-even takes the live economics' --hashprice, or --btc-price (and --fees-btc)
+        // with the jobs' network difficulty.
+        let revenue = match (args.econ.hashprice, args.econ.btc_price) {
+            (Some(h), _) => Some(crate::curtailing::Revenue::Hashprice(h)),
+            (None, Some(usd)) => Some(crate::curtailing::Revenue::BtcPrice { usd, fees_btc: args.econ.fees_btc.unwrap_or(0.0) }),
+            (None, None) => None,
+        };
+        let curtail = args.curtail.resolve(price_cmd, power.watts.is_some() || power.command.is_some(), revenue)?;
         let fa = file.api.unwrap_or_default();
         let mut monitor = args.monitor.clone();
         monitor.api = monitor.api.or(fa.listen);
