@@ -64,35 +64,13 @@ struct Item {
 pub fn run(a: &DecodeArgs) -> anyhow::Result<ExitCode> {
     let chip: ChipType = a.chip.parse().map_err(|e| bad_input(format!("--chip {}: {e}", a.chip)))?;
     let bytes = read_input(&a.input)?;
-    let items = decode(&bytes, chip, a.dir, a.response_len);
-    let mut counts = Counts::default();
-    for it in &items {
-        counts.add(&it.event);
-    }
+    let (text, doc) = render_bytes(&bytes, chip, a.dir, a.response_len);
     if a.json {
-        let frames: Vec<Value> = items.iter().map(|it| item_json(it, chip, &bytes)).collect();
-        let doc = json!({
-            "chip": chip.name().to_string(),
-            "bytes": bytes.len(),
-            "frames": counts.frames,
-            "bad_crc": counts.bad_crc,
-            "malformed": counts.malformed,
-            "skipped_bytes": counts.skipped,
-            "events": frames,
-        });
         crate::outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        for it in &items {
-            crate::outln!("{}", item_text(it, chip, &bytes))?;
+        for line in &text {
+            crate::outln!("{line}")?;
         }
-        crate::outln!(
-            "{} bytes: {} frames, {} bad CRC, {} malformed, {} bytes skipped",
-            bytes.len(),
-            counts.frames,
-            counts.bad_crc,
-            counts.malformed,
-            counts.skipped
-        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -106,12 +84,17 @@ pub fn render(raw: &[u8], chip: ChipType, dir: Dir, rl: RespLen) -> (Vec<String>
         Some(b) => b,
         None => raw.to_vec(),
     };
-    let items = decode(&bytes, chip, dir, rl);
+    render_bytes(&bytes, chip, dir, rl)
+}
+
+/// The text lines and the `--json` document for decoded `bytes`.
+fn render_bytes(bytes: &[u8], chip: ChipType, dir: Dir, rl: RespLen) -> (Vec<String>, Value) {
+    let items = decode(bytes, chip, dir, rl);
     let mut counts = Counts::default();
     for it in &items {
         counts.add(&it.event);
     }
-    let mut text: Vec<String> = items.iter().map(|it| item_text(it, chip, &bytes)).collect();
+    let mut text: Vec<String> = items.iter().map(|it| item_text(it, chip, bytes)).collect();
     text.push(format!(
         "{} bytes: {} frames, {} bad CRC, {} malformed, {} bytes skipped",
         bytes.len(),
@@ -127,7 +110,7 @@ pub fn render(raw: &[u8], chip: ChipType, dir: Dir, rl: RespLen) -> (Vec<String>
         "bad_crc": counts.bad_crc,
         "malformed": counts.malformed,
         "skipped_bytes": counts.skipped,
-        "events": items.iter().map(|it| item_json(it, chip, &bytes)).collect::<Vec<Value>>(),
+        "events": items.iter().map(|it| item_json(it, chip, bytes)).collect::<Vec<Value>>(),
     });
     (text, doc)
 }
