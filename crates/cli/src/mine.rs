@@ -443,12 +443,6 @@ impl MineSettings {
     }
 }
 
-fn si(rate: f64) -> String {
-    let units = [("", 1.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15)];
-    let (u, d) = units.iter().rev().find(|(_, d)| rate >= *d).copied().unwrap_or(("", 1.0));
-    format!("{:.2} {u}H/s", rate / d)
-}
-
 /// `hashrig mine`: validate the settings (bad ones exit 2), open the backend, mine.
 pub fn run_cmd(args: &MineArgs) -> Result<std::process::ExitCode> {
     let settings = MineSettings::resolve(args).map_err(|e| crate::bad_input(format!("{e:#}")))?;
@@ -609,7 +603,7 @@ impl Observer for CliObserver {
                 ledger_line(ledger)
             };
             let curtail = self.curtail.as_ref().map_or(String::new(), |c| c.status_part());
-            eprintln!("[{:>6.0}s] {} | {what} | best {:.3}{floor}{place}{curtail}", self.started.elapsed().as_secs_f64(), si(rate), self.best);
+            eprintln!("[{:>6.0}s] {} | {what} | best {:.3}{floor}{place}{curtail}", self.started.elapsed().as_secs_f64(), crate::fmt_rate(rate), self.best);
         }
         if self.mon.quit_requested() { Tick::Stop } else { Tick::Continue }
     }
@@ -699,7 +693,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         "mined {:.1} s: {} hashes ({}), {what}, hardware errors {}{}{}; ledger {}",
         es.elapsed_s,
         es.hashes,
-        si(es.hashrate),
+        crate::fmt_rate(es.hashrate),
         es.hw_errors,
         power_summary(power.as_ref(), es.hashrate),
         curtail.as_ref().map_or(String::new(), |c| c.final_part()),
