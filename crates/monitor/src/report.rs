@@ -147,6 +147,35 @@ fn summary(html: &mut String, v: &RunView) {
     );
     let s = &v.shares;
     row(html, "Shares", &format!("{} accepted, {} rejected, {} stale", s.accepted, s.rejected, s.stale));
+    if let Some(l) = &v.ledger {
+        let stale: Vec<String> = l.stale_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let stale = if stale.is_empty() { String::new() } else { format!(" ({})", stale.join(", ")) };
+        row(
+            html,
+            "Share ledger",
+            &format!(
+                "{} found: {} accepted, {} rejected, {} stale{stale}, {} in flight; {}",
+                l.found,
+                l.accepted,
+                l.rejected,
+                l.stale,
+                l.in_flight,
+                if l.reconciles { "reconciles" } else { "DOES NOT RECONCILE" }
+            ),
+        );
+    }
+    if let Some(c) = &v.curtail {
+        let price = c.price_usd_kwh.map_or("unknown".to_string(), |p| format!("{p} USD/kWh"));
+        let above = c.threshold_usd_kwh.map_or("none".to_string(), |t| format!("{t:.4} USD/kWh"));
+        row(
+            html,
+            "Curtailment",
+            &format!(
+                "{:.0} s curtailed ({} times), {:.4} USD of power not bought; price {price}, curtail above {above}, {} failed price readings",
+                c.curtailed_s, c.curtailments, c.cost_avoided_usd, c.price_errors
+            ),
+        );
+    }
     row(html, "Best share", &format!("{:.0}", v.best_share));
     row(html, "Blocks found", &v.blocks_found.to_string());
     if let Some(e) = &v.economics {
@@ -496,12 +525,23 @@ fn chip_map(d: &DeviceView, weak: &[usize]) -> Result<(String, usize), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::{CurtailView, LedgerView};
 
     #[test]
     fn rate_units_scale() {
         assert_eq!(fmt_rate(1.5e12), "1.50 TH/s");
         assert_eq!(fmt_rate(950.0), "950.00 H/s");
         assert_eq!(fmt_rate(0.0), "0.00 H/s");
+    }
+
+    #[test]
+    fn the_ledger_and_curtailment_have_rows_of_their_own() {
+        let mut v = RunView { mode: "mine".into(), ..Default::default() };
+        v.ledger = Some(LedgerView { found: 5, accepted: 3, rejected: 1, stale: 1, in_flight: 0, reconciles: true, ..Default::default() });
+        v.curtail = Some(CurtailView { curtailed_s: 42.0, curtailments: 2, cost_avoided_usd: 0.125, price_errors: 1, ..Default::default() });
+        let html = render_html(&v).unwrap();
+        assert!(html.contains("5 found: 3 accepted, 1 rejected, 1 stale, 0 in flight; reconciles"), "{html}");
+        assert!(html.contains("42 s curtailed (2 times), 0.1250 USD of power not bought"), "{html}");
     }
 
     #[test]
