@@ -111,7 +111,7 @@ fn random_fault(rng: &mut Rng) -> (&'static str, Vec<Fault>) {
         "new_job" => vec![Fault::NewJob],
         "difficulty_normal" => {
             let d = *rng.pick(&[1.0 / 16384.0, 1.0 / 8192.0, 1.0 / 4096.0, 1.0 / 2048.0]);
-            vec![Fault::SetDifficulty(d), if rng.next() % 2 == 0 { Fault::NewJob } else { Fault::CleanJob }]
+            vec![Fault::SetDifficulty(d), if rng.next().is_multiple_of(2) { Fault::NewJob } else { Fault::CleanJob }]
         }
         "difficulty_tiny" => vec![Fault::SetDifficulty(1e-9), Fault::CleanJob],
         "version_mask" => vec![Fault::SetVersionMask(*rng.pick(&[0x1fff_e000, 0x00ff_e000, 0, 0x1e00_0000, 0x5fff_e000]))],
@@ -240,7 +240,7 @@ fn soak_mine_against_pools_that_misbehave_at_random() {
             let (kind, faults) = random_fault(&mut rng);
             // The preferred pool when it has a connection (mostly where mining is), else B.
             let live: Vec<usize> = (0..2).filter(|&i| !pools[i].live_connections().is_empty()).collect();
-            let target = if live.contains(&0) && (live.len() == 1 || rng.next() % 4 != 0) { 0 } else { *live.last().unwrap_or(&1) };
+            let target = if live.contains(&0) && (live.len() == 1 || !rng.next().is_multiple_of(4)) { 0 } else { *live.last().unwrap_or(&1) };
             let mut reached = 0;
             for f in faults {
                 reached += pools[target].inject(f);

@@ -170,7 +170,7 @@ mod tests {
         let payout = ScriptBuf::from_bytes(vec![0x51]);
         assert!(SoloWork::from_template(&template(&[TX.to_string()]), &payout, b"t").is_ok());
         for data in [format!("{TX}00"), format!("11{TX}")] {
-            let e = SoloWork::from_template(&template(&[data.clone()]), &payout, b"t").unwrap_err();
+            let e = SoloWork::from_template(&template(std::slice::from_ref(&data)), &payout, b"t").unwrap_err();
             assert!(matches!(&e, Error::Template { why } if why.contains("transaction 0 does not decode")), "{data}: {e}");
         }
     }
