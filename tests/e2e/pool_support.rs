@@ -5,13 +5,10 @@
 //! independent share checker, the TLS front) lives in hashrig-stratum's test kit
 //! (`hashrig_stratum::testkit`, cargo feature `testkit`) and is re-exported here.
 
-#![allow(dead_code, reason = "each test file uses a different part of the support code")]
-
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports, reason = "solo_mine uses only the process wrapper")]
 pub use hashrig_stratum::testkit::*;
 
 /// Drain a child's stderr in the background so it never blocks; returns the text so far.

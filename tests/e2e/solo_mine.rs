@@ -1,17 +1,14 @@
-//! Solo mining through `hashrig mine --node` against a fake node (tests/solo_support) that checks
+//! Solo mining through `hashrig mine --node` against a fake node (tests/e2e/solo_support.rs) that checks
 //! every block with the bitcoin crate, and the crash-safety path: a block found just before the
 //! miner is killed is on disk and is the first thing submitted after a restart.
-
-mod pool_support;
-mod solo_support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bitcoin::hashes::Hash;
-use pool_support::{Miner, wait_for};
-use solo_support::{FakeNode, payout};
+use crate::pool_support::{Miner, wait_for};
+use crate::solo_support::{FakeNode, payout};
 
 const COOKIE: &str = "__cookie__:5f0d6e1c2b";
 /// Target about 2^-16: a block every ~65k hashes, easy on a debug-build CPU.

@@ -1,13 +1,11 @@
 //! Failover and failback across an ordered pool list, a pool that stays connected but goes
 //! silent, and shares left unanswered by a dropped connection, all through `hashrig mine`
-//! against scripted pools (tests/pool_support) that check every share independently.
-
-mod pool_support;
+//! against scripted pools (tests/e2e/pool_support.rs) that check every share independently.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_support::{ConnPlan, Miner, PoolSpec, ScriptedPool, wait_for};
+use crate::pool_support::{ConnPlan, Miner, PoolSpec, ScriptedPool, wait_for};
 use serde_json::json;
 
 fn args(v: &[&str]) -> Vec<String> {

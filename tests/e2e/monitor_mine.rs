@@ -1,15 +1,14 @@
-//! `hashrig mine` with the monitor flags, against the scripted pool of tests/pool_support: the
+//! `hashrig mine` with the monitor flags, against the scripted pool of tests/e2e/pool_support.rs: the
 //! cgminer API shows the pool and its answers while mining, /metrics counts rejects by the
 //! pool's reason, and the report carries the same counts.
-
-mod monitor_support;
-mod pool_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
+use crate::monitor_support;
+use crate::pool_support;
+use crate::pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
 
 fn ask(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -2,8 +2,8 @@
 //! `HASHRIG_SOAK_SECS` seconds (default 600), with a random fault every 2 to 5 s, then SIGINT.
 //!
 //! ```sh
-//! cargo test --release --test soak -- --ignored --nocapture
-//! HASHRIG_SOAK_SECS=60 HASHRIG_SOAK_SEED=42 cargo test --release --test soak -- --ignored --nocapture
+//! cargo test --release --test e2e soak:: -- --ignored --nocapture
+//! HASHRIG_SOAK_SECS=60 HASHRIG_SOAK_SEED=42 cargo test --release --test e2e soak:: -- --ignored --nocapture
 //! ```
 //!
 //! Faults (seeded RNG, the seed is printed; `HASHRIG_SOAK_SEED` replays one): disconnects, at
@@ -23,13 +23,12 @@
 //! The last 10 s have no faults, so that every silence and reconnect wait has ended and the
 //! shutdown's answers come from a pool that is answering.
 
-mod pool_support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pool_support::{Fault, Miner, OVERSIZED_LINE, PoolSpec, ScriptedPool};
+use crate::pool_support;
+use crate::pool_support::{Fault, Miner, OVERSIZED_LINE, PoolSpec, ScriptedPool};
 use serde_json::json;
 
 /// SplitMix64: small, seedable, and the same everywhere.
@@ -188,7 +187,7 @@ fn the_final_line_is_parsed_whatever_the_reject_reasons_say() {
 }
 
 #[test]
-#[ignore = "a soak run of HASHRIG_SOAK_SECS (600) seconds: cargo test --release --test soak -- --ignored --nocapture"]
+#[ignore = "a soak run of HASHRIG_SOAK_SECS (600) seconds: cargo test --release --test e2e soak:: -- --ignored --nocapture"]
 fn soak_mine_against_pools_that_misbehave_at_random() {
     let secs: f64 = std::env::var("HASHRIG_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600.0);
     let seed: u64 = std::env::var("HASHRIG_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {

@@ -1,11 +1,9 @@
 //! `hashrig mine` against a scripted pool replaying a real Braiins/slush job: every share it
-//! submits is checked by the pool with sha2 and the bitcoin crate only (tests/pool_support).
-
-mod pool_support;
+//! submits is checked by the pool with sha2 and the bitcoin crate only (tests/e2e/pool_support.rs).
 
 use std::time::Duration;
 
-use pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
+use crate::pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
 
 fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

@@ -1,12 +1,11 @@
 //! A pool that sends garbage: invalid JSON, wrong types, a notify with bad field lengths and an
 //! oversized line. Each is refused with a logged reason, and mining goes on with valid shares.
 
-mod pool_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_support::{ConnPlan, Miner, PoolSpec, ScriptedPool};
+use crate::pool_support;
+use crate::pool_support::{ConnPlan, Miner, PoolSpec, ScriptedPool};
 use serde_json::json;
 
 #[test]

@@ -1,9 +1,7 @@
 //! A real cgminer client for the API tests: pyasic (PyPI), driven by `pyasic_probe.py` next to
-//! this file. `.ci/run` installs it into a venv under target/ and names its interpreter in
+//! this file. `.ci/run` installs it under target/ and names its interpreter in
 //! HASHRIG_PYASIC_PYTHON; without it the tests that need it say SKIPPED, or fail under
 //! HASHRIG_REQUIRE_PYASIC=1 (which `.ci/run` sets).
-
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,7 +22,7 @@ pub fn pyasic_python(test: &str) -> Option<PathBuf> {
 
 /// Run `pyasic_probe.py PORT [ARGS...]` and parse what it prints.
 pub fn probe(python: &PathBuf, port: u16, args: &[&str]) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/monitor_support/pyasic_probe.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/monitor_support/pyasic_probe.py");
     let out = Command::new(python).arg(script).arg(port.to_string()).args(args).output().expect("run the pyasic probe");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "pyasic probe failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));

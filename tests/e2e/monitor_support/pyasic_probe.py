@@ -1,5 +1,5 @@
 """Read a running hashrig's cgminer API with pyasic, the way dashboards do, and print what
-pyasic understood as one JSON object (tests/monitor_bench.rs and tests/monitor_mine.rs check it).
+pyasic understood as one JSON object (tests/e2e/monitor_bench.rs and tests/e2e/monitor_mine.rs check it).
 
 Usage: python pyasic_probe.py PORT [switchpool N]
 

@@ -4,14 +4,12 @@
 //! in the final line, the API, /metrics and the report. A failing price command is reported
 //! and mining goes on; bad curtailment flags exit 2.
 
-mod pool_support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
+use crate::pool_support::{Miner, PoolSpec, ScriptedPool, wait_for};
 
 fn ask(addr: SocketAddr, req: &[u8]) -> serde_json::Value {
     let mut s = TcpStream::connect(addr).unwrap();

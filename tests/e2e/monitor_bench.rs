@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 
-mod monitor_support;
+use crate::monitor_support;
 
 fn ask(addr: SocketAddr, req: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
