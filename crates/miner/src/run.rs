@@ -259,9 +259,14 @@ impl<S: JobSource> Miner<S> {
         // Stop the engine on a blocking thread while this one keeps taking its last shares, so
         // a verifier waiting for queue room (a block) is never stuck behind us.
         let mut stopping = tokio::task::spawn_blocking(move || engine.stop());
+        let mut open = true;
         let stats = loop {
             tokio::select! {
-                sh = self.shares.recv() => if let Some(sh) = sh { self.on_share(sh, obs) },
+                sh = self.shares.recv(), if open => match sh {
+                    Some(sh) => self.on_share(sh, obs),
+                    // The verifier is gone: only the stop itself is left to wait for.
+                    None => open = false,
+                },
                 r = &mut stopping => break r.expect("engine stop does not panic"),
             }
         };
