@@ -363,12 +363,15 @@ fn when_the_extranonce2_space_runs_out_ntime_rolls_forward_and_shares_carry_it()
         assert!(headers.insert(h), "unit {i} repeats a header: the same work twice");
     }
     let stats = engine.stop();
+    // The instant hasher runs ahead of this loop until the stop: count every unit it took, so
+    // the bound on the roll is one second per 256 headers actually handed out.
+    let units = (3 * 256 + 10 + rx.try_iter().count()) as u32;
     let shares: Vec<Share> = share_rx.try_iter().collect();
     assert_eq!(stats.hw_errors, 0);
     assert!(shares.len() > 3 * 256, "{} shares", shares.len());
     let mut rolled = 0;
     for s in &shares {
-        assert!(s.ntime >= NTIME && s.ntime <= NTIME + 3, "ntime {} rolled too far", s.ntime);
+        assert!(s.ntime >= NTIME && s.ntime <= NTIME + units.div_ceil(256), "ntime {} rolled too far for {units} units", s.ntime);
         assert_eq!(u32::from_le_bytes(s.header[68..72].try_into().unwrap()), s.ntime, "the header carries the share's ntime");
         // What a pool rebuilds from the share's fields must be the header that was hashed.
         let rebuilt = cb.header(&s.extranonce2, s.ntime, s.version, s.nonce).unwrap();
