@@ -6,7 +6,6 @@
 //! a thread of its own, never on the async workers; each run has a timeout (the interval, at
 //! least 2 s and at most 30 s). Its last non-empty output line is a price in USD/kWh.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -118,32 +117,12 @@ impl CurtailArgs {
 
 /// Run `command` with `sh -c`, at most `timeout`, and read its price; or say why there is none.
 fn run_with_timeout(command: &str, timeout: Duration) -> std::result::Result<f64, String> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the price command: {e}"))?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("the price command gave no answer within {:.1} s", timeout.as_secs_f64()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("waiting for the price command: {e}")),
-        }
-    }
-    let out = child.wait_with_output().map_err(|e| format!("reading the price command's output: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("the price command failed ({})", out.status));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    use hashrig_power::CommandError;
+    let text = hashrig_power::run_command(command, timeout).map_err(|e| match e {
+        CommandError::Spawn(e) => format!("cannot run the price command: {e}"),
+        CommandError::Timeout => format!("the price command gave no answer within {:.1} s", timeout.as_secs_f64()),
+        CommandError::Failed(status) => format!("the price command failed ({status})"),
+    })?;
     parse_price(&text).map_err(|e| e.to_string())
 }
 

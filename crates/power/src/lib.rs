@@ -153,6 +153,27 @@ impl PowerSource for MeterCommand {
 }
 
 fn run_with_timeout(command: &str, timeout: Duration) -> Result<String, Error> {
+    run_command(command, timeout).map_err(|e| match e {
+        CommandError::Spawn(source) => Error::Spawn { command: command.to_owned(), source },
+        CommandError::Timeout => Error::CommandTimeout { command: command.to_owned(), seconds: timeout.as_secs() },
+        CommandError::Failed(status) => Error::CommandFailed { command: command.to_owned(), status },
+    })
+}
+
+/// Why [`run_command`] has no output to give.
+#[derive(Debug)]
+pub enum CommandError {
+    /// It could not be started, waited for or read.
+    Spawn(std::io::Error),
+    /// It ran past its time limit and was killed.
+    Timeout,
+    /// It exited unsuccessfully (the exit status, as text).
+    Failed(String),
+}
+
+/// Run `command` with `sh -c` (stdin closed, stderr dropped) for at most `timeout`, and return
+/// what it printed on stdout. Shared by the power meter command and the live price command.
+pub fn run_command(command: &str, timeout: Duration) -> Result<String, CommandError> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -160,7 +181,7 @@ fn run_with_timeout(command: &str, timeout: Duration) -> Result<String, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|source| Error::Spawn { command: command.to_owned(), source })?;
+        .map_err(CommandError::Spawn)?;
     let started = Instant::now();
     loop {
         match child.try_wait() {
@@ -168,15 +189,15 @@ fn run_with_timeout(command: &str, timeout: Duration) -> Result<String, Error> {
             Ok(None) if started.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Error::CommandTimeout { command: command.to_owned(), seconds: timeout.as_secs() });
+                return Err(CommandError::Timeout);
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(source) => return Err(Error::Spawn { command: command.to_owned(), source }),
+            Err(e) => return Err(CommandError::Spawn(e)),
         }
     }
-    let out = child.wait_with_output().map_err(|source| Error::Spawn { command: command.to_owned(), source })?;
+    let out = child.wait_with_output().map_err(CommandError::Spawn)?;
     if !out.status.success() {
-        return Err(Error::CommandFailed { command: command.to_owned(), status: out.status.to_string() });
+        return Err(CommandError::Failed(out.status.to_string()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

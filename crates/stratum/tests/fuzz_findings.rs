@@ -1,6 +1,6 @@
 //! Inputs found by the cargo-fuzz targets in `fuzz/` (see `fuzz/README.md`), kept as plain
-//! tests. Each is `#[ignore]`d until the fix lands: `cargo test -p hashrig-stratum --test
-//! fuzz_findings -- --ignored` shows it failing; remove the `ignore` with the fix.
+//! tests that run in every `cargo test`. A new finding may land `#[ignore]`d before its fix;
+//! the ignore goes with the fix (none is ignored now).
 
 use hashrig_stratum::HexU32;
 use hashrig_stratum::wire::{self, ProtocolError};
