@@ -141,8 +141,13 @@ impl SoloSource {
                 };
                 let fate = match answer {
                     BlockAnswer::Accepted | BlockAnswer::Duplicate => {
-                        // The node moved on to our block: blocks waiting on the same previous
-                        // block lost their place.
+                        // The node moved on to our block: it is the tip now, before the next
+                        // template says so. A block the engine finds on the same previous
+                        // block in between can only be refused (bad-prevblk): it is stale.
+                        if self.tip == Some(prev) {
+                            self.tip = Some(hash);
+                        }
+                        // Blocks waiting on the same previous block lost their place.
                         for (wid, _, stored) in self.waiting.remove(&prev).unwrap_or_default() {
                             // Out of pending/, so the next start does not submit it.
                             if let Some(st) = stored {

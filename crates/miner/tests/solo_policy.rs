@@ -42,9 +42,13 @@ async fn settled(src: &mut SoloSource, want: ShareId) -> Fate {
 
 /// An engine share for a block the testkit solved on the node's current template.
 fn block_share(node: &FakeNode) -> hashrig_engine::Share {
-    let work = node.work();
-    let en2 = vec![0u8; work.job.extranonce2_size];
-    let found = solve(&work, &en2);
+    block_share_on(&node.work(), 0)
+}
+
+/// The same on a given template, with extranonce2 filled with `fill` (another block each).
+fn block_share_on(work: &std::sync::Arc<hashrig_node::SoloWork>, fill: u8) -> hashrig_engine::Share {
+    let en2 = vec![fill; work.job.extranonce2_size];
+    let found = solve(work, &en2);
     let header: [u8; 80] = bitcoin::consensus::serialize(&found.header).try_into().unwrap();
     hashrig_engine::Share {
         job_id: "engine".into(),
@@ -113,6 +117,27 @@ async fn a_block_on_a_previous_block_that_is_no_longer_the_tip_is_stale() {
     assert!(moved.clean);
     assert_eq!(src.submit(Submission { id: ShareId(1), job: first.key, share }), Err(StaleReason::PrevBlockChanged));
     assert!(node.state().submitted.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_block_on_a_previous_block_whose_first_block_was_accepted_is_stale_and_not_sent() {
+    // The engine may find a second block on the same previous block after the node accepted
+    // the first, but before the node's next template arrives. That block can only be refused
+    // (bad-prevblk): it is stale, and the node never sees it (CI caught this as a flaky
+    // end-to-end run at the OP_16 boundary).
+    let node = FakeNode::start(16, EASY_BITS, "__cookie__:abc");
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = source(&node, &dir.path().join("blocks"), &dir.path().join("cookie"));
+    let first = next_job(&mut src).await;
+    let work = node.work();
+    let one = block_share_on(&work, 0);
+    let two = block_share_on(&work, 1);
+    src.submit(Submission { id: ShareId(1), job: first.key.clone(), share: one }).expect("submitted");
+    assert_eq!(settled(&mut src, ShareId(1)).await, Fate::Accepted);
+    assert_eq!(src.submit(Submission { id: ShareId(2), job: first.key, share: two }), Err(StaleReason::PrevBlockChanged));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = node.state();
+    assert_eq!(st.submitted.len(), 1, "{:?}", st.submitted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
