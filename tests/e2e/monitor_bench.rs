@@ -144,7 +144,7 @@ fn empty_stats() -> hashrig_engine::Stats {
 #[test]
 fn mine_bookkeeping_counts_pool_answers_by_pool_reason_and_difficulty() {
     use hashrig_cli::monitoring::{MonitorArgs, Monitoring};
-    let mut m = Monitoring::start(&MonitorArgs::default(), "mine", None).unwrap();
+    let mut m = Monitoring::start(&MonitorArgs::default(), hashrig_monitor::RunMode::Mine, None).unwrap();
     m.set_pools(&["stratum+tcp://a:1".into(), "stratum+tcp://b:2".into()], &["w1".into()]);
     m.pool_connected(1);
     m.pool_job(1, 512.0);
@@ -184,7 +184,7 @@ fn emulated_chain_report_has_a_health_map_of_every_chip() {
     let at = html.find(open).unwrap() + open.len();
     let run: hashrig_monitor::RunView = serde_json::from_str(&html[at..at + html[at..].find("</script>").unwrap()]).unwrap();
     let chain = &run.devices[0];
-    assert_eq!(chain.kind, "asic");
+    assert_eq!(chain.kind, hashrig_monitor::DeviceKind::Asic);
     assert_eq!(chain.chips.len(), 4, "one entry per chip from the driver's telemetry");
     let nonces: u64 = chain.chips.iter().map(|c| c.nonces).sum();
     assert!(nonces > 0, "the emulated chips returned nonces");

@@ -243,6 +243,7 @@ fn device_stats(index: usize) -> hashrig_engine::DeviceStats {
         last_error: None,
         failed: false,
         paused: false,
+        health: None,
     }
 }
 
@@ -250,7 +251,7 @@ fn device_stats(index: usize) -> hashrig_engine::DeviceStats {
 fn pool_answers_are_counted_per_device_and_unsent_stale_shares_count_for_the_rig() {
     use hashrig_cli::monitoring::{MonitorArgs, Monitoring};
     use hashrig_miner::{Fate, StaleReason};
-    let mut m = Monitoring::start(&MonitorArgs::default(), "mine", None).unwrap();
+    let mut m = Monitoring::start(&MonitorArgs::default(), hashrig_monitor::RunMode::Mine, None).unwrap();
     m.set_pools(&["stratum+tcp://a:1".into()], &["w".into()]);
     m.pool_connected(0);
     m.pool_job(0, 4.0);

@@ -177,14 +177,6 @@ fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
     Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())
 }
 
-/// Telemetry of every ASIC chain opened in this process (for reports and the health map).
-static ASIC_CHAINS: std::sync::Mutex<Vec<hashrig_hasher_asic::ChainStats>> = std::sync::Mutex::new(Vec::new());
-
-/// Snapshots of the chains opened so far (empty without an asic/emu backend).
-pub fn asic_snapshots() -> Vec<hashrig_hasher_asic::ChainSnapshot> {
-    ASIC_CHAINS.lock().map(|v| v.iter().map(|s| s.snapshot()).collect()).unwrap_or_default()
-}
-
 /// `asic:PORT[,chip=bm1370,freq=MHZ,chips=N,baud=115200|max,diff=D]`: a BM13xx chain.
 fn open_asic(port: &str, options: &[(String, String)]) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
     let mut cfg = hashrig_hasher_asic::ChainConfig::default();
@@ -203,11 +195,7 @@ fn open_asic(port: &str, options: &[(String, String)]) -> anyhow::Result<Vec<Box
             _ => return Err(bad("unknown option")),
         }
     }
-    let h = hashrig_hasher_asic::open_port(port, cfg)?;
-    if let Ok(mut v) = ASIC_CHAINS.lock() {
-        v.push(h.stats());
-    }
-    Ok(vec![Box::new(h)])
+    Ok(vec![Box::new(hashrig_hasher_asic::open_port(port, cfg)?)])
 }
 
 /// `emu:bm1366x16[,faults]`: the chip-chain emulator in-process over a real pty, driven by the
@@ -217,9 +205,6 @@ fn open_emu(model: &str) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
         e @ (hashrig_hasher_asic::Error::EmuModel(_) | hashrig_hasher_asic::Error::EmuOption(_)) => bad_input(e.to_string()),
         e => anyhow::Error::new(e),
     })?;
-    if let Ok(mut v) = ASIC_CHAINS.lock() {
-        v.push(h.stats());
-    }
     Ok(vec![Box::new(h)])
 }
 

@@ -157,7 +157,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> anyhow::Result<BenchReport> {
-    let mut mon = crate::monitoring::Monitoring::start(monitor, "bench", None)?;
+    let mut mon = crate::monitoring::Monitoring::start(monitor, hashrig_monitor::RunMode::Bench, None)?;
     let hashers = backend::open(&plan.spec, &plan.cpu)?;
     let infos: Vec<_> = hashers.iter().map(|h| h.info().clone()).collect();
     let kernel = infos.iter().map(|i| i.kernel.clone()).collect::<Vec<_>>().join(",");
@@ -240,6 +240,8 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         None => econ.as_ref().map(crate::monitoring::economics_view),
     };
     mon.finish(&stats)?;
+    // Each chain's telemetry, as the engine sampled it with its final stats.
+    let asic_chains = stats.devices.iter().filter_map(|d| d.health.as_ref()?.chain().cloned()).collect();
     Ok(BenchReport {
         backend: plan.spec.to_string(),
         devices: infos.iter().map(|i| i.name.clone()).collect(),
@@ -259,7 +261,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         decision: live.and_then(|f| f.decision),
         power_notes: if power.is_some() { Vec::new() } else { notes },
         stats,
-        asic_chains: crate::backend::asic_snapshots(),
+        asic_chains,
     })
 }
 

@@ -610,7 +610,7 @@ impl Observer for CliObserver {
 }
 
 async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
-    let mon = crate::monitoring::Monitoring::start(&settings.monitor, "mine", None)?;
+    let mon = crate::monitoring::Monitoring::start(&settings.monitor, hashrig_monitor::RunMode::Mine, None)?;
     // The meter may run a command (--power-cmd): keep it off the async workers' hot path.
     let meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&settings.power))?;
     let curtail = settings.curtail.clone().map(crate::curtailing::RunCurtail::start).transpose()?;

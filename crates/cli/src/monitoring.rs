@@ -99,7 +99,7 @@ impl Monitoring {
     /// Check the flags and start the listeners they ask for. `actions` serves write commands
     /// (only for peers given `W:` in --api-allow); without it, `quit` is supported and the
     /// caller polls [`Monitoring::quit_requested`].
-    pub fn start(args: &MonitorArgs, mode: &str, actions: Option<Arc<dyn Actions>>) -> anyhow::Result<Self> {
+    pub fn start(args: &MonitorArgs, mode: hashrig_monitor::RunMode, actions: Option<Arc<dyn Actions>>) -> anyhow::Result<Self> {
         let access = match &args.api_allow {
             Some(list) => Access::parse(list).map_err(|e| bad_input(format!("--api-allow: {e}")))?,
             None => Access::loopback_only(),
@@ -112,8 +112,8 @@ impl Monitoring {
                 return Err(bad_input(format!("--report {}: is a directory; name an .html file", path.display())));
             }
         let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let extras = Extras { mode: mode.to_string(), started_unix, ..Default::default() };
-        let view = SharedView::new(RunView { mode: mode.to_string(), started_unix, ..Default::default() });
+        let extras = Extras { mode, started_unix, ..Default::default() };
+        let view = SharedView::new(RunView { mode, started_unix, ..Default::default() });
         let quit = Arc::new(AtomicBool::new(false));
         let client = Arc::new(Mutex::new(None));
         let devices = Arc::new(Mutex::new(None));
@@ -179,8 +179,7 @@ impl Monitoring {
         if let Some(st) = client {
             self.client_stats(&st);
         }
-        let mut v = self.tracker.view(stats, &self.extras);
-        merge_asic(&mut v, &crate::backend::asic_snapshots());
+        let v = self.tracker.view(stats, &self.extras);
         self.view.set(v);
     }
 
@@ -362,30 +361,6 @@ impl Monitoring {
                 p.shares.add_reject_reason(reason, 1);
             }
         }
-    }
-}
-
-/// Fill the per-chip / per-core health of ASIC devices (in the order they were opened) from
-/// the chain driver's telemetry, which counts valid nonces where the engine counts only errors.
-pub fn merge_asic(view: &mut RunView, chains: &[hashrig_hasher_asic::ChainSnapshot]) {
-    let asics = view.devices.iter_mut().filter(|d| d.kind == "asic");
-    for (dev, chain) in asics.zip(chains) {
-        dev.chips = chain
-            .per_chip
-            .iter()
-            .map(|c| hashrig_monitor::ChipView {
-                index: c.index,
-                nonces: c.nonces,
-                hw_errors: c.hw_errors,
-                est_hashrate: c.est_hashrate,
-                temperature: None,
-                cores: c
-                    .cores
-                    .iter()
-                    .map(|k| hashrig_monitor::CoreView { index: k.core, nonces: k.nonces, hw_errors: k.hw_errors })
-                    .collect(),
-            })
-            .collect();
     }
 }
 

@@ -22,7 +22,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use hashrig_hasher::{Candidate, Control, DeviceInfo, HashCount, Hasher, Origin, Sink, WorkUnit};
+pub use hashrig_hasher::{Candidate, Control, DeviceInfo, DeviceKind, HashCount, Hasher, Origin, Sink, WorkUnit};
+pub use hashrig_hasher::health::{ChainSnapshot, Health, HealthProbe};
 use hashrig_sha256d::{NonceRange, Target};
 use hashrig_work::target::{difficulty_of_target, hash_difficulty, reference_sha256d};
 use hashrig_work::{Job, PreparedHeader};
@@ -151,6 +152,11 @@ pub struct DeviceStats {
     pub failed: bool,
     /// Paused through [`Engine::device_pause`] (takes no new work until resumed).
     pub paused: bool,
+    /// The device's own telemetry (per-chip health of an ASIC chain), sampled with these
+    /// stats; none for hashers without a probe. Not serialized here: reports carry it once
+    /// (a bench report's `asic_chains`, the view's per-chip health).
+    #[serde(skip)]
+    pub health: Option<Health>,
 }
 
 /// Totals at one moment.
@@ -261,6 +267,8 @@ struct Shared {
     started: Instant,
     controls: Vec<Control>,
     infos: Vec<DeviceInfo>,
+    /// Each device's health probe, if its hasher offers one (taken at start).
+    probes: Vec<Option<Arc<dyn HealthProbe>>>,
     dispatch: Mutex<Dispatch>,
     work_ready: Condvar,
     counters: Mutex<Counters>,
@@ -449,6 +457,8 @@ impl Shared {
     fn snapshot(&self) -> Stats {
         let elapsed_s = self.started.elapsed().as_secs_f64();
         let epoch = lock(&self.dispatch).epoch;
+        // Probes first: a probe takes its hasher's own lock, never while ours is held.
+        let mut health: Vec<Option<Health>> = self.probes.iter().map(|p| p.as_ref().map(|p| p.sample())).collect();
         let k = lock(&self.counters);
         let per_sec = |h: f64| if elapsed_s > 0.0 { h / elapsed_s } else { 0.0 };
         let devices: Vec<DeviceStats> = k
@@ -481,6 +491,7 @@ impl Shared {
                     last_error: c.last_error.clone(),
                     failed: c.failed,
                     paused: self.paused.is_paused(index),
+                    health: health.get_mut(index).and_then(Option::take),
                 }
             })
             .collect();
@@ -545,6 +556,7 @@ impl Engine {
             return Err(Error::NoHashers);
         }
         let infos: Vec<DeviceInfo> = hashers.iter().map(|h| h.info().clone()).collect();
+        let probes = hashers.iter().map(|h| h.health_probe()).collect();
         let counters = Counters { devices: infos.iter().map(|_| DevCounters::default()).collect(), ..Default::default() };
         let paused = DevicePause::new(infos.len());
         let shared = Arc::new(Shared {
@@ -552,6 +564,7 @@ impl Engine {
             started: Instant::now(),
             controls: infos.iter().map(|_| Control::new()).collect(),
             infos,
+            probes,
             dispatch: Mutex::new(Dispatch::default()),
             work_ready: Condvar::new(),
             paused,
@@ -786,6 +799,7 @@ mod tests {
             started: Instant::now(),
             controls: vec![Control::new()],
             infos: vec![info],
+            probes: vec![None],
             dispatch: Mutex::new(Dispatch::default()),
             work_ready: Condvar::new(),
             counters: Mutex::new(Counters::default()),

@@ -434,3 +434,72 @@ fn a_job_given_back_after_another_goes_on_from_where_its_scan_stopped() {
     take(4, true);
     engine.stop();
 }
+
+/// A hasher with a health probe whose reading changes while it runs.
+#[derive(Debug, Default)]
+struct ProbedChain(std::sync::atomic::AtomicU64);
+
+impl hashrig_engine::HealthProbe for ProbedChain {
+    fn sample(&self) -> hashrig_engine::Health {
+        let n = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        hashrig_engine::Health::Chain(hashrig_engine::ChainSnapshot {
+            chip: "bm1370".into(),
+            chips: 1,
+            expected_chips: None,
+            missing_chips: 0,
+            mhz: 500.0,
+            nominal_hashrate: 1e12,
+            ticket_difficulty: 256.0,
+            estimate: hashrig_hasher::estimate::estimate(n, 256.0, 1.0),
+            valid_nonces: n,
+            hw_errors: 0,
+            duplicates: 0,
+            late: 0,
+            superseded: 0,
+            unknown_job: 0,
+            bad_crc: 0,
+            skipped_bytes: 0,
+            jobs_sent: 0,
+            flushes: 0,
+            reinits: 0,
+            missed_heartbeats: 0,
+            model_watts: None,
+            model_j_per_th_at_nominal: None,
+            emulator_true_hashrate: None,
+            per_chip: Vec::new(),
+        })
+    }
+}
+
+struct ChainHasher(DeviceInfo, std::sync::Arc<ProbedChain>);
+
+impl Hasher for ChainHasher {
+    fn info(&self) -> &DeviceInfo {
+        &self.0
+    }
+
+    fn hash(&mut self, _unit: &WorkUnit, _ctl: &Control, _sink: &Sink) -> Result<UnitOutcome, HasherError> {
+        self.1.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(2));
+        Ok(UnitOutcome { hashes: 0, completed: true })
+    }
+
+    fn health_probe(&self) -> Option<std::sync::Arc<dyn hashrig_engine::HealthProbe>> {
+        Some(self.1.clone())
+    }
+}
+
+#[test]
+fn the_engine_samples_each_hashers_health_probe_with_its_stats_and_none_for_hashers_without_one() {
+    let probe = std::sync::Arc::new(ProbedChain::default());
+    let hashers: Vec<Box<dyn Hasher>> =
+        vec![Box::new(BrokenHasher(fake_info("no probe"))), Box::new(ChainHasher(fake_info("chain"), probe.clone()))];
+    let engine = Engine::start(hashers, DiscardShares, EngineConfig::default()).unwrap();
+    engine.set_job(Job::synthetic("j", 1, Target::MAX));
+    let valid = |s: &hashrig_engine::Stats| s.devices[1].health.as_ref().and_then(|h| h.chain()).map(|c| c.valid_nonces);
+    wait_until("the probe to move", || valid(&engine.stats()).is_some_and(|n| n >= 3));
+    let stats = engine.stop();
+    assert!(stats.devices[0].health.is_none());
+    // Sampled at the stop, not at the start: the final stats read the final count.
+    assert_eq!(valid(&stats), Some(probe.0.load(std::sync::atomic::Ordering::Relaxed)));
+}

@@ -275,6 +275,10 @@ impl<P: Port> Hasher for AsicHasher<P> {
         &self.info
     }
 
+    fn health_probe(&self) -> Option<std::sync::Arc<dyn hashrig_hasher::health::HealthProbe>> {
+        Some(std::sync::Arc::new(self.chain.stats().clone()))
+    }
+
     fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, hashrig_hasher::Error> {
         let mut hashes = 0u64;
         if ctl.is_stale(unit) {

@@ -18,13 +18,15 @@ use std::sync::mpsc;
 pub use hashrig_sha256d::{NonceRange, Target};
 
 pub mod estimate;
+pub mod health;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 /// What kind of hardware a hasher drives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    #[default]
     Cpu,
     Gpu,
     Asic,
@@ -196,14 +198,27 @@ pub trait Hasher: Send {
     /// Sweep `unit`: push each candidate to `sink` as soon as it is found, add hashes to
     /// `ctl` between batches, and return when the range is done or `ctl.is_stale(unit)`.
     fn hash(&mut self, unit: &WorkUnit, ctl: &Control, sink: &Sink) -> Result<UnitOutcome, Error>;
+
+    /// Live health telemetry, for hashers that have any (chip chains); none by default. The
+    /// engine takes the probe once at start and samples it with its stats.
+    fn health_probe(&self) -> Option<Arc<dyn health::HealthProbe>> {
+        None
+    }
+}
+
+impl DeviceKind {
+    /// The lowercase name used in output, labels and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Gpu => "gpu",
+            DeviceKind::Asic => "asic",
+        }
+    }
 }
 
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DeviceKind::Cpu => "cpu",
-            DeviceKind::Gpu => "gpu",
-            DeviceKind::Asic => "asic",
-        })
+        f.write_str(self.as_str())
     }
 }

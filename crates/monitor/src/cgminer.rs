@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::access::{Access, Level};
-use crate::view::{DeviceView, PoolView, RunView, SharedView, percent};
+use crate::view::{DeviceKind, DeviceView, PoolView, RunView, SharedView, percent};
 use crate::Error;
 
 /// The API version we report (cgminer 4.x reports 3.7).
@@ -546,10 +546,10 @@ fn summary(v: &RunView) -> Fields {
 }
 
 fn dev_key(d: &DeviceView) -> &'static str {
-    match d.kind.as_str() {
-        "gpu" => "GPU",
-        "cpu" => "CPU",
-        _ => "ASC",
+    match d.kind {
+        DeviceKind::Gpu => "GPU",
+        DeviceKind::Cpu => "CPU",
+        DeviceKind::Asic => "ASC",
     }
 }
 
@@ -558,7 +558,7 @@ fn dev(d: &DeviceView, v: &RunView) -> Fields {
     let minutes = v.elapsed_s / 60.0;
     let mut out = vec![
         f(dev_key(d), json!(d.id)),
-        f("Name", json!(d.kind.to_uppercase())),
+        f("Name", json!(d.kind.as_str().to_uppercase())),
         f("ID", json!(d.id)),
         f("Enabled", json!(if d.enabled { "Y" } else { "N" })),
         f("Status", json!(if d.enabled { "Alive" } else { "Disabled" })),
@@ -735,11 +735,11 @@ fn device_stats(index: usize, d: &DeviceView, elapsed: &Value) -> Fields {
 }
 
 fn config(v: &RunView, level: Level) -> Fields {
-    let count = |k: &str| v.devices.iter().filter(|d| d.kind == k).count();
+    let count = |k: DeviceKind| v.devices.iter().filter(|d| d.kind == k).count();
     vec![
-        f("ASC Count", json!(count("asic"))),
-        f("GPU Count", json!(count("gpu"))),
-        f("CPU Count", json!(count("cpu"))),
+        f("ASC Count", json!(count(DeviceKind::Asic))),
+        f("GPU Count", json!(count(DeviceKind::Gpu))),
+        f("CPU Count", json!(count(DeviceKind::Cpu))),
         f("PGA Count", json!(0)),
         f("Pool Count", json!(v.pools.len())),
         f("Strategy", json!("Failover")),
@@ -755,7 +755,7 @@ fn config(v: &RunView, level: Level) -> Fields {
 fn devdetails(i: usize, d: &DeviceView) -> Fields {
     vec![
         f("DEVDETAILS", json!(i)),
-        f("Name", json!(d.kind.to_uppercase())),
+        f("Name", json!(d.kind.as_str().to_uppercase())),
         f("ID", json!(d.id)),
         f("Driver", json!(format!("hashrig-{}", d.kind))),
         f("Kernel", json!(d.kernel)),
@@ -1024,11 +1024,11 @@ mod tests {
 
     fn view() -> RunView {
         RunView {
-            mode: "bench".into(),
+            mode: RunMode::Bench,
             elapsed_s: 60.0,
             hashrate: Rates { avg: 2.5e6, s5: 2.4e6, m1: 2.6e6 },
             hashes: 1.5e8,
-            devices: vec![DeviceView { id: 0, kind: "cpu".into(), enabled: true, valid_nonces: 99, hw_errors: 1, ..Default::default() }],
+            devices: vec![DeviceView { id: 0, kind: DeviceKind::Cpu, enabled: true, valid_nonces: 99, hw_errors: 1, ..Default::default() }],
             pools: vec![PoolView { id: 0, url: "stratum+tcp://pool.example:3333".into(), state: PoolState::Alive, active: true, ..Default::default() }],
             ..Default::default()
         }

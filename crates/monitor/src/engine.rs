@@ -19,7 +19,7 @@ use crate::view::*;
 #[derive(Clone, Debug, Default)]
 pub struct Extras {
     /// "bench" or "mine".
-    pub mode: String,
+    pub mode: RunMode,
     pub started_unix: u64,
     pub pools: Vec<PoolView>,
     pub power: Option<PowerView>,
@@ -148,34 +148,17 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
                     ci_high += d.hashrate;
                 }
             }
-            let mut chips: Vec<ChipView> = Vec::new();
-            for o in &d.hw_errors_by_origin {
-                let Some(chip) = o.chip else { continue };
-                let idx = match chips.iter().position(|c| c.index == chip) {
-                    Some(p) => p,
-                    None => {
-                        chips.push(ChipView { index: chip, ..Default::default() });
-                        chips.len() - 1
-                    }
-                };
-                let c = &mut chips[idx];
-                c.hw_errors += o.count;
-                if let Some(core) = o.core {
-                    match c.cores.iter_mut().find(|x| x.index == core) {
-                        Some(x) => x.hw_errors += o.count,
-                        None => c.cores.push(CoreView { index: core, nonces: 0, hw_errors: o.count }),
-                    }
-                }
-            }
-            chips.sort_by_key(|c| c.index);
-            for c in &mut chips {
-                c.cores.sort_by_key(|x| x.index);
-            }
+            // A chip chain's own telemetry counts valid nonces per chip and core; without it,
+            // the engine's re-verification errors by origin are all there is.
+            let chips = match d.health.as_ref().and_then(|h| h.chain()) {
+                Some(chain) => chain_chips(chain),
+                None => chips_from_errors(&d.hw_errors_by_origin),
+            };
             let ds = extras.device_shares.get(&d.index).cloned().unwrap_or_default();
             DeviceView {
                 id: d.index as u32,
                 name: d.info.name.clone(),
-                kind: d.info.kind.to_string(),
+                kind: d.info.kind,
                 kernel: d.info.kernel.clone(),
                 enabled: !d.failed && !d.paused,
                 hashrate,
@@ -208,7 +191,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         (th > 0.0 && energy > 0.0).then(|| energy / th)
     });
     let mut shares = Shares { accepted: stats.accepted, rejected: stats.rejected, stale: stats.stale, ..Default::default() };
-    if extras.pools.is_empty() && extras.mode == "bench" {
+    if extras.pools.is_empty() && extras.mode == RunMode::Bench {
         // A bench has no pool to accept: shares found are counted as found.
         shares.accepted = stats.accepted.max(stats.shares);
     }
@@ -229,7 +212,7 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         shares.stale += extras.stale_unsent + stats.stale;
     }
     RunView {
-        mode: extras.mode.clone(),
+        mode: extras.mode,
         started_unix: extras.started_unix,
         elapsed_s: stats.elapsed_s,
         hashrate: rig_rates,
@@ -256,6 +239,50 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         ledger: extras.ledger.clone(),
         curtail: extras.curtail.clone(),
     }
+}
+
+/// Per-chip counts from the engine's hardware errors by origin (chip, core).
+fn chips_from_errors(errors: &[hashrig_engine::OriginErrors]) -> Vec<ChipView> {
+    let mut chips: Vec<ChipView> = Vec::new();
+    for o in errors {
+        let Some(chip) = o.chip else { continue };
+        let idx = match chips.iter().position(|c| c.index == chip) {
+            Some(p) => p,
+            None => {
+                chips.push(ChipView { index: chip, ..Default::default() });
+                chips.len() - 1
+            }
+        };
+        let c = &mut chips[idx];
+        c.hw_errors += o.count;
+        if let Some(core) = o.core {
+            match c.cores.iter_mut().find(|x| x.index == core) {
+                Some(x) => x.hw_errors += o.count,
+                None => c.cores.push(CoreView { index: core, nonces: 0, hw_errors: o.count }),
+            }
+        }
+    }
+    chips.sort_by_key(|c| c.index);
+    for c in &mut chips {
+        c.cores.sort_by_key(|x| x.index);
+    }
+    chips
+}
+
+/// Per-chip and per-core counts from a chip chain's telemetry.
+fn chain_chips(chain: &hashrig_engine::ChainSnapshot) -> Vec<ChipView> {
+    chain
+        .per_chip
+        .iter()
+        .map(|c| ChipView {
+            index: c.index,
+            nonces: c.nonces,
+            hw_errors: c.hw_errors,
+            est_hashrate: c.est_hashrate,
+            temperature: None,
+            cores: c.cores.iter().map(|k| CoreView { index: k.core, nonces: k.nonces, hw_errors: k.hw_errors }).collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -319,7 +346,7 @@ mod reject_reason_tests {
         for i in 0..10_000u64 {
             pool.shares.reject_reasons.insert(format!("\x1b]0;title\x07reason {i}"), 1);
         }
-        let extras = Extras { mode: "mine".into(), pools: vec![pool.clone(), pool], ..Default::default() };
+        let extras = Extras { mode: RunMode::Mine, pools: vec![pool.clone(), pool], ..Default::default() };
         let stats = Stats {
             elapsed_s: 1.0,
             hashes: 0,
@@ -348,3 +375,4 @@ mod reject_reason_tests {
         assert_eq!(v.pools[0].shares.reject_reasons.values().sum::<u64>(), 10_000);
     }
 }
+

@@ -102,14 +102,14 @@ pub fn render(view: &RunView) -> Result<String, Error> {
     for d in &view.devices {
         let id = d.id.to_string();
         for (w, v) in [("5s", d.hashrate.s5), ("1m", d.hashrate.m1), ("avg", d.hashrate.avg)] {
-            dev_rate.get_or_create(&l(&[("device", &id), ("kind", &d.kind), ("window", w)])).set(fin(v));
+            dev_rate.get_or_create(&l(&[("device", &id), ("kind", d.kind.as_str()), ("window", w)])).set(fin(v));
         }
-        let dl = l(&[("device", &id), ("kind", &d.kind)]);
+        let dl = l(&[("device", &id), ("kind", d.kind.as_str())]);
         hashes.get_or_create(&dl).inc_by(fin(d.hashes).max(0.0));
         hw.get_or_create(&dl).inc_by(d.hw_errors as f64);
         nonces.get_or_create(&dl).inc_by(d.valid_nonces as f64);
         for (result, n) in [("accepted", d.accepted), ("rejected", d.rejected), ("stale", d.stale)] {
-            dev_shares.get_or_create(&l(&[("device", &id), ("kind", &d.kind), ("result", result)])).inc_by(n as f64);
+            dev_shares.get_or_create(&l(&[("device", &id), ("kind", d.kind.as_str()), ("result", result)])).inc_by(n as f64);
         }
         for t in &d.temperatures {
             temp.get_or_create(&l(&[("device", &id), ("sensor", &t.sensor)])).set(fin(t.celsius));
@@ -195,7 +195,7 @@ pub fn render(view: &RunView) -> Result<String, Error> {
     let best = gauge(&mut reg, "best_share_difficulty", "Highest share difficulty this run");
     best.get_or_create(&Vec::new()).set(fin(view.best_share));
     let up = gauge(&mut reg, "run_elapsed_seconds", "Seconds since the run started");
-    up.get_or_create(&l(&[("mode", &view.mode)])).set(fin(view.elapsed_s));
+    up.get_or_create(&l(&[("mode", view.mode.as_str())])).set(fin(view.elapsed_s));
 
     if let Some(p) = &view.power {
         let w = gauge(&mut reg, "power_watts", "Power draw; the label says where the figure came from");

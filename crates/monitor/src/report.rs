@@ -17,7 +17,7 @@ use crate::Error;
 /// Render the report page for `view`.
 pub fn render_html(view: &RunView) -> Result<String, Error> {
     let mut html = String::with_capacity(64 * 1024);
-    let title = format!("hashrig {} report", esc(&view.mode));
+    let title = format!("hashrig {} report", view.mode);
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -227,7 +227,7 @@ fn devices_table(html: &mut String, v: &RunView) {
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             d.id,
             esc(&d.name),
-            esc(&d.kind),
+            d.kind,
             esc(&d.kernel),
             fmt_rate(d.hashrate.avg),
             d.nominal_hashrate.map(fmt_rate).unwrap_or_else(|| "-".into()),
@@ -525,6 +525,7 @@ fn chip_map(d: &DeviceView, weak: &[usize]) -> Result<(String, usize), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RunMode;
     use crate::view::{CurtailView, LedgerView};
 
     #[test]
@@ -536,7 +537,7 @@ mod tests {
 
     #[test]
     fn the_ledger_and_curtailment_have_rows_of_their_own() {
-        let mut v = RunView { mode: "mine".into(), ..Default::default() };
+        let mut v = RunView { mode: RunMode::Mine, ..Default::default() };
         v.ledger = Some(LedgerView { found: 5, accepted: 3, rejected: 1, stale: 1, in_flight: 0, reconciles: true, ..Default::default() });
         v.curtail = Some(CurtailView { curtailed_s: 42.0, curtailments: 2, cost_avoided_usd: 0.125, price_errors: 1, ..Default::default() });
         let html = render_html(&v).unwrap();

@@ -9,11 +9,38 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+pub use hashrig_engine::DeviceKind;
+
+/// What kind of run a view describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Hashing synthetic work to measure the rig; shares found count as found.
+    #[default]
+    Bench,
+    /// Mining for a pool or a node.
+    Mine,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Bench => "bench",
+            RunMode::Mine => "mine",
+        }
+    }
+}
+
+impl std::fmt::Display for RunMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A snapshot of one run (bench or mine).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
-    /// "bench" or "mine".
-    pub mode: String,
+    pub mode: RunMode,
     /// Unix seconds when the run started.
     pub started_unix: u64,
     /// Seconds since the run started.
@@ -240,8 +267,7 @@ pub(crate) fn bound_reasons<'a>(reasons: impl IntoIterator<Item = (&'a str, u64)
 pub struct DeviceView {
     pub id: u32,
     pub name: String,
-    /// "cpu", "gpu" or "asic".
-    pub kind: String,
+    pub kind: DeviceKind,
     /// Kernel or chip model, e.g. "sha-ni", "wgsl", "bm1370".
     pub kernel: String,
     pub enabled: bool,

@@ -38,7 +38,7 @@ fn api_shows_the_running_engines_counts() {
 
     let view = SharedView::default();
     let api = ApiServer::start(ApiConfig::new("127.0.0.1:0".parse().unwrap()), view.clone(), Arc::new(NoActions)).unwrap();
-    let extras = Extras { mode: "bench".into(), ..Default::default() };
+    let extras = Extras { mode: hashrig_monitor::RunMode::Bench, ..Default::default() };
     let mut tracker = Tracker::new();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(1200) {

@@ -32,7 +32,7 @@ pub fn rig() -> RunView {
     let asic = DeviceView {
         id: 1,
         name: "bm1370 chain on /dev/ttyUSB0".into(),
-        kind: "asic".into(),
+        kind: hashrig_monitor::DeviceKind::Asic,
         kernel: "bm1370".into(),
         enabled: true,
         hashrate: Rates { avg: 4.5e12, s5: 4.4e12, m1: 4.6e12 },
@@ -54,7 +54,7 @@ pub fn rig() -> RunView {
     let cpu = DeviceView {
         id: 0,
         name: "cpu: 2 threads".into(),
-        kind: "cpu".into(),
+        kind: hashrig_monitor::DeviceKind::Cpu,
         kernel: "sha-ni".into(),
         enabled: true,
         hashrate: Rates { avg: 2.0e7, s5: 1.9e7, m1: 2.1e7 },
@@ -97,7 +97,7 @@ pub fn rig() -> RunView {
         },
     ];
     RunView {
-        mode: "mine".into(),
+        mode: hashrig_monitor::RunMode::Mine,
         started_unix: 1_700_000_000,
         elapsed_s: 60.0,
         hashrate: Rates { avg: 4.52e12, s5: 4.42e12, m1: 4.62e12 },
