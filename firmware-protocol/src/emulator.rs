@@ -863,22 +863,9 @@ pub fn target_for_zero_bits(bits: u8) -> Target {
     Target::from_le_bytes(le)
 }
 
-/// Leading zero bits of a digest read as a little-endian 256-bit number.
-pub fn zero_bits(digest: &[u8; 32]) -> u32 {
-    let mut n = 0;
-    for b in digest.iter().rev() {
-        if *b == 0 {
-            n += 8;
-        } else {
-            return n + b.leading_zeros();
-        }
-    }
-    n
-}
-
 fn report(shared: &Shared, job: &ActiveJob, k: u64, version: u32, nonce: u32, digest: &[u8; 32]) {
     let chip = shared.chip;
-    let zeros = zero_bits(digest);
+    let zeros = hashrig_sha256d::leading_zero_bits(digest);
     let nonce_h = nonce.swap_bytes();
     let field = ((nonce_h >> 17) & 0xff) as u8;
     let core = (nonce_h >> 25) as u8;

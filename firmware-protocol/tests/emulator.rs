@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use firmware_protocol::emulator::{Emulator, EmulatorConfig, Faults, zero_bits};
+use firmware_protocol::emulator::{Emulator, EmulatorConfig, Faults};
+use hashrig_sha256d::leading_zero_bits as zero_bits;
 use firmware_protocol::{
     ChipType, Command, Decoder, Direction, Event, Frame, HeaderJob, MidstateJob, NonceResponse, Response, ResponseForm, ResponseLength,
     TicketMask, VersionRolling, reg,

@@ -154,25 +154,12 @@ fn captured_bm1370_job_and_nonce_make_a_header_that_meets_the_share() {
     let header = job.header(n.version(ChipType::Bm1370, job.version, 0x1fff_e000), n.nonce);
     let digest = hashrig_sha256d::sha256d_header(&header);
     // Difficulty 29588 > 2^14: the hash, read as a little-endian number, has >= 32 + 14 leading zero bits.
-    let zeros = leading_zero_bits(&digest);
+    let zeros = hashrig_sha256d::leading_zero_bits(&digest);
     assert!(zeros >= 46, "only {zeros} zero bits");
     // The same with sha2 directly.
     use sha2::Digest;
     let d2: [u8; 32] = sha2::Sha256::digest(sha2::Sha256::digest(header)).into();
     assert_eq!(d2, digest);
-}
-
-fn leading_zero_bits(digest: &[u8; 32]) -> u32 {
-    let mut n = 0;
-    for b in digest.iter().rev() {
-        if *b == 0 {
-            n += 8;
-        } else {
-            n += b.leading_zeros();
-            break;
-        }
-    }
-    n
 }
 
 #[test]

@@ -18,14 +18,19 @@
 //! [`open_emulated`] starts `firmware_protocol::emulator` in-process and opens it over its pty.
 
 mod chain;
+mod init;
 mod port;
+mod setup;
 mod stats;
 
 use std::time::{Duration, Instant};
 
 use hashrig_hasher::{Control, DeviceInfo, DeviceKind, HashCount, Hasher, Sink, UnitOutcome, WorkUnit};
 
-pub use chain::{Chain, ChainConfig, ChainInfo, HOST_RESET_BAUD, PollOutcome, probe, zero_bits};
+pub use chain::{Chain, PollOutcome};
+pub use hashrig_sha256d::leading_zero_bits;
+pub use init::probe;
+pub use setup::{ChainConfig, ChainInfo, HOST_RESET_BAUD};
 pub use firmware_protocol::ChipType;
 pub use port::{Port, SerialLink};
 pub use stats::{ChainSnapshot, ChainStats, ChipHealth, CoreHealth, Estimate, TruthFn, estimate, poisson_ci95};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::chain::ChainInfo;
+use crate::setup::ChainInfo;
 pub use hashrig_hasher::estimate::{Estimate, estimate, poisson_ci95};
 pub use hashrig_hasher::health::{ChainSnapshot, ChipHealth, CoreHealth};
 use hashrig_hasher::health::{Health, HealthProbe};

@@ -69,7 +69,7 @@ pub fn digest(unit: &WorkUnit, c: &Candidate) -> [u8; 32] {
 }
 
 pub fn leading_zero_bits(d: &[u8; 32]) -> u32 {
-    hashrig_hasher_asic::zero_bits(d)
+    hashrig_hasher_asic::leading_zero_bits(d)
 }
 
 pub fn quiet() -> Duration {

@@ -518,3 +518,17 @@ pub fn sha256d_header(header: &[u8; 80]) -> [u8; 32] {
     let nonce = u32::from_le_bytes([header[76], header[77], header[78], header[79]]);
     ScanJob::new(header).digest(nonce)
 }
+
+/// Leading zero bits of a digest read as a little-endian 256-bit number, the way targets
+/// compare it: a hash meets a target of `2^(256-k) - 1` exactly when it has `k` or more.
+/// (ASIC tickets and the chip emulator count difficulty this way.)
+pub fn leading_zero_bits(digest: &[u8; 32]) -> u32 {
+    let mut n = 0;
+    for b in digest.iter().rev() {
+        if *b != 0 {
+            return n + b.leading_zeros();
+        }
+        n += 8;
+    }
+    n
+}

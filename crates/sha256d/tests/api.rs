@@ -92,3 +92,34 @@ fn found_nonces_are_appended_after_what_the_vector_held() {
         assert_eq!(found, vec![42, 100, 101, 102], "kernel {k}");
     }
 }
+
+#[test]
+fn leading_zero_bits_agree_with_the_target_comparison() {
+    use hashrig_sha256d::{Target, leading_zero_bits};
+    // The target with k leading zero bits: 2^(256-k) - 1, little-endian bytes.
+    let target_of = |k: u32| {
+        let mut le = [0xffu8; 32];
+        for bit in (256 - k)..256 {
+            le[(bit / 8) as usize] &= !(1 << (bit % 8));
+        }
+        Target::from_le_bytes(le)
+    };
+    assert_eq!(leading_zero_bits(&[0; 32]), 256);
+    assert_eq!(leading_zero_bits(&[0xff; 32]), 0);
+    let mut d = [0u8; 32];
+    d[31] = 1;
+    assert_eq!(leading_zero_bits(&d), 7);
+    d[31] = 0;
+    d[28] = 0x10;
+    assert_eq!(leading_zero_bits(&d), 27);
+    // Against the comparison itself, for digests of every bit length.
+    for k in 0..256u32 {
+        let mut le = [0u8; 32];
+        let top = 255 - k;
+        le[(top / 8) as usize] = 1 << (top % 8);
+        le[0] |= 0x5a;
+        assert_eq!(leading_zero_bits(&le), k, "digest with its top bit at {top}");
+        assert!(target_of(k).is_met_by(&le), "k={k}");
+        assert!(!target_of(k + 1).is_met_by(&le), "k={k}");
+    }
+}
