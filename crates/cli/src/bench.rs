@@ -220,7 +220,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         None
     };
     let power_w = power.as_ref().map(|p| p.watts);
-    let j_per_th = power_w.filter(|_| stats.hashrate > 0.0).map(|w| w / (stats.hashrate / 1e12));
+    let j_per_th = power_w.and_then(|w| hashrig_hasher::estimate::j_per_th(w, stats.hashrate));
     let econ = match plan.econ {
         Some((power_price, btc_price, difficulty)) => Some(economics(&EconInputs {
             hashrate: stats.hashrate,

@@ -147,10 +147,10 @@ fn machine(a: &EconArgs) -> anyhow::Result<Machine> {
         (Some(h), Some(w), Some(e)) => Err(bad_input(format!(
             "--efficiency with both --hashrate and --watts contradicts itself ({} at {w} W is already {} J/TH, not {e}): give two of the three",
             fmt_rate(h.hs),
-            sig(w / (h.hs / 1e12))
+            hashrig_hasher::estimate::j_per_th(w, h.hs).map_or_else(|| "?".into(), sig)
         ))),
         (Some(h), Some(w), None) => {
-            let j_per_th = w / (h.hs / 1e12);
+            let j_per_th = hashrig_hasher::estimate::j_per_th(w, h.hs).unwrap_or(0.0);
             if !h.unit_given && j_per_th > IMPLAUSIBLE_J_PER_TH {
                 return Err(bad_input(format!(
                     "--hashrate {} is {} H/s, which at {w} W would be {j_per_th:.2e} J/TH: the hashrate probably lacks its unit suffix \

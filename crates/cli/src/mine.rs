@@ -467,7 +467,7 @@ fn power_summary(p: Option<&hashrig_power::PowerReport>, hashrate: f64) -> Strin
     match p {
         None => ", power unknown (give --watts or --power-cmd)".into(),
         Some(p) => {
-            let j = if hashrate > 0.0 { format!(", {:.0} J/TH", p.watts / (hashrate / 1e12)) } else { String::new() };
+            let j = hashrig_hasher::estimate::j_per_th(p.watts, hashrate).map(|j| format!(", {j:.0} J/TH")).unwrap_or_default();
             format!(", power {:.1} W ({}){j}", p.watts, p.source)
         }
     }

@@ -161,8 +161,7 @@ pub fn scan(hashers: &mut [Box<dyn Hasher>], p: &ScanPlan) -> anyhow::Result<Sca
         let mut h = p.header;
         h[76..80].copy_from_slice(&nonce.to_le_bytes());
         let digest = reference_sha256d(&h);
-        let in_range = u64::from(nonce) >= u64::from(p.range.start()) && u64::from(nonce) < p.range.end();
-        if in_range && p.target.is_met_by(&digest) {
+        if p.range.contains(nonce) && p.target.is_met_by(&digest) {
             found.push(Found { nonce, nonce_hex: format!("{nonce:#010x}"), hash: display_hash(&digest), difficulty: hash_difficulty(&digest) });
         } else {
             hw_errors += 1;

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use hashrig_hasher::{Candidate, Control, DeviceInfo, DeviceKind, HashCount, Hasher, Origin, Sink, WorkUnit};
+pub use hashrig_hasher::estimate::j_per_th;
 pub use hashrig_hasher::health::{ChainSnapshot, Health, HealthProbe};
 use hashrig_sha256d::{NonceRange, Target};
 use hashrig_work::target::{difficulty_of_target, hash_difficulty, reference_sha256d};
@@ -394,8 +395,7 @@ impl Shared {
         header[0..4].copy_from_slice(&c.version.to_le_bytes());
         header[76..80].copy_from_slice(&c.nonce.to_le_bytes());
         let digest = reference_sha256d(&header);
-        let in_range = u64::from(c.nonce) >= u64::from(rec.range.start()) && u64::from(c.nonce) < rec.range.end();
-        let valid = version_ok && in_range && rec.target.is_met_by(&digest);
+        let valid = version_ok && rec.range.contains(c.nonce) && rec.target.is_met_by(&digest);
         let mut k = lock(&self.counters);
         let dev = &mut k.devices[rec.device];
         if !valid {

@@ -396,8 +396,7 @@ impl<P: Port> Chain<P> {
             self.stats.with(|c| c.superseded());
         }
         out.hashes += 1u64 << self.info.ticket_zero_bits.min(63);
-        let in_range = u64::from(r.nonce) >= u64::from(slot.range.start()) && u64::from(r.nonce) < slot.range.end();
-        if in_range && slot.target.is_met_by(&digest) {
+        if slot.range.contains(r.nonce) && slot.target.is_met_by(&digest) {
             sink.push(candidate);
             out.pushed += 1;
         }

@@ -185,7 +185,7 @@ impl ChainStats {
             reinits: k.reinits,
             missed_heartbeats: k.missed_heartbeats,
             model_watts: k.model_watts,
-            model_j_per_th_at_nominal: k.model_watts.filter(|_| k.nominal > 0.0).map(|w| w / (k.nominal / 1e12)),
+            model_j_per_th_at_nominal: k.model_watts.and_then(|w| hashrig_hasher::estimate::j_per_th(w, k.nominal)),
             emulator_true_hashrate: k.truth.as_ref().map(|t| t().saturating_sub(k.truth_at_start) as f64 / seconds.max(1e-9)),
             per_chip: k
                 .chips

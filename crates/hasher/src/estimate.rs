@@ -84,3 +84,28 @@ mod tests {
         assert!(e.ci95[0] < e.rate && e.rate < e.ci95[1]);
     }
 }
+
+/// Joules per terahash: watts over hashes per second, or joules over hashes (the same ratio).
+/// The one place the unit is worked out. None when there is no rate or no energy to divide
+/// (a zero-watt reading is a broken meter, not a free rig), or an input is not finite.
+pub fn j_per_th(watts_or_joules: f64, hashrate_or_hashes: f64) -> Option<f64> {
+    let ok = |x: f64| x.is_finite() && x > 0.0;
+    (ok(watts_or_joules) && ok(hashrate_or_hashes)).then(|| watts_or_joules / (hashrate_or_hashes / 1e12))
+}
+
+#[cfg(test)]
+mod j_per_th_tests {
+    use super::j_per_th;
+
+    #[test]
+    fn j_per_th_is_watts_over_terahashes_per_second_and_none_without_a_rate_or_energy() {
+        // An S21-class figure: 3 500 W at 200 TH/s is 17.5 J/TH.
+        assert_eq!(j_per_th(3500.0, 200e12), Some(17.5));
+        // Joules over hashes is the same ratio: 10 s of the same rig.
+        assert_eq!(j_per_th(35_000.0, 2000e12), Some(17.5));
+        assert_eq!(j_per_th(100.0, 0.0), None);
+        assert_eq!(j_per_th(0.0, 1e12), None);
+        assert_eq!(j_per_th(f64::NAN, 1e12), None);
+        assert_eq!(j_per_th(100.0, f64::INFINITY), None);
+    }
+}

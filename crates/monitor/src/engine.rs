@@ -185,11 +185,10 @@ fn to_view(stats: &Stats, extras: &Extras, history: &VecDeque<(f64, Vec<u64>)>) 
         })
         .collect();
 
-    let j_per_th = extras.power.as_ref().and_then(|p| {
-        let energy = p.energy_j.unwrap_or(p.watts * stats.elapsed_s);
-        let th = stats.hashes as f64 / 1e12;
-        (th > 0.0 && energy > 0.0).then(|| energy / th)
-    });
+    let j_per_th = extras
+        .power
+        .as_ref()
+        .and_then(|p| hashrig_engine::j_per_th(p.energy_j.unwrap_or(p.watts * stats.elapsed_s), stats.hashes as f64));
     let mut shares = Shares { accepted: stats.accepted, rejected: stats.rejected, stale: stats.stale, ..Default::default() };
     if extras.pools.is_empty() && extras.mode == RunMode::Bench {
         // A bench has no pool to accept: shares found are counted as found.

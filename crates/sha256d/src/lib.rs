@@ -328,6 +328,11 @@ impl NonceRange {
         u64::from(self.start) + self.count
     }
 
+    /// Is `nonce` one of this range's?
+    pub fn contains(&self, nonce: u32) -> bool {
+        u64::from(nonce) >= u64::from(self.start()) && u64::from(nonce) < self.end()
+    }
+
     /// Split off the first `n` nonces (fewer if the range is shorter).
     pub fn take_front(&mut self, n: u64) -> NonceRange {
         let n = n.min(self.count);

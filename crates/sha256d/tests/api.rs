@@ -117,9 +117,24 @@ fn leading_zero_bits_agree_with_the_target_comparison() {
         let mut le = [0u8; 32];
         let top = 255 - k;
         le[(top / 8) as usize] = 1 << (top % 8);
-        le[0] |= 0x5a;
+        if top >= 8 {
+            le[0] |= 0x5a; // lower bits set too: only the top one counts
+        }
         assert_eq!(leading_zero_bits(&le), k, "digest with its top bit at {top}");
         assert!(target_of(k).is_met_by(&le), "k={k}");
         assert!(!target_of(k + 1).is_met_by(&le), "k={k}");
     }
+}
+
+#[test]
+fn a_nonce_range_contains_its_nonces_and_no_others() {
+    use hashrig_sha256d::NonceRange;
+    let r = NonceRange::new(10, 5).unwrap();
+    assert!(!r.contains(9));
+    assert!(r.contains(10) && r.contains(14));
+    assert!(!r.contains(15));
+    // The range that ends at 2^32 contains u32::MAX; the empty one contains nothing.
+    let top = NonceRange::new(u32::MAX, 1).unwrap();
+    assert!(top.contains(u32::MAX) && !top.contains(0));
+    assert!(!NonceRange::new(7, 0).unwrap().contains(7));
 }

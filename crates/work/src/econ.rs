@@ -356,7 +356,7 @@ pub fn decide(inp: &DecisionInputs) -> Result<Decision, EconError> {
     Ok(Decision {
         hashrate_hs: hashrate,
         power_w: watts,
-        j_per_th: watts / (hashrate / 1e12),
+        j_per_th: hashrig_hasher::estimate::j_per_th(watts, hashrate).unwrap_or(f64::NAN),
         energy_kwh_day: kwh,
         hashprice_usd_ph_day: hashprice,
         power_price_usd_kwh: price,
