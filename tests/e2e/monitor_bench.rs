@@ -265,7 +265,7 @@ fn quit_without_write_access_is_denied_and_the_run_goes_on() {
 
 #[test]
 fn cpu_temperature_is_the_hottest_cpu_sensor_and_absent_without_one() {
-    use hashrig_cli::monitoring::cpu_temperature;
+    use hashrig_power::cpu_temperature_at as cpu_temperature;
     let root = tempfile::tempdir().unwrap();
     assert!(cpu_temperature(root.path()).is_none(), "no hwmon: no figure");
     let put = |dir: &str, name: &str, files: &[(&str, &str)]| {
@@ -328,4 +328,26 @@ fn pyasic_reads_a_running_bench_of_an_asic_chain() {
     assert!(boards[0]["hashrate_hs"].as_f64().unwrap() > 0.0, "{p}");
     assert!(boards[1..].iter().all(|b| b["missing"] == true), "one chain only: {p}");
     assert!(p["bmminer_uptime"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn the_cpu_temperature_is_read_under_the_hwmon_root_override_like_the_power_meter() {
+    // HASHRIG_HWMON_ROOT moves every hwmon read (the power meter's energy counters and the CPU
+    // temperature alike): a test rig, a container or a chroot names its own tree.
+    let dir = tempfile::tempdir().unwrap();
+    let hw = dir.path().join("hwmon");
+    let d = hw.join("hwmon7");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("name"), "coretemp\n").unwrap();
+    std::fs::write(d.join("temp1_input"), "87654\n").unwrap();
+    let report = dir.path().join("r.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig"))
+        .args(["bench", "--backend", "cpu", "--threads", "1", "--duration", "1", "--watts", "10", "--report"])
+        .arg(&report)
+        .env("HASHRIG_HWMON_ROOT", &hw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("87.7 °C"), "the override's coretemp reading is not in the report");
 }

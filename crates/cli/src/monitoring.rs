@@ -169,7 +169,8 @@ impl Monitoring {
     pub fn update(&mut self, stats: &Stats) {
         // CPU devices: the hottest CPU sensor hwmon offers (nothing where it has none).
         self.extras.temperatures.retain(|(_, t)| !t.sensor.starts_with("hwmon:"));
-        let cpu_temp = cpu_temperature(std::path::Path::new("/sys/class/hwmon"));
+        let cpu_temp = hashrig_power::cpu_temperature_at(&hashrig_power::hwmon_root())
+            .map(|t| hashrig_monitor::Temperature { sensor: t.sensor, celsius: t.celsius });
         for d in stats.devices.iter().filter(|d| d.info.kind == hashrig_hasher::DeviceKind::Cpu) {
             if let Some(t) = &cpu_temp {
                 self.extras.temperatures.push((d.index, t.clone()));
@@ -364,32 +365,3 @@ impl Monitoring {
     }
 }
 
-/// The hottest reading of the CPU temperature drivers under `hwmon_root` (`/sys/class/hwmon`):
-/// coretemp, k10temp, zenpower, cpu_thermal. `None` where there are none (VMs, containers).
-pub fn cpu_temperature(hwmon_root: &std::path::Path) -> Option<hashrig_monitor::Temperature> {
-    const CPU_DRIVERS: [&str; 4] = ["coretemp", "k10temp", "zenpower", "cpu_thermal"];
-    let mut best: Option<hashrig_monitor::Temperature> = None;
-    for dir in std::fs::read_dir(hwmon_root).ok()?.flatten() {
-        let dir = dir.path();
-        let Ok(name) = std::fs::read_to_string(dir.join("name")) else { continue };
-        let name = name.trim();
-        if !CPU_DRIVERS.contains(&name) {
-            continue;
-        }
-        for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let file = f.file_name();
-            let file = file.to_string_lossy();
-            if !(file.starts_with("temp") && file.ends_with("_input")) {
-                continue;
-            }
-            let Some(milli) = std::fs::read_to_string(f.path()).ok().and_then(|t| t.trim().parse::<f64>().ok()) else {
-                continue;
-            };
-            let celsius = milli / 1000.0;
-            if (-40.0..=150.0).contains(&celsius) && best.as_ref().is_none_or(|b| celsius > b.celsius) {
-                best = Some(hashrig_monitor::Temperature { sensor: format!("hwmon:{name}"), celsius });
-            }
-        }
-    }
-    best
-}

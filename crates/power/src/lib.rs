@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod sysfs;
-pub use sysfs::{Hwmon, Rapl, hwmon_at, rapl_at};
+pub use sysfs::{CpuTemperature, Hwmon, Rapl, cpu_temperature_at, hwmon_at, rapl_at};
 
 #[cfg(feature = "nvml")]
 mod nvml;
@@ -247,11 +247,25 @@ pub struct Detected {
 /// NVML, RAPL, then hwmon. `None` when there is none. The sysfs roots are [`POWERCAP_ROOT`] and
 /// [`HWMON_ROOT`] unless [`POWERCAP_ROOT_ENV`] / [`HWMON_ROOT_ENV`] name others.
 pub fn detect(choice: &PowerChoice) -> Result<Detected, Error> {
-    let root = |var: &str, default: &str| match std::env::var_os(var) {
+    detect_at(choice, &powercap_root(), &hwmon_root())
+}
+
+fn root_from_env(var: &str, default: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(default),
-    };
-    detect_at(choice, &root(POWERCAP_ROOT_ENV, POWERCAP_ROOT), &root(HWMON_ROOT_ENV, HWMON_ROOT))
+    }
+}
+
+/// Where powercap (RAPL) zones are read: [`POWERCAP_ROOT`], or [`POWERCAP_ROOT_ENV`]'s.
+pub fn powercap_root() -> PathBuf {
+    root_from_env(POWERCAP_ROOT_ENV, POWERCAP_ROOT)
+}
+
+/// Where every hwmon read happens (energy counters and CPU temperatures): [`HWMON_ROOT`], or
+/// [`HWMON_ROOT_ENV`]'s.
+pub fn hwmon_root() -> PathBuf {
+    root_from_env(HWMON_ROOT_ENV, HWMON_ROOT)
 }
 
 /// [`detect`] with other sysfs roots (tests).

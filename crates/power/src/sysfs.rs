@@ -155,3 +155,41 @@ impl PowerSource for Hwmon {
         sum_joules(&mut self.inputs)
     }
 }
+
+/// A CPU temperature reading: the hwmon driver it came from and degrees Celsius.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuTemperature {
+    /// `hwmon:DRIVER`, e.g. `hwmon:k10temp`.
+    pub sensor: String,
+    pub celsius: f64,
+}
+
+/// The hottest reading of the CPU temperature drivers under `hwmon_root` (`/sys/class/hwmon`):
+/// coretemp, k10temp, zenpower, cpu_thermal. `None` where there are none (VMs, containers).
+pub fn cpu_temperature_at(hwmon_root: &Path) -> Option<CpuTemperature> {
+    const CPU_DRIVERS: [&str; 4] = ["coretemp", "k10temp", "zenpower", "cpu_thermal"];
+    let mut best: Option<CpuTemperature> = None;
+    for dir in fs::read_dir(hwmon_root).ok()?.flatten() {
+        let dir = dir.path();
+        let Ok(name) = fs::read_to_string(dir.join("name")) else { continue };
+        let name = name.trim();
+        if !CPU_DRIVERS.contains(&name) {
+            continue;
+        }
+        for f in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let file = f.file_name();
+            let file = file.to_string_lossy();
+            if !(file.starts_with("temp") && file.ends_with("_input")) {
+                continue;
+            }
+            let Some(milli) = fs::read_to_string(f.path()).ok().and_then(|t| t.trim().parse::<f64>().ok()) else {
+                continue;
+            };
+            let celsius = milli / 1000.0;
+            if (-40.0..=150.0).contains(&celsius) && best.as_ref().is_none_or(|b| celsius > b.celsius) {
+                best = Some(CpuTemperature { sensor: format!("hwmon:{name}"), celsius });
+            }
+        }
+    }
+    best
+}
