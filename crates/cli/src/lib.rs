@@ -115,13 +115,4 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Hashes per second with an SI prefix ("41.2 MH/s").
-pub fn fmt_rate(h: f64) -> String {
-    let units = [("EH/s", 1e18), ("PH/s", 1e15), ("TH/s", 1e12), ("GH/s", 1e9), ("MH/s", 1e6), ("kH/s", 1e3)];
-    for (u, f) in units {
-        if h >= f {
-            return format!("{:.2} {u}", h / f);
-        }
-    }
-    format!("{h:.0} H/s")
-}
+pub use hashrig_monitor::report::fmt_rate;

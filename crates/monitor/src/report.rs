@@ -95,15 +95,19 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// A hashrate with a unit that keeps 1-4 digits before the point.
+/// Hashes per second with an SI prefix ("41.20 MH/s", "950 H/s"): the one rate formatter of
+/// the report, the status lines and every command's output.
 pub fn fmt_rate(hs: f64) -> String {
     let (scale, unit) = rate_unit(hs);
+    if scale == 1.0 {
+        return format!("{hs:.0} {unit}");
+    }
     format!("{:.2} {unit}", hs / scale)
 }
 
 fn rate_unit(hs: f64) -> (f64, &'static str) {
-    const UNITS: [(f64, &str); 6] =
-        [(1e15, "PH/s"), (1e12, "TH/s"), (1e9, "GH/s"), (1e6, "MH/s"), (1e3, "kH/s"), (1.0, "H/s")];
+    const UNITS: [(f64, &str); 7] =
+        [(1e18, "EH/s"), (1e15, "PH/s"), (1e12, "TH/s"), (1e9, "GH/s"), (1e6, "MH/s"), (1e3, "kH/s"), (1.0, "H/s")];
     for (scale, unit) in UNITS {
         if hs.abs() >= scale {
             return (scale, unit);
@@ -531,8 +535,9 @@ mod tests {
     #[test]
     fn rate_units_scale() {
         assert_eq!(fmt_rate(1.5e12), "1.50 TH/s");
-        assert_eq!(fmt_rate(950.0), "950.00 H/s");
-        assert_eq!(fmt_rate(0.0), "0.00 H/s");
+        assert_eq!(fmt_rate(950.0), "950 H/s");
+        assert_eq!(fmt_rate(2.5e18), "2.50 EH/s");
+        assert_eq!(fmt_rate(0.0), "0 H/s");
     }
 
     #[test]
