@@ -20,13 +20,13 @@ pub enum GpuSelector {
 }
 
 /// What `--backend` names.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum BackendSpec {
     Cpu,
     /// `gpu`, `gpu:1`, `gpu:nvidia`.
     Gpu(Option<GpuSelector>),
-    /// `asic:/dev/ttyUSB0,chip=bm1370,freq=500,chips=4`.
-    Asic { port: String, options: Vec<(String, String)> },
+    /// `asic:/dev/ttyUSB0,chip=bm1370,freq=500,chips=4` (the ASIC crate parses its options).
+    Asic(hashrig_hasher_asic::AsicSpec),
     /// `emu:bm1370x4`: the chip-chain emulator.
     Emu(String),
 }
@@ -44,13 +44,7 @@ impl fmt::Display for BackendSpec {
             BackendSpec::Gpu(None) => f.write_str("gpu"),
             BackendSpec::Gpu(Some(GpuSelector::Index(i))) => write!(f, "gpu:{i}"),
             BackendSpec::Gpu(Some(GpuSelector::Name(n))) => write!(f, "gpu:{n}"),
-            BackendSpec::Asic { port, options } => {
-                write!(f, "asic:{port}")?;
-                for (k, v) in options {
-                    write!(f, ",{k}={v}")?;
-                }
-                Ok(())
-            }
+            BackendSpec::Asic(spec) => write!(f, "asic:{spec}"),
             BackendSpec::Emu(m) => write!(f, "emu:{m}"),
         }
     }
@@ -75,30 +69,56 @@ impl FromStr for BackendSpec {
                 Ok(i) => GpuSelector::Index(i),
                 Err(_) => GpuSelector::Name(r.to_owned()),
             }))),
-            ("asic", Some(r)) if !r.is_empty() => {
-                let mut parts = r.split(',');
-                let port = parts.next().unwrap_or_default().to_owned();
-                if port.is_empty() || port.contains('=') {
-                    return Err(err(format!("backend `{s}`: the serial port comes first, e.g. asic:/dev/ttyUSB0,chip=bm1370")));
-                }
-                let mut options = Vec::new();
-                for p in parts {
-                    let Some((k, v)) = p.split_once('=') else {
-                        return Err(err(format!("backend `{s}`: option `{p}` is not key=value")));
-                    };
-                    let k = k.trim().to_ascii_lowercase();
-                    if !matches!(k.as_str(), "chip" | "freq" | "chips" | "baud" | "diff") {
-                        return Err(err(format!("backend `{s}`: unknown option `{k}` (known: chip, freq, chips, baud, diff)")));
-                    }
-                    options.push((k, v.trim().to_owned()));
-                }
-                Ok(BackendSpec::Asic { port, options })
+            ("asic", Some(r)) => r.parse().map(BackendSpec::Asic).map_err(|e| err(format!("backend `{s}`: {e}"))),
+            ("emu", Some(m)) if !m.is_empty() => {
+                // Checked now, so a bad model or fault option is a usage error, not a failure
+                // after start-up.
+                hashrig_hasher_asic::EmuSpec::parse(m).map_err(|e| err(format!("backend `{s}`: {e}")))?;
+                Ok(BackendSpec::Emu(m.to_ascii_lowercase()))
             }
-            ("asic", _) => Err(err(format!("backend `{s}`: name the serial port, e.g. asic:/dev/ttyUSB0"))),
-            ("emu", Some(m)) if !m.is_empty() => Ok(BackendSpec::Emu(m.to_ascii_lowercase())),
+            ("asic", None) => Err(err(format!("backend `{s}`: name the serial port, e.g. asic:/dev/ttyUSB0"))),
             ("emu", _) => Err(err(format!("backend `{s}`: name the emulated chain, e.g. emu:bm1370x4"))),
             _ => Err(err(format!("unknown backend `{s}` (known: cpu, gpu[:N|:name], asic:PORT[,chip=..,freq=..,chips=..], emu:MODEL)"))),
         }
+    }
+}
+
+/// The device flags of `bench`, `scan` and `mine`, declared once; `mine`'s config file reads
+/// its `[backend]` section into the same type (`spec`, `threads`, `kernel`).
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceArgs {
+    /// cpu, gpu[:N|:name], asic:PORT[,chip=..,freq=..,chips=..,baud=..,diff=..], emu:MODEL
+    /// [default: cpu].
+    #[arg(long, value_parser = parse_backend)]
+    #[serde(rename = "spec", default, deserialize_with = "crate::de_from_str")]
+    pub backend: Option<BackendSpec>,
+    /// CPU threads (cpu backend; default: every available core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// CPU kernel (cpu backend): scalar, avx2, sha-ni, sha-ni-sse, ... (default: the best this
+    /// CPU has; HASHRIG_KERNEL when this is absent).
+    #[arg(long)]
+    #[serde(default, deserialize_with = "crate::de_from_str")]
+    pub kernel: Option<Kernel>,
+}
+
+impl DeviceArgs {
+    /// These flags over `file`'s values, field by field.
+    pub fn or(&self, file: DeviceArgs) -> DeviceArgs {
+        DeviceArgs {
+            backend: self.backend.clone().or(file.backend),
+            threads: self.threads.or(file.threads),
+            kernel: self.kernel.or(file.kernel),
+        }
+    }
+
+    /// The backend (cpu when none is named) and the checked CPU options.
+    pub fn resolve(&self) -> anyhow::Result<(BackendSpec, CpuOptions)> {
+        let spec = self.backend.clone().unwrap_or(BackendSpec::Cpu);
+        let cpu = CpuOptions::new(self.threads, self.kernel)?;
+        cpu.check_backend(&spec)?;
+        Ok((spec, cpu))
     }
 }
 
@@ -113,17 +133,14 @@ impl CpuOptions {
     /// From the `--threads` and `--kernel` flags: unknown kernels, kernels this CPU lacks (or
     /// `HASHRIG_CPU_DISABLE` masks off), a `HASHRIG_CPU_DISABLE` that does not parse and zero
     /// threads are bad input.
-    pub fn parse(threads: Option<usize>, kernel: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(threads: Option<usize>, kernel: Option<Kernel>) -> anyhow::Result<Self> {
         if threads == Some(0) {
             return Err(bad_input("--threads must be at least 1"));
         }
         hashrig_sha256d::disabled_cpu_features().map_err(|e| bad_input(e.to_string()))?;
         let kernel = match kernel {
             None => None,
-            Some(k) => {
-                let bad = |e: hashrig_sha256d::Error| bad_input(e.to_string());
-                Some(hashrig_sha256d::Scanner::new(k.parse().map_err(bad)?).map_err(bad)?.kernel())
-            }
+            Some(k) => Some(hashrig_sha256d::Scanner::new(k).map_err(|e| bad_input(e.to_string()))?.kernel()),
         };
         Ok(Self { threads, kernel })
     }
@@ -143,7 +160,7 @@ pub fn open(spec: &BackendSpec, cpu: &CpuOptions) -> anyhow::Result<Vec<Box<dyn 
     match spec {
         BackendSpec::Cpu => Ok(vec![Box::new(open_cpu(cpu)?)]),
         BackendSpec::Gpu(sel) => open_gpu(sel.as_ref()),
-        BackendSpec::Asic { port, options } => open_asic(port, options),
+        BackendSpec::Asic(spec) => Ok(vec![Box::new(hashrig_hasher_asic::open_port(&spec.port, spec.config())?)]),
         BackendSpec::Emu(model) => open_emu(model),
     }
 }
@@ -175,27 +192,6 @@ fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
         e => anyhow::Error::new(e),
     })?;
     Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())
-}
-
-/// `asic:PORT[,chip=bm1370,freq=MHZ,chips=N,baud=115200|max,diff=D]`: a BM13xx chain.
-fn open_asic(port: &str, options: &[(String, String)]) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
-    let mut cfg = hashrig_hasher_asic::ChainConfig::default();
-    for (k, v) in options {
-        let bad = |what: &str| bad_input(format!("asic option {k}={v}: {what}"));
-        match k.as_str() {
-            "chip" => cfg.chip = Some(v.parse().map_err(|_| bad("known chips: bm1397, bm1366, bm1368, bm1370"))?),
-            "freq" => cfg.mhz = Some(v.parse::<f64>().ok().filter(|f| (50.0..=1000.0).contains(f)).ok_or_else(|| bad("a frequency in MHz, 50..=1000"))?),
-            "chips" => cfg.chips = Some(v.parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| bad("a chip count, 1..=256"))?),
-            "baud" => match v.as_str() {
-                "max" => cfg.raise_baud = true,
-                "115200" | "reset" => cfg.raise_baud = false,
-                _ => return Err(bad("`max` (raise after init, the default) or `115200` (stay at the reset rate)")),
-            },
-            "diff" => cfg.ticket_difficulty = v.parse::<f64>().ok().filter(|d| *d >= 1.0).ok_or_else(|| bad("a ticket difficulty >= 1 (a power of two is used)"))?,
-            _ => return Err(bad("unknown option")),
-        }
-    }
-    Ok(vec![Box::new(hashrig_hasher_asic::open_port(port, cfg)?)])
 }
 
 /// `emu:bm1366x16[,faults]`: the chip-chain emulator in-process over a real pty, driven by the
@@ -242,8 +238,25 @@ mod tests {
 
     #[test]
     fn unknown_kernel_and_zero_threads_are_bad_input() {
-        assert!(crate::is_bad_input(&CpuOptions::parse(None, Some("neon9")).unwrap_err()));
-        assert!(crate::is_bad_input(&CpuOptions::parse(Some(0), None).unwrap_err()));
-        assert_eq!(CpuOptions::parse(Some(2), Some("scalar")).unwrap(), CpuOptions { threads: Some(2), kernel: Some(Kernel::Scalar) });
+        assert!("neon9".parse::<Kernel>().is_err());
+        assert!(crate::is_bad_input(&CpuOptions::new(Some(0), None).unwrap_err()));
+        assert_eq!(CpuOptions::new(Some(2), Some(Kernel::Scalar)).unwrap(), CpuOptions { threads: Some(2), kernel: Some(Kernel::Scalar) });
     }
+
+    #[test]
+    fn the_backend_file_section_and_the_flags_share_one_type_and_one_parser() {
+        let file: DeviceArgs = toml::from_str("spec = \"asic:/dev/ttyUSB0,chip=bm1366\"\nthreads = 3\nkernel = \"scalar\"").unwrap();
+        assert_eq!(file.backend.as_ref().map(|b| b.to_string()).as_deref(), Some("asic:/dev/ttyUSB0,chip=bm1366"));
+        assert_eq!(file.kernel, Some(Kernel::Scalar));
+        // A flag wins over the file, field by field.
+        let flags = DeviceArgs { threads: Some(1), ..Default::default() };
+        let merged = flags.or(file);
+        assert_eq!((merged.threads, merged.kernel), (Some(1), Some(Kernel::Scalar)));
+        // The file is refused with the same words as the flag.
+        for (text, want) in [("kernel = \"neon9\"", "neon9"), ("spec = \"asic:/dev/ttyUSB0,volts=9\"", "unknown option `volts`"), ("spec = \"emu:bm9999x4\"", "bm9999")] {
+            let e = toml::from_str::<DeviceArgs>(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
 }

@@ -17,16 +17,8 @@ use crate::{bad_input, fmt_rate};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// cpu, gpu[:N|:name], asic:PORT[,chip=..,freq=..,chips=..], emu:MODEL
-    #[arg(long, default_value = "cpu", value_parser = backend::parse_backend)]
-    pub backend: BackendSpec,
-    /// CPU threads (default: every available core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// CPU kernel: scalar, avx2, sha-ni, sha-ni-sse (default: the best this CPU has;
-    /// HASHRIG_KERNEL when this is absent).
-    #[arg(long)]
-    pub kernel: Option<String>,
+    #[command(flatten)]
+    pub device: backend::DeviceArgs,
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -117,8 +109,7 @@ struct Plan {
 }
 
 fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
-    let cpu = CpuOptions::parse(a.threads, a.kernel.as_deref())?;
-    cpu.check_backend(&a.backend)?;
+    let (spec, cpu) = a.device.resolve()?;
     if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 7.0 * 86_400.0) {
         return Err(bad_input(format!("--duration {} must be a number of seconds above 0 (at most a week)", a.duration)));
     }
@@ -140,9 +131,9 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         _ => None,
     };
     let prices = crate::live_econ::Prices::from_flags(a.power_price, a.hashprice, a.btc_price, a.fees, a.rent, a.power_sale)?;
-    let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(a.backend, BackendSpec::Gpu(_)) };
+    let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(spec, BackendSpec::Gpu(_)) };
     crate::metering::check_choice(&power, "--watts", "--power-cmd")?;
-    Ok(Plan { spec: a.backend.clone(), cpu, duration: Duration::from_secs_f64(a.duration), power, econ, prices, difficulty: a.difficulty })
+    Ok(Plan { spec, cpu, duration: Duration::from_secs_f64(a.duration), power, econ, prices, difficulty: a.difficulty })
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {

@@ -116,3 +116,18 @@ pub fn init_tracing(verbose: u8) {
 }
 
 pub use hashrig_monitor::report::fmt_rate;
+
+/// Read an optional config-file value through its type's `FromStr` (the parser its flag
+/// uses), so a flag and its file key accept and refuse the same text.
+pub(crate) fn de_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    use serde::Deserialize;
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}"))),
+    }
+}

@@ -61,15 +61,8 @@ use serde::Deserialize;
 /// Flags of `hashrig mine`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct MineArgs {
-    /// Backend: cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL [default: cpu].
-    #[arg(long, value_parser = crate::backend::parse_backend)]
-    pub backend: Option<crate::backend::BackendSpec>,
-    /// CPU threads (cpu backend).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// CPU kernel: sha-ni, sha-ni-sse, avx2, scalar (cpu backend; default: the best this CPU has).
-    #[arg(long)]
-    pub kernel: Option<String>,
+    #[command(flatten)]
+    pub device: crate::backend::DeviceArgs,
     /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`; repeat for
     /// failover, first = preferred.
     #[arg(long = "pool", value_name = "URL")]
@@ -108,8 +101,8 @@ pub struct MineArgs {
     #[arg(long, value_name = "ADDR")]
     pub address: Option<String>,
     /// mainnet, testnet4, testnet3, signet or regtest.
-    #[arg(long, value_name = "NET")]
-    pub network: Option<String>,
+    #[arg(long, value_name = "NET", value_parser = hashrig_node::parse_network)]
+    pub network: Option<bitcoin::Network>,
     /// Where found blocks are written (and fsynced) before they are submitted.
     #[arg(long, value_name = "DIR")]
     pub blocks_dir: Option<PathBuf>,
@@ -159,17 +152,9 @@ struct FileConfig {
     pool: Vec<FilePool>,
     node: Option<FileNode>,
     mine: Option<FileMine>,
-    backend: Option<FileBackend>,
+    backend: Option<crate::backend::DeviceArgs>,
     power: Option<FilePower>,
     api: Option<FileApi>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileBackend {
-    spec: Option<String>,
-    threads: Option<usize>,
-    kernel: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,7 +192,8 @@ struct FileNode {
     rpc_user: Option<String>,
     rpc_pass: Option<String>,
     address: String,
-    network: Option<String>,
+    #[serde(default, deserialize_with = "parse_network_opt")]
+    network: Option<bitcoin::Network>,
     blocks_dir: Option<PathBuf>,
 }
 
@@ -220,6 +206,14 @@ struct FileMine {
     silence_timeout: Option<f64>,
     failback_interval: Option<f64>,
     pool_ca: Option<PathBuf>,
+}
+
+/// `[node] network` through the same parser as `--network`.
+fn parse_network_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bitcoin::Network>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => hashrig_node::parse_network(&s).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Where the work comes from, validated.
@@ -325,14 +319,7 @@ impl MineSettings {
             None => FileConfig::default(),
         };
         let fm = file.mine.unwrap_or_default();
-        let fb = file.backend.unwrap_or_default();
-        let backend = match (&args.backend, &fb.spec) {
-            (Some(b), _) => b.clone(),
-            (None, Some(spec)) => spec.parse().map_err(|e| anyhow!("[backend] spec: {e}"))?,
-            (None, None) => crate::backend::BackendSpec::Cpu,
-        };
-        let cpu = crate::backend::CpuOptions::parse(args.threads.or(fb.threads), args.kernel.as_deref().or(fb.kernel.as_deref()))?;
-        cpu.check_backend(&backend)?;
+        let (backend, cpu) = args.device.or(file.backend.unwrap_or_default()).resolve()?;
         let gpu = matches!(backend, crate::backend::BackendSpec::Gpu(_));
         let mut file_power = file.power.unwrap_or_default();
         let price_cmd = file_power.price_cmd.take();
@@ -381,8 +368,7 @@ impl MineSettings {
                 },
                 (None, None) => bail!("solo mining needs --rpc-cookie PATH or --rpc-user/--rpc-pass"),
             };
-            let network = args.network.clone().or(fnode.network).ok_or_else(|| anyhow!("solo mining needs --network (mainnet, testnet4, testnet3, signet, regtest)"))?;
-            let network = hashrig_node::parse_network(&network)?;
+            let network = args.network.or(fnode.network).ok_or_else(|| anyhow!("solo mining needs --network (mainnet, testnet4, testnet3, signet, regtest)"))?;
             let address = args.address.clone().or(Some(fnode.address).filter(|a| !a.is_empty())).ok_or_else(|| anyhow!("solo mining needs --address (the payout address)"))?;
             let payout = hashrig_node::payout_script(&address, network)?;
             let blocks_dir = args.blocks_dir.clone().or(fnode.blocks_dir).unwrap_or_else(|| PathBuf::from("hashrig-blocks"));

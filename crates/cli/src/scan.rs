@@ -12,7 +12,7 @@ use hashrig_work::target::{
     target_from_nbits,
 };
 
-use crate::backend::{self, BackendSpec, CpuOptions};
+use crate::backend;
 use crate::bad_input;
 
 #[derive(Debug, Args)]
@@ -32,15 +32,8 @@ pub struct ScanArgs {
     /// Target as a pool difficulty (1 = 0x00000000ffff0000...).
     #[arg(long)]
     pub difficulty: Option<f64>,
-    /// cpu, gpu[:N|:name], asic:PORT[,...], emu:MODEL
-    #[arg(long, default_value = "cpu", value_parser = backend::parse_backend)]
-    pub backend: BackendSpec,
-    /// CPU threads (default: every available core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// CPU kernel: scalar, avx2, sha-ni, sha-ni-sse (default: the best this CPU has).
-    #[arg(long)]
-    pub kernel: Option<String>,
+    #[command(flatten)]
+    pub device: backend::DeviceArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -107,8 +100,8 @@ pub fn plan(a: &ScanArgs) -> anyhow::Result<ScanPlan> {
 
 pub fn run(a: &ScanArgs) -> anyhow::Result<ExitCode> {
     let p = plan(a)?;
-    let cpu = CpuOptions::parse(a.threads, a.kernel.as_deref())?;
-    let mut hashers = backend::open(&a.backend, &cpu)?;
+    let (spec, cpu) = a.device.resolve()?;
+    let mut hashers = backend::open(&spec, &cpu)?;
     let report = scan(&mut hashers, &p)?;
     if a.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;

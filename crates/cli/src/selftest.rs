@@ -38,7 +38,7 @@ pub fn other_backends() -> Vec<BackendSpec> {
 type Check = fn(&mut dyn Hasher, &KitConfig) -> Result<(), testkit::Failure>;
 
 pub fn run(a: &SelftestArgs) -> anyhow::Result<ExitCode> {
-    let cpu = CpuOptions::parse(a.threads, None)?;
+    let cpu = CpuOptions::new(a.threads, None)?;
     // (label, hasher, kit sizes)
     let mut targets: Vec<(String, Box<dyn Hasher>, KitConfig)> = Vec::new();
     match &a.backend {

@@ -30,7 +30,7 @@ use hashrig_hasher::{Control, DeviceInfo, DeviceKind, HashCount, Hasher, Sink, U
 pub use chain::{Chain, PollOutcome};
 pub use hashrig_sha256d::leading_zero_bits;
 pub use init::probe;
-pub use setup::{ChainConfig, ChainInfo, HOST_RESET_BAUD};
+pub use setup::{AsicSpec, AsicSpecError, ChainConfig, ChainInfo, HOST_RESET_BAUD};
 pub use firmware_protocol::ChipType;
 pub use port::{Port, SerialLink};
 pub use stats::{ChainSnapshot, ChainStats, ChipHealth, CoreHealth, Estimate, TruthFn, estimate, poisson_ci95};
