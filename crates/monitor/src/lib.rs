@@ -33,6 +33,7 @@
 pub mod access;
 pub mod cgminer;
 pub mod engine;
+mod listener;
 pub mod metrics;
 pub mod report;
 pub mod view;

@@ -16,8 +16,7 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -31,8 +30,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::view::{RunView, SharedView};
 use crate::Error;
+use crate::listener::{RefusalLog, ServerThread};
+use crate::view::{RunView, SharedView};
 
 /// The content type of what [`render`] returns.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -256,11 +256,7 @@ pub const MAX_HEAD: usize = 8192;
 
 /// A running `/metrics` listener. Stops when dropped (or on [`MetricsServer::stop`]).
 #[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct MetricsServer(ServerThread);
 
 impl MetricsServer {
     /// Bind `listen` and serve scrapes of `view` from a thread of its own (with its own
@@ -282,64 +278,34 @@ impl MetricsServer {
             let _in_runtime = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind { addr, source })?
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("metrics-http".into())
-            .spawn(move || {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = ServerThread::spawn(
+            "metrics-http",
+            addr,
+            move || {
+                let _ = stop.send(());
+            },
+            move || {
                 runtime.block_on(accept_loop(listener, view, stopped));
                 // Dropping the runtime ends the connections still open.
-            })
-            .map_err(|source| Error::Bind { addr, source })?;
+            },
+        )?;
         tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
-        Ok(MetricsServer { addr, stop: Some(stop), thread: Some(thread) })
+        Ok(MetricsServer(server))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.0.local_addr()
     }
 
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// Refused connections, logged without flooding the log: the first at once, then at most one
-/// line every 10 s with how many were refused meanwhile.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    unlogged: u64,
-}
-
-impl RefusalLog {
-    fn refused(&mut self, peer: SocketAddr) {
-        self.unlogged += 1;
-        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            tracing::warn!(%peer, refused = self.unlogged, cap = MAX_CONNECTIONS, "metrics: too many connections, closing new ones");
-            self.last = Some(Instant::now());
-            self.unlogged = 0;
-        }
+        self.0.shutdown();
     }
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, view: SharedView, mut stopped: tokio::sync::oneshot::Receiver<()>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut refusals = RefusalLog::default();
+    let mut refusals = RefusalLog::new("metrics", MAX_CONNECTIONS);
     loop {
         let accepted = tokio::select! {
             _ = &mut stopped => return,
