@@ -16,8 +16,6 @@ pub(crate) const SHADER: &str = include_str!("sha256d.wgsl");
 pub(crate) const RESULT_CAP: u32 = 8191;
 const RESULT_BYTES: u64 = 4 * (1 + RESULT_CAP as u64);
 
-/// How long a dispatch may take before we call the device hung.
-const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 fn bs0(x: u32) -> u32 {
     x.rotate_right(2) ^ x.rotate_right(13) ^ x.rotate_right(22)
@@ -311,17 +309,19 @@ impl Slot {
         self.submission = Some(index);
     }
 
-    /// Wait for this slot's dispatch and read what it found.
+    /// Wait (at most `limit`) for this slot's dispatch and read what it found. On any error the
+    /// slot is left unusable: the caller ends the device (a pending map cannot be retried).
     pub(crate) fn collect(
         &mut self,
         device: &wgpu::Device,
         adapter: &str,
+        limit: Duration,
     ) -> Result<Readback, Error> {
         let index = self.submission.take().expect("collect follows submit");
         device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(index),
-                timeout: Some(WAIT_LIMIT),
+                timeout: Some(limit),
             })
             .map_err(|source| Error::Wait {
                 adapter: adapter.to_owned(),
@@ -334,7 +334,7 @@ impl Slot {
                 device
                     .poll(wgpu::PollType::Wait {
                         submission_index: None,
-                        timeout: Some(WAIT_LIMIT),
+                        timeout: Some(limit),
                     })
                     .map_err(|source| Error::Wait {
                         adapter: adapter.to_owned(),
@@ -356,25 +356,24 @@ impl Slot {
             adapter: adapter.to_owned(),
             source,
         })?;
-        let out = {
-            let view = self
-                .readback
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Shader {
-                    adapter: adapter.to_owned(),
-                    message: format!("cannot read the result buffer: {e:?}"),
-                })?;
-            let words: &[u32] = bytemuck::cast_slice(&view);
-            let appended = words[0];
-            let kept = appended.min(RESULT_CAP) as usize;
-            Readback {
-                nonces: words[1..1 + kept].to_vec(),
-                overflowed: appended > RESULT_CAP,
+        let out = match self.readback.slice(..).get_mapped_range() {
+            Ok(view) => {
+                let words: &[u32] = bytemuck::cast_slice(&view);
+                let appended = words[0];
+                let kept = appended.min(RESULT_CAP) as usize;
+                Ok(Readback {
+                    nonces: words[1..1 + kept].to_vec(),
+                    overflowed: appended > RESULT_CAP,
+                })
             }
+            Err(e) => Err(Error::Failed {
+                adapter: adapter.to_owned(),
+                reason: format!("cannot read the result buffer: {e:?}"),
+            }),
         };
+        // Unmapped on every path, so the buffer can be mapped again.
         self.readback.unmap();
-        Ok(out)
+        out
     }
 }
 

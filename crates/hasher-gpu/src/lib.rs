@@ -82,6 +82,65 @@ pub enum Error {
     /// The device stopped answering (lost, driver reset).
     #[error("the device {adapter} was lost")]
     Lost { adapter: String },
+    /// The device reported an error (lost, a validation or out-of-memory error outside an error
+    /// scope, an unreadable result buffer): this hasher is finished, every later call says so.
+    #[error("the GPU {adapter} failed and is out of this run: {reason}")]
+    Failed { adapter: String, reason: String },
+}
+
+/// How long one dispatch may take before the device counts as hung. Dispatches are sized to
+/// ~100-250 ms, so 2 s is far past any healthy one. Software adapters run on CPU cores shared
+/// with everything else (a loaded CI machine), so they get more.
+fn wait_limit(adapter: &AdapterSummary) -> Duration {
+    if adapter.is_software() {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(2)
+    }
+}
+
+/// An error and its sources, ": "-joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    chain
+}
+
+/// The first error wgpu reported outside an error scope, or the device-lost reason: set from
+/// wgpu's callbacks (which would otherwise panic), read by the hasher between dispatches.
+#[derive(Clone, Debug, Default)]
+struct Health(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Health {
+    /// Replace wgpu's default handlers (the uncaptured-error one panics) on `device`.
+    fn watch(device: &wgpu::Device, adapter: &str) -> Self {
+        let health = Self::default();
+        let (h, name) = (health.clone(), adapter.to_owned());
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            tracing::error!(adapter = %name, error = %e, "gpu error");
+            h.set(format!("device error: {e}"));
+        }));
+        let (h, name) = (health.clone(), adapter.to_owned());
+        device.set_device_lost_callback(move |reason, message| {
+            tracing::error!(adapter = %name, ?reason, %message, "gpu device lost");
+            h.set(format!("device lost ({reason:?}): {message}"));
+        });
+        health
+    }
+
+    fn set(&self, reason: String) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.get_or_insert(reason);
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// What start-up tuning chose, and the rate it measured.
@@ -153,6 +212,12 @@ pub struct GpuHasher {
     hardware_errors: u64,
     /// Dispatches whose candidates overflowed the result buffer (each was re-scanned).
     overflows: u64,
+    /// Errors wgpu reported through its callbacks.
+    health: Health,
+    /// Set once the device failed: every later `hash` returns this, nothing is dispatched.
+    failed: Option<String>,
+    /// How long one dispatch may take ([`wait_limit`]).
+    limit: Duration,
 }
 
 impl GpuHasher {
@@ -169,6 +234,8 @@ impl GpuHasher {
 
     pub fn with_options(dev: GpuDevice, opts: &Options) -> Result<Self, Error> {
         let name = dev.adapter.name.clone();
+        let health = Health::watch(&dev.device, &name);
+        let limit = wait_limit(&dev.adapter);
         let limits = dev.device.limits();
         let mut workgroups: Vec<u32> = opts
             .workgroups
@@ -199,9 +266,9 @@ impl GpuHasher {
         for &wg in &workgroups {
             let pipeline = Pipeline::new(&dev.device, wg, &name)?;
             let rate = if workgroups.len() == 1 && npis.len() == 1 {
-                calibrate(&dev, &pipeline, mid_npi, opts.dispatch_time)?
+                calibrate(&dev, &pipeline, mid_npi, opts.dispatch_time, limit)?
             } else {
-                calibrate(&dev, &pipeline, mid_npi, opts.dispatch_time / 2)?
+                calibrate(&dev, &pipeline, mid_npi, opts.dispatch_time / 2, limit)?
             };
             tried.push((wg, mid_npi, rate));
             if best.as_ref().is_none_or(|b| rate > b.2) {
@@ -210,7 +277,7 @@ impl GpuHasher {
         }
         let (pipeline, mut npi, mut rate) = best.expect("at least one workgroup size");
         for &n in npis.iter().filter(|&&n| n != mid_npi) {
-            let r = calibrate(&dev, &pipeline, n, opts.dispatch_time / 2)?;
+            let r = calibrate(&dev, &pipeline, n, opts.dispatch_time / 2, limit)?;
             tried.push((pipeline.workgroup, n, r));
             if r > rate {
                 npi = n;
@@ -259,12 +326,20 @@ impl GpuHasher {
             info,
             hardware_errors: 0,
             overflows: 0,
+            health,
+            failed: None,
+            limit,
         })
     }
 
     /// The adapter this hasher runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.dev.adapter
+    }
+
+    /// The wgpu device this hasher runs on (tests use it to inject faults).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.dev.device
     }
 
     /// What start-up tuning chose.
@@ -345,7 +420,7 @@ impl GpuHasher {
                     .submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
                 let back = self
                     .spare
-                    .collect(&self.dev.device, &self.dev.adapter.name)?;
+                    .collect(&self.dev.device, &self.dev.adapter.name, self.limit)?;
                 if back.overflowed {
                     todo.push(half);
                 } else {
@@ -358,7 +433,7 @@ impl GpuHasher {
                     .submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
                 found.extend(
                     self.spare
-                        .collect(&self.dev.device, &self.dev.adapter.name)?
+                        .collect(&self.dev.device, &self.dev.adapter.name, self.limit)?
                         .nonces,
                 );
             }
@@ -401,7 +476,13 @@ pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
 
 /// Measure the rate of `pipeline` at `npi` nonces per invocation with dispatches of about
 /// `time`: one small warm-up, then dispatches growing 4x until one takes that long.
-fn calibrate(dev: &GpuDevice, pipeline: &Pipeline, npi: u32, time: Duration) -> Result<f64, Error> {
+fn calibrate(
+    dev: &GpuDevice,
+    pipeline: &Pipeline,
+    npi: u32,
+    time: Duration,
+    limit: Duration,
+) -> Result<f64, Error> {
     let mut slot = Slot::new(&dev.device, pipeline, "sha256d calibration");
     // A target nothing meets: the shader writes no candidates.
     let base = Params::for_header(&[0u8; 80], 0);
@@ -418,7 +499,7 @@ fn calibrate(dev: &GpuDevice, pipeline: &Pipeline, npi: u32, time: Duration) -> 
         };
         let t0 = Instant::now();
         slot.submit(&dev.device, &dev.queue, pipeline, &params);
-        slot.collect(&dev.device, &dev.adapter.name)?;
+        slot.collect(&dev.device, &dev.adapter.name, limit)?;
         let took = t0.elapsed();
         if !warm {
             warm = true;
@@ -444,6 +525,43 @@ impl Hasher for GpuHasher {
     }
 
     fn hash(
+        &mut self,
+        unit: &WorkUnit,
+        ctl: &Control,
+        sink: &Sink,
+    ) -> Result<UnitOutcome, hashrig_hasher::Error> {
+        if self.failed.is_none() {
+            if let Some(reason) = self.health.get() {
+                self.failed = Some(reason);
+            }
+        }
+        if let Some(reason) = &self.failed {
+            return Err(hashrig_hasher::Error::Device {
+                device: self.info.name.clone(),
+                source: Box::new(Error::Failed {
+                    adapter: self.dev.adapter.name.clone(),
+                    reason: reason.clone(),
+                }),
+            });
+        }
+        self.hash_unit(unit, ctl, sink).map_err(|e| {
+            // A device error leaves buffers mid-map and dispatches unfinished: never reuse them.
+            let reason = self.health.get().unwrap_or_else(|| error_chain(&e));
+            tracing::error!(adapter = %self.dev.adapter.name, %reason, "gpu hasher stopped");
+            self.failed = Some(reason.clone());
+            hashrig_hasher::Error::Device {
+                device: self.info.name.clone(),
+                source: Box::new(Error::Failed {
+                    adapter: self.dev.adapter.name.clone(),
+                    reason,
+                }),
+            }
+        })
+    }
+}
+
+impl GpuHasher {
+    fn hash_unit(
         &mut self,
         unit: &WorkUnit,
         ctl: &Control,
@@ -487,8 +605,18 @@ impl Hasher for GpuHasher {
                 break;
             };
             let back = self.slots[slot]
-                .collect(&self.dev.device, &self.dev.adapter.name)
+                .collect(&self.dev.device, &self.dev.adapter.name, self.limit)
                 .map_err(|e| device_err(e, &name))?;
+            if let Some(reason) = self.health.get() {
+                // An error reported during this dispatch: its results cannot be trusted.
+                return Err(device_err(
+                    Error::Failed {
+                        adapter: self.dev.adapter.name.clone(),
+                        reason,
+                    },
+                    &name,
+                ));
+            }
             let now = Instant::now();
             // The GPU worked on this dispatch from when it was queued or the previous one ended.
             let began = last_done.map_or(submitted, |t| t.max(submitted));

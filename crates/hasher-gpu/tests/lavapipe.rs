@@ -209,3 +209,66 @@ fn tuning_keeps_the_fastest_setting_it_tried() {
     let (got, _, _) = sweep(&mut h, block.header(), range, block.target());
     assert_eq!(got, BTreeSet::from([block.nonce]));
 }
+
+fn one_unit(header: [u8; 80], ctl: &Control) -> WorkUnit {
+    WorkUnit {
+        id: 1,
+        epoch: ctl.epoch(),
+        header,
+        range: NonceRange::new(0, 1 << 20).unwrap(),
+        target: easy_target(1 << 8),
+        version_mask: 0,
+    }
+}
+
+/// A device that goes away (here: destroyed under the hasher, as a driver reset would) ends the
+/// hasher with an error naming the GPU; no panic, and every later call says the same.
+#[test]
+fn a_lost_device_ends_the_hasher_with_an_error_not_a_panic() {
+    let Some(mut h) = open(|_| ()) else { return };
+    let device = h.device().clone();
+    let ctl = Control::new();
+    let (sink, _rx) = Sink::channel();
+    let unit = one_unit(synthetic_header(21), &ctl);
+    h.hash(&unit, &ctl, &sink).expect("a healthy device hashes");
+    device.destroy();
+    let e = h.hash(&unit, &ctl, &sink).expect_err("a destroyed device cannot hash");
+    let text = error_chain(&e);
+    assert!(text.contains(&h.adapter().name), "{text}");
+    assert!(text.contains("out of this run"), "{text}");
+    let again = h.hash(&unit, &ctl, &sink).expect_err("a failed hasher stays failed");
+    assert!(error_chain(&again).contains("out of this run"));
+}
+
+/// An error wgpu reports outside any error scope (its default handler panics) ends the hasher
+/// with that error instead.
+#[test]
+fn an_uncaptured_device_error_ends_the_hasher_with_an_error_not_a_panic() {
+    let Some(mut h) = open(|_| ()) else { return };
+    let device = h.device().clone();
+    // A mapped-at-creation buffer whose size is not a multiple of 4 is a validation error.
+    let _bad = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("deliberately invalid"),
+        size: 3,
+        usage: wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: true,
+    });
+    let ctl = Control::new();
+    let (sink, _rx) = Sink::channel();
+    let unit = one_unit(synthetic_header(22), &ctl);
+    let e = h.hash(&unit, &ctl, &sink).expect_err("the device reported an error");
+    let text = error_chain(&e);
+    assert!(text.contains("device error"), "{text}");
+    assert!(h.hash(&unit, &ctl, &sink).is_err());
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
