@@ -83,7 +83,7 @@ pub fn gpu_adapters() -> Vec<String> {
     }
     list.iter()
         .map(|a| {
-            let nvml = if hashrig_hasher_gpu::NvmlEnergy::for_adapter(a).is_some() { ", NVML power" } else { "" };
+            let nvml = if hashrig_hasher_gpu::power::has_nvml(a) { ", NVML power" } else { "" };
             format!("{a}{nvml}")
         })
         .collect()
