@@ -51,13 +51,19 @@ fn devices_lists_each_gpu_adapter_with_backend_and_type() {
     if !have_gpu() {
         return;
     }
-    let out = hashrig().arg("devices").output().unwrap();
+    let out = hashrig().arg("devices").env_remove("XDG_RUNTIME_DIR").output().unwrap();
     assert!(out.status.success());
+    // Mesa's complaint about an unset XDG_RUNTIME_DIR is silenced.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     for a in hashrig_hasher_gpu::list_adapters() {
         let line = format!(
             "gpu {}: {} ({}, {}",
-            a.index, a.name, a.backend, a.device_type
+            a.index,
+            a.name,
+            a.backend,
+            a.kind_label()
         );
         assert!(stdout.contains(&line), "missing `{line}` in:\n{stdout}");
     }
@@ -133,13 +139,21 @@ fn bench_on_the_gpu_reports_a_rate_in_json() {
     if !have_gpu() {
         return;
     }
-    let v = json(
-        &hashrig()
-            .args(["bench", "--backend", "gpu", "--duration", "1", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let out = hashrig()
+        .args(["bench", "--backend", "gpu", "--duration", "1", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = json(&out);
     assert_eq!(v["backend"], "gpu");
+    // The adapter and its type are in the JSON; a software one is named as such everywhere.
+    let adapters = v["gpu_adapters"].as_array().expect("gpu_adapters in the JSON");
+    assert_eq!(adapters.len(), 1, "{v}");
+    let software = adapters[0]["software"].as_bool().unwrap();
+    assert_eq!(software, adapters[0]["adapter_type"] == "cpu", "{v}");
+    let label = hashrig_hasher_gpu::SOFTWARE_LABEL;
+    assert_eq!(v["devices"][0].as_str().unwrap().contains(label), software, "{v}");
+    assert_eq!(stderr.contains(&format!("warning: {} is a {label}", adapters[0]["name"].as_str().unwrap())), software, "{stderr}");
     assert_eq!(v["kernel"], "wgsl");
     assert!(v["hashes"].as_u64().unwrap() > 0, "{v}");
     assert!(v["hashrate"].as_f64().unwrap() > 0.0, "{v}");

@@ -178,14 +178,19 @@ pub fn open_cpu(cpu: &CpuOptions) -> anyhow::Result<CpuHasher> {
     Ok(CpuHasher::new(&cfg)?)
 }
 
-/// The GPU backend: `gpu` the best adapter, `gpu:N` / `gpu:name` one adapter, `gpu:all` every
-/// hardware GPU and `gpu:0,1` a list; one hasher per GPU, each tuned at start-up.
-fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
-    let spec = match sel {
+/// The `hashrig_hasher_gpu` selection string for a `--backend gpu[:...]` value.
+pub fn gpu_spec(sel: Option<&GpuSelector>) -> String {
+    match sel {
         None => String::new(),
         Some(GpuSelector::Index(i)) => i.to_string(),
         Some(GpuSelector::Name(n)) => n.clone(),
-    };
+    }
+}
+
+/// The GPU backend: `gpu` the best adapter, `gpu:N` / `gpu:name` one adapter, `gpu:all` every
+/// hardware GPU and `gpu:0,1` a list; one hasher per GPU, each tuned at start-up.
+fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
+    let spec = gpu_spec(sel);
     // Naming an adapter that is not there is bad input (exit 2); a driver failure is not.
     let hashers = hashrig_hasher_gpu::open_hashers(&spec).map_err(|e| match e {
         hashrig_hasher_gpu::Error::AdapterNotFound { .. } => bad_input(e.to_string()),

@@ -91,6 +91,20 @@ pub struct BenchReport {
     /// the driver's own estimate with its interval, and for an emulator its true hashrate.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub asic_chains: Vec<hashrig_hasher_asic::ChainSnapshot>,
+    /// GPU backends: each adapter benched and its type ("discrete", "integrated", "cpu" for a
+    /// software adapter such as lavapipe, which is not a GPU).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpu_adapters: Vec<GpuAdapter>,
+}
+
+/// One adapter a GPU bench ran on.
+#[derive(Debug, serde::Serialize)]
+pub struct GpuAdapter {
+    pub name: String,
+    pub backend: String,
+    pub adapter_type: String,
+    pub software: bool,
+    pub pci_bus_id: String,
 }
 
 /// Share difficulty of the synthetic job: ~4 M hashes per share, so verification is exercised
@@ -131,7 +145,7 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         _ => None,
     };
     let prices = crate::live_econ::Prices::from_flags(a.power_price, a.hashprice, a.btc_price, a.fees, a.rent, a.power_sale)?;
-    let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(spec, BackendSpec::Gpu(_)) };
+    let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(spec, BackendSpec::Gpu(_)), ..Default::default() };
     crate::metering::check_choice(&power, "--watts", "--power-cmd")?;
     Ok(Plan { spec, cpu, duration: Duration::from_secs_f64(a.duration), power, econ, prices, difficulty: a.difficulty })
 }
@@ -154,8 +168,22 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     let kernel = infos.iter().map(|i| i.kernel.clone()).collect::<Vec<_>>().join(",");
     let threads = plan.spec.is_cpu().then(|| plan.cpu.threads.unwrap_or_else(hashrig_hasher_cpu::available_threads));
 
+    // The adapters the GPU backend opened (the same selection, listed again): their types for
+    // the report, and their PCI bus ids so NVML measures those boards and no other.
+    let mut power_choice = plan.power.clone();
+    let gpu_adapters = match &plan.spec {
+        BackendSpec::Gpu(sel) => hashrig_hasher_gpu::resolve(&backend::gpu_spec(sel.as_ref()))?,
+        _ => Vec::new(),
+    };
+    if let Some(ids) = hashrig_hasher_gpu::power::nvml_bus_ids(&gpu_adapters) {
+        power_choice.gpu_pci_bus_ids = ids;
+    }
+    for a in gpu_adapters.iter().filter(|a| a.is_software()) {
+        eprintln!("warning: {} is a {}: its rate is not a GPU's", a.name, hashrig_hasher_gpu::SOFTWARE_LABEL);
+    }
+
     // Power: what the user named must work; an auto-detected counter that fails is only a note.
-    let mut meter = crate::metering::RunMeter::start(&plan.power)?;
+    let mut meter = crate::metering::RunMeter::start(&power_choice)?;
 
     let engine = Engine::start(hashers, DiscardShares, EngineConfig::default())?;
     mon.attach_engine(&engine);
@@ -253,11 +281,24 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
         power_notes: if power.is_some() { Vec::new() } else { notes },
         stats,
         asic_chains,
+        gpu_adapters: gpu_adapters
+            .iter()
+            .map(|a| GpuAdapter {
+                name: a.name.clone(),
+                backend: a.backend.clone(),
+                adapter_type: a.device_type.clone(),
+                software: a.is_software(),
+                pci_bus_id: a.pci_bus_id.clone(),
+            })
+            .collect(),
     })
 }
 
 fn print_summary(r: &BenchReport) -> std::io::Result<()> {
     crate::outln!("backend     {} ({})", r.backend, r.devices.join("; "))?;
+    for a in r.gpu_adapters.iter().filter(|a| a.software) {
+        crate::outln!("WARNING     {} is a {}", a.name, hashrig_hasher_gpu::SOFTWARE_LABEL)?;
+    }
     match r.threads {
         Some(t) => crate::outln!("kernel      {} on {t} thread{}", r.kernel, if t == 1 { "" } else { "s" })?,
         None => crate::outln!("kernel      {}", r.kernel)?,

@@ -20,7 +20,33 @@ pub struct DevicesArgs {
     pub ports: Vec<String>,
 }
 
+/// Set in the one re-run below, so it happens once.
+const XDG_RERUN: &str = "HASHRIG_DEVICES_XDG_RERUN";
+
+/// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid or not set in the environment."
+/// while wgpu lists adapters where that variable is unset (servers, containers, CI): harmless,
+/// but it reads like a failure of `devices`. Changing our own environment is `unsafe` in Rust
+/// 2024, so `devices` runs itself once more with the variable set to a private empty folder.
+/// `None`: no re-run (the variable is set, or the re-run could not start): carry on here.
+fn rerun_with_xdg_runtime_dir() -> Option<ExitCode> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() || std::env::var_os(XDG_RERUN).is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = std::env::temp_dir().join(format!("hashrig-xdg-{}", std::process::id()));
+    std::fs::create_dir(&dir).ok()?;
+    let status = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok().and_then(|()| {
+        std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("XDG_RUNTIME_DIR", &dir).env(XDG_RERUN, "1").status().ok()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(status?.code().map_or(ExitCode::FAILURE, |c| ExitCode::from(u8::try_from(c).unwrap_or(1))))
+}
+
 pub fn run(a: &DevicesArgs) -> anyhow::Result<ExitCode> {
+    if let Some(code) = rerun_with_xdg_runtime_dir() {
+        return Ok(code);
+    }
     crate::outln!("CPU: {} ({} threads available)", cpu_model(), hashrig_hasher_cpu::available_threads())?;
     let masked = hashrig_sha256d::disabled_cpu_features().map_err(|e| crate::bad_input(e.to_string()))?;
     if !masked.is_empty() {
@@ -83,7 +109,7 @@ pub fn gpu_adapters() -> Vec<String> {
     }
     list.iter()
         .map(|a| {
-            let nvml = if hashrig_hasher_gpu::NvmlEnergy::for_adapter(a).is_some() { ", NVML power" } else { "" };
+            let nvml = if hashrig_hasher_gpu::power::has_nvml(a) { ", NVML power" } else { "" };
             format!("{a}{nvml}")
         })
         .collect()

@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn bad_power_settings_are_refused_by_their_names() {
-        let c = |watts, command: Option<&str>| PowerChoice { watts, command: command.map(str::to_owned), gpu: false };
+        let c = |watts, command: Option<&str>| PowerChoice { watts, command: command.map(str::to_owned), gpu: false, ..Default::default() };
         let e = check_choice(&c(Some(0.0), None), "--watts", "--power-cmd").unwrap_err().to_string();
         assert!(e.contains("--watts 0"), "{e}");
         let e = check_choice(&c(None, Some("  ")), "[power] watts", "[power] power_cmd").unwrap_err().to_string();
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_declared_wattage_is_the_runs_power() {
-        let mut m = RunMeter::start(&PowerChoice { watts: Some(42.5), command: None, gpu: false }).unwrap();
+        let mut m = RunMeter::start(&PowerChoice { watts: Some(42.5), command: None, gpu: false, ..Default::default() }).unwrap();
         m.poll_due(Instant::now() + Duration::from_secs(2));
         assert_eq!(m.recent_watts(), Some(42.5));
         let (report, _) = m.finish();

@@ -324,12 +324,12 @@ impl MineSettings {
         let mut file_power = file.power.unwrap_or_default();
         let price_cmd = file_power.price_cmd.take();
         let power = if args.watts.is_some() || args.power_cmd.is_some() {
-            let p = hashrig_power::PowerChoice { watts: args.watts, command: args.power_cmd.clone(), gpu };
+            let p = hashrig_power::PowerChoice { watts: args.watts, command: args.power_cmd.clone(), gpu, ..Default::default() };
             crate::metering::check_choice(&p, "--watts", "--power-cmd")?;
             p
         } else {
             let fp = file_power;
-            let p = hashrig_power::PowerChoice { watts: fp.watts, command: fp.power_cmd, gpu };
+            let p = hashrig_power::PowerChoice { watts: fp.watts, command: fp.power_cmd, gpu, ..Default::default() };
             crate::metering::check_choice(&p, "[power] watts", "[power] power_cmd")?;
             p
         };

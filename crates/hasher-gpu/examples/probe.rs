@@ -15,15 +15,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(2).as_deref() == Some("grid") {
         opts.workgroups = vec![32, 64, 128, 256];
         opts.nonces_per_invocation = vec![1, 4, 16, 64, 256];
+        opts.tune_samples = 3;
     }
     let h = GpuHasher::with_options(dev, &opts)?;
     let t = h.tuning();
-    for (wg, npi, rate) in &t.tried {
+    for x in &t.tried {
         println!(
-            "workgroup {wg:4} x {npi:5} nonces/invocation: {:10.1} MH/s",
-            rate / 1e6
+            "workgroup {:4} x {:5} nonces/invocation: {:10.1} MH/s (median of {} samples)",
+            x.workgroup,
+            x.nonces_per_invocation,
+            x.rate / 1e6,
+            x.samples.len()
         );
     }
+    for (groups, secs) in &t.wave_curve {
+        println!("wave probe: {groups:6} workgroups in {:8.3} ms", secs * 1e3);
+    }
+    println!("wave: {} workgroups", t.wave);
     println!(
         "chose workgroup {} x {} nonces/invocation: {:.1} MH/s",
         t.workgroup,

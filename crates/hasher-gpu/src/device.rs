@@ -20,8 +20,13 @@ pub struct AdapterSummary {
     pub driver_info: String,
     /// PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel; 0x10005 Mesa for lavapipe).
     pub vendor: u32,
+    /// PCI device id (with `vendor`, the card model).
+    pub device_id: u32,
     /// PCI bus id when the backend reports one ("" otherwise).
     pub pci_bus_id: String,
+    /// Other APIs that list this same card (matched on the PCI bus): it is opened once, through
+    /// `backend`.
+    pub also_listed_by: Vec<String>,
 }
 
 impl AdapterSummary {
@@ -34,7 +39,21 @@ impl AdapterSummary {
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
             vendor: info.vendor,
+            device_id: info.device,
             pci_bus_id: info.device_pci_bus_id.clone(),
+            also_listed_by: Vec::new(),
+        }
+    }
+
+    /// What kind of adapter this is, in words every output uses: a software adapter is never
+    /// passed off as a GPU.
+    pub fn kind_label(&self) -> &'static str {
+        match self.device_type.as_str() {
+            "discrete" => "discrete GPU",
+            "integrated" => "integrated GPU",
+            "virtual" => "virtual GPU",
+            "cpu" => SOFTWARE_LABEL,
+            _ => "GPU of unknown type",
         }
     }
 
@@ -44,15 +63,27 @@ impl AdapterSummary {
     }
 }
 
+/// How a software adapter (lavapipe/llvmpipe, WARP, SwiftShader) is named in every output.
+pub const SOFTWARE_LABEL: &str = "SOFTWARE adapter: runs on the CPU, not a GPU";
+
 impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "gpu {}: {} ({}, {}",
-            self.index, self.name, self.backend, self.device_type
+            self.index,
+            self.name,
+            self.backend,
+            self.kind_label()
         )?;
         if !self.driver.is_empty() || !self.driver_info.is_empty() {
             write!(f, ", driver {} {}", self.driver, self.driver_info)?;
+        }
+        if !self.pci_bus_id.is_empty() {
+            write!(f, ", pci {}", self.pci_bus_id)?;
+        }
+        if !self.also_listed_by.is_empty() {
+            write!(f, ", also listed by {}", self.also_listed_by.join(", "))?;
         }
         write!(f, ")")
     }
@@ -71,12 +102,15 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
 /// Which adapter to open.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum AdapterSelector {
-    /// The first hardware adapter (discrete before integrated), else the first one of any kind.
+    /// The first hardware adapter (discrete before integrated); a software adapter only when
+    /// there is no other.
     #[default]
     Best,
-    /// By position in [`list_adapters`].
+    /// By position in [`list_adapters`]. A software adapter is refused while a hardware one
+    /// exists: it must be asked for by name.
     Index(usize),
-    /// The first adapter whose name contains this (case-insensitive).
+    /// The first adapter whose name or driver contains this (case-insensitive): "llvmpipe" or
+    /// "lavapipe" names Mesa's software adapter.
     Name(String),
 }
 
@@ -120,19 +154,81 @@ fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
-fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+/// Preference among APIs listing one card: Vulkan, then DX12, then Metal, then the rest.
+fn backend_rank(backend: &str) -> u8 {
+    match backend {
+        "vulkan" => 0,
+        "dx12" => 1,
+        "metal" => 2,
+        _ => 3,
+    }
 }
 
-/// Every adapter wgpu finds on this machine, in the order `--gpu N` counts them. Empty when
-/// there is none (no Vulkan/Metal/DX12 driver): that is not an error.
-pub fn list_adapters() -> Vec<AdapterSummary> {
-    let instance = instance();
-    adapters(&instance)
+/// One card listed by several APIs (Vulkan and DX12 on Windows) is one adapter: returns, in the
+/// order to show them, the raw positions to keep, each with the backends of the copies dropped.
+/// Two entries are one card when they report the same PCI bus id; an entry without a bus id is
+/// matched on (vendor, device id, name) with an entry of another API when that API lists exactly
+/// one such card (two identical cards in one API stay two).
+fn dedupe(raw: &[AdapterSummary]) -> Vec<(usize, Vec<String>)> {
+    let same_model = |a: &AdapterSummary, b: &AdapterSummary| {
+        a.vendor == b.vendor && a.device_id == b.device_id && a.name == b.name
+    };
+    let count_in = |backend: &str, like: &AdapterSummary| {
+        raw.iter()
+            .filter(|x| x.backend == backend && same_model(x, like))
+            .count()
+    };
+    let same_card = |a: &AdapterSummary, b: &AdapterSummary| {
+        if a.backend == b.backend {
+            return false;
+        }
+        let (pa, pb) = (parse_pci(&a.pci_bus_id), parse_pci(&b.pci_bus_id));
+        match (pa, pb) {
+            (Some(x), Some(y)) => x == y,
+            _ => same_model(a, b) && count_in(&a.backend, a) == 1 && count_in(&b.backend, b) == 1,
+        }
+    };
+    let mut order: Vec<usize> = (0..raw.len()).collect();
+    order.sort_by_key(|&i| (backend_rank(&raw[i].backend), i));
+    let mut kept: Vec<(usize, Vec<String>)> = Vec::new();
+    for i in order {
+        match kept.iter_mut().find(|(k, _)| same_card(&raw[*k], &raw[i])) {
+            Some((_, also)) => also.push(raw[i].backend.clone()),
+            None => kept.push((i, Vec::new())),
+        }
+    }
+    kept.sort_by_key(|(i, _)| *i);
+    kept
+}
+
+fn parse_pci(id: &str) -> Option<(u32, u32, u32, u32)> {
+    crate::power::parse_pci_bus_id(id)
+}
+
+/// The adapters wgpu finds, one per card: (wgpu's adapter, its summary), indexed as listed.
+fn enumerate(instance: &wgpu::Instance) -> Vec<(wgpu::Adapter, AdapterSummary)> {
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let raw: Vec<AdapterSummary> = adapters
         .iter()
+        .map(|a| AdapterSummary::of(0, &a.get_info()))
+        .collect();
+    let keep = dedupe(&raw);
+    let mut adapters: Vec<Option<wgpu::Adapter>> = adapters.into_iter().map(Some).collect();
+    keep.into_iter()
         .enumerate()
-        .map(|(i, a)| AdapterSummary::of(i, &a.get_info()))
+        .map(|(index, (i, also))| {
+            let mut s = raw[i].clone();
+            s.index = index;
+            s.also_listed_by = also;
+            (adapters[i].take().expect("each kept once"), s)
+        })
         .collect()
+}
+
+/// Every adapter wgpu finds on this machine, one per card, in the order `--gpu N` counts them.
+/// Empty when there is none (no Vulkan/Metal/DX12 driver): that is not an error.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    enumerate(&instance()).into_iter().map(|(_, s)| s).collect()
 }
 
 fn rank(s: &AdapterSummary) -> u8 {
@@ -148,24 +244,42 @@ fn rank(s: &AdapterSummary) -> u8 {
 fn choose(list: &[AdapterSummary], sel: &AdapterSelector) -> Result<usize, Error> {
     let available = || {
         list.iter()
-            .map(|s| format!("{}: {}", s.index, s.name))
+            .map(|s| format!("{}: {} ({})", s.index, s.name, s.kind_label()))
             .collect::<Vec<_>>()
             .join("; ")
     };
     if list.is_empty() {
         return Err(Error::NoAdapter);
     }
+    let any_hardware = list.iter().any(|s| !s.is_software());
     match sel {
         AdapterSelector::Best => Ok(list
             .iter()
             .min_by_key(|s| (rank(s), s.index))
             .map(|s| s.index)
             .unwrap_or(0)),
-        AdapterSelector::Index(i) if *i < list.len() => Ok(*i),
+        AdapterSelector::Index(i) if *i < list.len() => {
+            if list[*i].is_software() && any_hardware {
+                Err(Error::SoftwareNotNamed {
+                    index: *i,
+                    name: list[*i].name.clone(),
+                })
+            } else {
+                Ok(*i)
+            }
+        }
         AdapterSelector::Name(n) => {
             let n = n.to_lowercase();
+            // Mesa's software Vulkan is "lavapipe"; its adapter calls itself "llvmpipe".
+            let n = if n == "lavapipe" {
+                "llvmpipe".to_owned()
+            } else {
+                n
+            };
             list.iter()
-                .find(|s| s.name.to_lowercase().contains(&n))
+                .find(|s| {
+                    s.name.to_lowercase().contains(&n) || s.driver.to_lowercase().contains(&n)
+                })
                 .map(|s| s.index)
                 .ok_or_else(|| Error::AdapterNotFound {
                     selector: sel.to_string(),
@@ -177,6 +291,39 @@ fn choose(list: &[AdapterSummary], sel: &AdapterSelector) -> Result<usize, Error
             available: available(),
         }),
     }
+}
+
+/// The adapters `spec` names, without opening them: "" or "auto" the best, "all" every hardware
+/// adapter (a software one only when there is no other), else comma-separated indices and names
+/// ("0,1", "H100"), each card once. What [`crate::open_hashers`] opens, and what a caller asks
+/// NVML about (by [`AdapterSummary::pci_bus_id`]).
+pub fn resolve(spec: &str) -> Result<Vec<AdapterSummary>, Error> {
+    let list = list_adapters();
+    resolve_in(&list, spec).map(|ix| ix.into_iter().map(|i| list[i].clone()).collect())
+}
+
+fn resolve_in(list: &[AdapterSummary], spec: &str) -> Result<Vec<usize>, Error> {
+    if spec.trim().eq_ignore_ascii_case("all") {
+        if list.is_empty() {
+            return Err(Error::NoAdapter);
+        }
+        let any_hardware = list.iter().any(|s| !s.is_software());
+        return Ok(list
+            .iter()
+            .filter(|s| !(any_hardware && s.is_software()))
+            .map(|s| s.index)
+            .collect());
+    }
+    let mut out = Vec::new();
+    for part in spec.split(',') {
+        let sel: AdapterSelector = part.parse().unwrap_or_default();
+        let i = choose(list, &sel)?;
+        // "0,0" or a name matching twice must not open one GPU as two hashers.
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    Ok(out)
 }
 
 fn open_adapter(adapter: &wgpu::Adapter, summary: AdapterSummary) -> Result<GpuDevice, Error> {
@@ -193,6 +340,9 @@ fn open_adapter(adapter: &wgpu::Adapter, summary: AdapterSummary) -> Result<GpuD
             source,
         }
     })?;
+    if summary.is_software() {
+        tracing::warn!(adapter = %summary.name, "{SOFTWARE_LABEL}");
+    }
     Ok(GpuDevice {
         device,
         queue,
@@ -202,35 +352,26 @@ fn open_adapter(adapter: &wgpu::Adapter, summary: AdapterSummary) -> Result<GpuD
 
 /// Open the adapter `sel` names.
 pub fn open_device(sel: &AdapterSelector) -> Result<GpuDevice, Error> {
-    let instance = instance();
-    let adapters = adapters(&instance);
-    let list: Vec<AdapterSummary> = adapters
-        .iter()
-        .enumerate()
-        .map(|(i, a)| AdapterSummary::of(i, &a.get_info()))
-        .collect();
+    let mut found = enumerate(&instance());
+    let list: Vec<AdapterSummary> = found.iter().map(|(_, s)| s.clone()).collect();
     let i = choose(&list, sel)?;
-    open_adapter(&adapters[i], list[i].clone())
+    let (adapter, summary) = found.swap_remove(i);
+    open_adapter(&adapter, summary)
 }
 
-/// Open every adapter, skipping software ones when there is any hardware adapter (several GPUs
-/// at once, one hasher each).
-pub fn open_all() -> Result<Vec<GpuDevice>, Error> {
-    let instance = instance();
-    let adapters = adapters(&instance);
-    let list: Vec<AdapterSummary> = adapters
-        .iter()
-        .enumerate()
-        .map(|(i, a)| AdapterSummary::of(i, &a.get_info()))
-        .collect();
-    if list.is_empty() {
-        return Err(Error::NoAdapter);
-    }
-    let any_hardware = list.iter().any(|s| !s.is_software());
-    list.iter()
-        .filter(|s| !(any_hardware && s.is_software()))
-        .map(|s| open_adapter(&adapters[s.index], s.clone()))
+/// Open every adapter `spec` names ([`resolve`]), one device per card.
+pub fn open_spec(spec: &str) -> Result<Vec<GpuDevice>, Error> {
+    let found = enumerate(&instance());
+    let list: Vec<AdapterSummary> = found.iter().map(|(_, s)| s.clone()).collect();
+    resolve_in(&list, spec)?
+        .into_iter()
+        .map(|i| open_adapter(&found[i].0, found[i].1.clone()))
         .collect()
+}
+
+/// Open every hardware adapter (a software one only when there is no other), one per card.
+pub fn open_all() -> Result<Vec<GpuDevice>, Error> {
+    open_spec("all")
 }
 
 #[cfg(test)]
@@ -246,8 +387,74 @@ mod tests {
             driver: String::new(),
             driver_info: String::new(),
             vendor: 0,
+            device_id: 0,
             pci_bus_id: String::new(),
+            also_listed_by: Vec::new(),
         }
+    }
+
+    fn card(i: usize, name: &str, backend: &str, pci: &str) -> AdapterSummary {
+        AdapterSummary {
+            backend: backend.into(),
+            vendor: 0x10de,
+            device_id: 0x2330,
+            pci_bus_id: pci.into(),
+            ..summary(i, name, "discrete")
+        }
+    }
+
+    #[test]
+    fn one_card_listed_by_two_apis_is_one_adapter() {
+        // Windows: DX12 first, then Vulkan, for the same two cards (bus ids in two spellings).
+        let raw = [
+            card(0, "NVIDIA H100", "dx12", "0000:3b:00.0"),
+            card(1, "NVIDIA H100", "dx12", "0000:5e:00.0"),
+            card(2, "NVIDIA H100", "vulkan", "00000000:5E:00.0"),
+            card(3, "NVIDIA H100", "vulkan", "00000000:3B:00.0"),
+            summary(4, "llvmpipe", "cpu"),
+        ];
+        let kept = dedupe(&raw);
+        // The Vulkan copies are kept; each names the API that also listed it.
+        assert_eq!(
+            kept,
+            vec![
+                (2, vec!["dx12".to_owned()]),
+                (3, vec!["dx12".to_owned()]),
+                (4, vec![])
+            ]
+        );
+        // Two identical cards in one API, no bus ids: still two.
+        let twins = [
+            card(0, "NVIDIA H100", "vulkan", ""),
+            card(1, "NVIDIA H100", "vulkan", ""),
+        ];
+        assert_eq!(dedupe(&twins).len(), 2);
+        // No bus ids, one such card per API: one card.
+        let pair = [
+            card(0, "NVIDIA H100", "dx12", ""),
+            card(1, "NVIDIA H100", "vulkan", ""),
+        ];
+        assert_eq!(dedupe(&pair), vec![(1, vec!["dx12".to_owned()])]);
+    }
+
+    #[test]
+    fn a_software_adapter_is_used_only_by_name_or_when_alone() {
+        let both = [
+            summary(0, "llvmpipe (LLVM 15)", "cpu"),
+            summary(1, "NVIDIA H100", "discrete"),
+        ];
+        assert_eq!(resolve_in(&both, "").unwrap(), vec![1]);
+        assert_eq!(resolve_in(&both, "all").unwrap(), vec![1]);
+        let e = resolve_in(&both, "0").unwrap_err().to_string();
+        assert!(e.contains("software") && e.contains("llvmpipe"), "{e}");
+        assert_eq!(resolve_in(&both, "llvmpipe").unwrap(), vec![0]);
+        assert_eq!(resolve_in(&both, "lavapipe").unwrap(), vec![0]);
+        let alone = [summary(0, "llvmpipe (LLVM 15)", "cpu")];
+        assert_eq!(resolve_in(&alone, "").unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, "0").unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, "all").unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, "0,0").unwrap(), vec![0]);
+        assert!(alone[0].to_string().contains(SOFTWARE_LABEL));
     }
 
     #[test]

@@ -1,29 +1,32 @@
 //! The GPU backend of hashrig: a [`Hasher`] over wgpu (Vulkan, Metal, DX12; any adapter, a
-//! software one such as Mesa's lavapipe included) running one WGSL SHA-256d nonce-search shader.
+//! software one such as Mesa's lavapipe included, named as such) running one WGSL SHA-256d
+//! nonce-search shader.
 //!
-//! What it is for: sweeping nonce ranges of block headers fast on a GPU. Per work unit the host
-//! does everything that does not depend on the nonce (midstate, rounds 0-2 of the second block,
-//! round 3's nonce-free parts, schedule words 16-17); the shader (`src/sha256d.wgsl`, generated
-//! by `tools/gen_kernel.py`) hashes `npi` nonces per invocation, stops the second SHA-256 after
-//! round 60 and rejects on the top word, and appends survivors to a bounded buffer through an
-//! atomic counter. The host re-verifies every survivor against the whole target with
-//! `hashrig-sha256d` before pushing it to the [`Sink`]; a buffer overflow makes the host
-//! re-scan that dispatch in pieces, so no candidate is ever dropped.
+//! What it is for: sweeping nonce ranges of block headers fast on a GPU, rolling the header's
+//! version bits where the job allows (overt AsicBoost: k = 2 or 4 versions per nonce share block
+//! 2's message schedule). Per work unit the host does everything that does not depend on the nonce
+//! (`hashrig-sha256d`'s midstate and prehash per version, then every sum of such values the
+//! shader would otherwise redo: `src/folded.rs`); the shader (`src/sha256d.wgsl`, generated with
+//! `folded.rs` by `tools/gen_kernel.py`) hashes `npi` consecutive nonces per invocation, stepping
+//! the byte-swapped nonce word by one add, stops the second SHA-256 after round 60, rejects on the
+//! top word and appends (nonce, version) survivors to a bounded buffer. The host re-verifies every
+//! survivor against the whole target before pushing it to the [`Sink`]; a buffer overflow makes
+//! the host re-scan that dispatch in pieces, so no candidate is ever dropped.
 //!
-//! The device, pipeline, bind groups and buffers are made once per hasher ([`GpuHasher::new`])
-//! and reused. Two buffer sets make a double buffer: dispatch N+1 is queued before N is read
-//! back, so the GPU never waits for the host. Dispatches are sized by time (tens of ms, from a
-//! rate measured at start-up and updated after every dispatch, where the workgroup size and the
-//! nonces per invocation are also tuned); a new epoch stops work between dispatches; the hash
-//! counter moves once per dispatch.
+//! The device, pipelines, bind groups and buffers are made once per hasher ([`GpuHasher::new`])
+//! and reused. Start-up measures the wave (how many workgroups the GPU runs at once: time against
+//! workgroup count) and tunes the workgroup size and nonces per invocation (each setting timed
+//! over >= 100 ms, median of 3). A unit is split evenly into dispatches of whole waves, ~150 ms
+//! each; two are queued at a time, so the GPU never waits for the host within a unit. A new epoch
+//! stops work between dispatches; the hash counter moves once per dispatch. Any device error
+//! (lost, uncaptured, a failed map, a dispatch over 2 s) ends the hasher with an error.
 //!
-//! Device creation ([`open_device`], [`open_all`], [`list_adapters`]) is kept apart from the code
-//! that uses a device ([`GpuHasher::new`] takes any [`GpuDevice`]). Power on NVIDIA GPUs comes
-//! from NVML's total-energy counter ([`power::NvmlEnergy`], cargo feature `nvml`, the library
-//! loaded at run time: none there means power unknown, not an error).
+//! Device creation ([`open_device`], [`open_spec`], [`list_adapters`]: one entry per card, a
+//! software adapter only by name or when alone) is kept apart from the code that uses a device
+//! ([`GpuHasher::new`] takes any [`GpuDevice`]). Power on NVIDIA GPUs: [`power`] matches an
+//! adapter to NVML by PCI bus id.
 //!
-//! What it is not for: share policy, difficulty, version rolling (not done on the GPU: the
-//! hasher says `version_rolling: false`), or CPU hashing.
+//! What it is not for: share policy, difficulty, or CPU hashing.
 
 use std::time::{Duration, Instant};
 
@@ -34,15 +37,18 @@ use hashrig_hasher::{
 use hashrig_sha256d::{NonceRange, ScanJob};
 
 mod device;
+// Generated with the shader by tools/gen_kernel.py; not formatted by hand or by rustfmt.
+#[rustfmt::skip]
+mod folded;
 mod kernel;
 pub mod power;
 
 pub use device::{
-    AdapterSelector, AdapterSummary, GpuDevice, list_adapters, open_all, open_device,
+    AdapterSelector, AdapterSummary, GpuDevice, SOFTWARE_LABEL, list_adapters, open_all,
+    open_device, open_spec, resolve,
 };
-pub use power::NvmlEnergy;
 
-use kernel::{Params, Pipeline, RESULT_CAP, Slot};
+use kernel::{MAX_VERSIONS, Params, Pipeline, RESULT_CAP, Slot};
 
 /// Errors of the GPU backend.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,11 @@ pub enum Error {
         "no GPU adapter found (no Vulkan, Metal or DX12 driver; on Linux without a GPU, `apt-get install mesa-vulkan-drivers libvulkan1` gives the lavapipe software adapter)"
     )]
     NoAdapter,
+    /// An index named a software adapter while a hardware one exists.
+    #[error(
+        "adapter {index} ({name}) is a software adapter that runs on the CPU, not a GPU; name it (gpu:llvmpipe) to use it anyway"
+    )]
+    SoftwareNotNamed { index: usize, name: String },
     /// `--gpu` named an adapter that is not there.
     #[error("no GPU adapter matches {selector} (adapters: {available})")]
     AdapterNotFound { selector: String, available: String },
@@ -82,77 +93,236 @@ pub enum Error {
     /// The device stopped answering (lost, driver reset).
     #[error("the device {adapter} was lost")]
     Lost { adapter: String },
+    /// The device reported an error (lost, a validation or out-of-memory error outside an error
+    /// scope, an unreadable result buffer): this hasher is finished, every later call says so.
+    #[error("the GPU {adapter} failed and is out of this run: {reason}")]
+    Failed { adapter: String, reason: String },
 }
 
-/// What start-up tuning chose, and the rate it measured.
+/// How long one dispatch may take before the device counts as hung. Dispatches are sized to
+/// ~100-250 ms, so 2 s is far past any healthy one. Software adapters run on CPU cores shared
+/// with everything else (a loaded CI machine), so they get more.
+fn wait_limit(adapter: &AdapterSummary) -> Duration {
+    if adapter.is_software() {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(2)
+    }
+}
+
+/// The name every output shows for a GPU hasher: the adapter, its API and what kind of adapter
+/// it is, so a software adapter ([`SOFTWARE_LABEL`]) is never taken for a GPU.
+pub fn device_name(adapter: &AdapterSummary) -> String {
+    format!(
+        "{} ({}, {})",
+        adapter.name,
+        adapter.backend,
+        adapter.kind_label()
+    )
+}
+
+/// Is this (a [`DeviceInfo::name`] of any hasher) a GPU hasher on a software adapter?
+pub fn is_software_device(info: &DeviceInfo) -> bool {
+    info.kind == DeviceKind::Gpu && info.name.ends_with(&format!(", {SOFTWARE_LABEL})"))
+}
+
+/// An error and its sources, ": "-joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    chain
+}
+
+/// The first error wgpu reported outside an error scope, or the device-lost reason: set from
+/// wgpu's callbacks (which would otherwise panic), read by the hasher between dispatches.
+#[derive(Clone, Debug, Default)]
+struct Health(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Health {
+    /// Replace wgpu's default handlers (the uncaptured-error one panics) on `device`.
+    fn watch(device: &wgpu::Device, adapter: &str) -> Self {
+        let health = Self::default();
+        let (h, name) = (health.clone(), adapter.to_owned());
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            tracing::error!(adapter = %name, error = %e, "gpu error");
+            h.set(format!("device error: {e}"));
+        }));
+        let (h, name) = (health.clone(), adapter.to_owned());
+        device.set_device_lost_callback(move |reason, message| {
+            tracing::error!(adapter = %name, ?reason, %message, "gpu device lost");
+            h.set(format!("device lost ({reason:?}): {message}"));
+        });
+        health
+    }
+
+    fn set(&self, reason: String) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.get_or_insert(reason);
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// One setting the start-up tuner timed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trial {
+    pub workgroup: u32,
+    pub nonces_per_invocation: u32,
+    /// Nonces per second: the median of `samples`.
+    pub rate: f64,
+    /// (nonces, seconds) of each timed sample; each ran for at least [`Options::tune_time`]
+    /// (unless one sample already filled the largest dispatch allowed).
+    pub samples: Vec<(u64, f64)>,
+}
+
+/// What start-up tuning chose and measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tuning {
     pub workgroup: u32,
     pub nonces_per_invocation: u32,
-    /// Nonces per second measured with that choice (one dispatch, tens of ms).
+    /// Nonces per second with that choice (the median of its samples).
     pub rate: f64,
-    /// Every (workgroup, nonces per invocation, rate) tried.
-    pub tried: Vec<(u32, u32, f64)>,
+    /// Workgroups the device runs at once, estimated from time against workgroup count: the
+    /// fewest at which the rate reaches 90 % of the best seen. Dispatches hold whole multiples.
+    pub wave: u32,
+    /// (workgroups, seconds: median of 3) of each dispatch the wave measurement timed.
+    pub wave_curve: Vec<(u32, f64)>,
+    /// Every setting tried.
+    pub tried: Vec<Trial>,
 }
 
 /// How to tune and size dispatches. The defaults depend on the adapter ([`Options::for_adapter`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
-    /// How long one dispatch should take.
+    /// How long one dispatch should take (a whole number of waves near this).
     pub dispatch_time: Duration,
+    /// How long each tuning sample runs (at least).
+    pub tune_time: Duration,
+    /// Samples per setting; the median counts.
+    pub tune_samples: usize,
     /// Workgroup sizes to try (those over the adapter's limits are skipped).
     pub workgroups: Vec<u32>,
-    /// Nonces per invocation to try.
+    /// Nonces per invocation to try: powers of two up to 256 (others are skipped).
     pub nonces_per_invocation: Vec<u32>,
     /// Expected top-word survivors per dispatch, as a fraction of the result buffer. Above 1 the
     /// buffer overflows often and dispatches get re-scanned in pieces (tests use that).
     pub result_fill: f64,
+    /// Most header versions hashed per nonce when a unit allows version rolling (1, 2 or 4;
+    /// 1 turns AsicBoost off).
+    pub max_versions: usize,
 }
 
 impl Options {
-    /// Software adapters (lavapipe) get one cheap setting; hardware GPUs a small search.
+    /// Software adapters (lavapipe) get one setting; hardware GPUs a small search.
     pub fn for_adapter(adapter: &AdapterSummary) -> Self {
-        if adapter.is_software() {
-            Self {
-                dispatch_time: Duration::from_millis(30),
-                workgroups: vec![64],
-                nonces_per_invocation: vec![32],
-                result_fill: 0.25,
-            }
+        let (workgroups, nonces_per_invocation) = if adapter.is_software() {
+            (vec![64], vec![32])
         } else {
-            Self {
-                dispatch_time: Duration::from_millis(40),
-                workgroups: vec![64, 128, 256, 512],
-                nonces_per_invocation: vec![64, 256, 1024],
-                result_fill: 0.25,
-            }
+            (vec![64, 128, 256, 512], vec![32, 64, 256])
+        };
+        Self {
+            dispatch_time: Duration::from_millis(150),
+            tune_time: Duration::from_millis(100),
+            tune_samples: 3,
+            workgroups,
+            nonces_per_invocation,
+            result_fill: 0.25,
+            max_versions: MAX_VERSIONS,
         }
     }
 }
 
-/// The largest dispatch: the shader's offsets are u32, and a dimension holds 65,535 workgroups.
+/// Dispatch limits: the shader's offsets are u32, and a dimension holds 65,535 workgroups.
 const MAX_DISPATCH_NONCES: u64 = 1 << 31;
 const MAX_WORKGROUPS: u64 = 65_535;
+
+/// Split `count` nonces into dispatches of at most `target` (a multiple of `quantum`, the nonces
+/// of one wave), evenly: all but the last a whole number of quanta, and no tiny remainder (the
+/// last is at least half the others; where whole quanta cannot give that, plain even parts).
+fn split(count: u64, target: u64, quantum: u64) -> Vec<u64> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let target = target.max(1);
+    let n = count.div_ceil(target);
+    let even = count.div_ceil(n);
+    let per = even.div_ceil(quantum.max(1)) * quantum.max(1);
+    let per = if per <= target { per } else { even };
+    let mut out = Vec::with_capacity(n as usize);
+    let mut left = count;
+    while left > per {
+        out.push(per);
+        left -= per;
+    }
+    out.push(left);
+    if out.len() > 1 && left * 2 < per {
+        // Whole quanta would leave a small last piece: even parts instead.
+        let n = out.len() as u64;
+        out = (0..n)
+            .map(|i| count / n + u64::from(i < count % n))
+            .collect();
+    }
+    out
+}
+
+/// The versions a unit's mask lets one nonce carry: the header's own, then those with the mask's
+/// lowest bits flipped (BIP 320 rolling: bits outside the mask never change). `max` is 1, 2 or 4.
+fn rolled_versions(version: u32, mask: u32, max: usize) -> Vec<u32> {
+    let bits: Vec<u32> = (0..32).filter(|b| mask >> b & 1 == 1).collect();
+    let mut k = 1usize;
+    while k * 2 <= max.min(MAX_VERSIONS) && (k * 2).trailing_zeros() as usize <= bits.len() {
+        k *= 2;
+    }
+    (0..k as u32)
+        .map(|j| {
+            let flip = bits
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| j >> i & 1 == 1)
+                .fold(0u32, |acc, (_, b)| acc | 1 << b);
+            version ^ flip
+        })
+        .collect()
+}
 
 /// A GPU running the WGSL sha256d shader.
 #[derive(Debug)]
 pub struct GpuHasher {
     dev: GpuDevice,
-    pipeline: Pipeline,
+    layout: wgpu::BindGroupLayout,
+    /// Compiled entry points at the tuned workgroup size, by versions per nonce (1 first; 2 and
+    /// 4 made when a unit first rolls versions).
+    pipelines: Vec<Pipeline>,
     slots: [Slot; 2],
     /// For synchronous re-scans after a result-buffer overflow.
     spare: Slot,
     npi: u32,
-    /// Nonces per second, updated after every dispatch.
+    /// Hashes per second, updated after every dispatch.
     rate: f64,
     dispatch_time: Duration,
     result_fill: f64,
+    max_versions: usize,
     tuning: Tuning,
     info: DeviceInfo,
     /// Candidates the GPU claimed that fail even the top-word test on the host.
     hardware_errors: u64,
     /// Dispatches whose candidates overflowed the result buffer (each was re-scanned).
     overflows: u64,
+    /// Nonce counts of the dispatches of the last unit (tests check the split).
+    last_split: Vec<u64>,
+    /// Errors wgpu reported through its callbacks.
+    health: Health,
+    /// Set once the device failed: every later `hash` returns this, nothing is dispatched.
+    failed: Option<String>,
+    /// How long one dispatch may take ([`wait_limit`]).
+    limit: Duration,
 }
 
 impl GpuHasher {
@@ -169,6 +339,9 @@ impl GpuHasher {
 
     pub fn with_options(dev: GpuDevice, opts: &Options) -> Result<Self, Error> {
         let name = dev.adapter.name.clone();
+        let health = Health::watch(&dev.device, &name);
+        let limit = wait_limit(&dev.adapter);
+        let layout = kernel::bind_layout(&dev.device);
         let limits = dev.device.limits();
         let mut workgroups: Vec<u32> = opts
             .workgroups
@@ -183,88 +356,106 @@ impl GpuHasher {
         if workgroups.is_empty() {
             workgroups.push(limits.max_compute_workgroup_size_x.clamp(1, 64));
         }
-        let npis: Vec<u32> = opts
+        let mut npis: Vec<u32> = opts
             .nonces_per_invocation
             .iter()
             .copied()
-            .filter(|&n| n > 0)
+            .filter(|&n| n.is_power_of_two() && n <= 256)
             .collect();
-        let npis = if npis.is_empty() { vec![64] } else { npis };
+        if npis.is_empty() {
+            npis.push(64);
+        }
         let started = Instant::now();
+        let tune =
+            |pipeline: &Pipeline, npi: u32| calibrate(&dev, &layout, pipeline, npi, opts, limit);
 
         // Workgroup size first (at the middle nonces-per-invocation), then nonces per invocation.
         let mid_npi = npis[npis.len() / 2];
         let mut tried = Vec::new();
         let mut best: Option<(Pipeline, u32, f64)> = None;
         for &wg in &workgroups {
-            let pipeline = Pipeline::new(&dev.device, wg, &name)?;
-            let rate = if workgroups.len() == 1 && npis.len() == 1 {
-                calibrate(&dev, &pipeline, mid_npi, opts.dispatch_time)?
-            } else {
-                calibrate(&dev, &pipeline, mid_npi, opts.dispatch_time / 2)?
-            };
-            tried.push((wg, mid_npi, rate));
+            let pipeline = Pipeline::new(&dev.device, &layout, wg, 1, &name)?;
+            let trial = tune(&pipeline, mid_npi)?;
+            let rate = trial.rate;
+            tried.push(trial);
             if best.as_ref().is_none_or(|b| rate > b.2) {
                 best = Some((pipeline, mid_npi, rate));
             }
         }
         let (pipeline, mut npi, mut rate) = best.expect("at least one workgroup size");
         for &n in npis.iter().filter(|&&n| n != mid_npi) {
-            let r = calibrate(&dev, &pipeline, n, opts.dispatch_time / 2)?;
-            tried.push((pipeline.workgroup, n, r));
+            let trial = tune(&pipeline, n)?;
+            let r = trial.rate;
+            tried.push(trial);
             if r > rate {
                 npi = n;
                 rate = r;
             }
         }
+        let (wave, wave_curve) = measure_wave(&dev, &layout, &pipeline, limit)?;
         let tuning = Tuning {
             workgroup: pipeline.workgroup,
             nonces_per_invocation: npi,
             rate,
+            wave,
+            wave_curve,
             tried,
         };
         tracing::info!(
             adapter = %name,
             workgroup = tuning.workgroup,
             nonces_per_invocation = npi,
+            wave,
             rate_mhs = rate / 1e6,
             took_ms = started.elapsed().as_millis() as u64,
             "gpu tuned"
         );
         let slots = [
-            Slot::new(&dev.device, &pipeline, "sha256d slot 0"),
-            Slot::new(&dev.device, &pipeline, "sha256d slot 1"),
+            Slot::new(&dev.device, &layout, "sha256d slot 0"),
+            Slot::new(&dev.device, &layout, "sha256d slot 1"),
         ];
-        let spare = Slot::new(&dev.device, &pipeline, "sha256d re-scan slot");
+        let spare = Slot::new(&dev.device, &layout, "sha256d re-scan slot");
+        let max_versions = opts.max_versions.clamp(1, MAX_VERSIONS);
         let per_dispatch = (rate * opts.dispatch_time.as_secs_f64()) as u64;
         let info = DeviceInfo {
-            name: format!("{} ({})", dev.adapter.name, dev.adapter.backend),
+            name: device_name(&dev.adapter),
             kind: DeviceKind::Gpu,
             kernel: "wgsl".into(),
             lanes: (per_dispatch / u64::from(npi)).max(u64::from(pipeline.workgroup)),
             nominal_hashrate: Some(rate),
             hash_count: HashCount::Exact,
-            version_rolling: false,
+            version_rolling: max_versions > 1,
         };
         Ok(Self {
             dev,
-            pipeline,
+            layout,
+            pipelines: vec![pipeline],
             slots,
             spare,
             npi,
             rate,
             dispatch_time: opts.dispatch_time,
             result_fill: opts.result_fill,
+            max_versions,
             tuning,
             info,
             hardware_errors: 0,
             overflows: 0,
+            last_split: Vec::new(),
+            health,
+            failed: None,
+            limit,
         })
     }
 
     /// The adapter this hasher runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.dev.adapter
+    }
+
+    /// The wgpu device this hasher runs on (tests use it to inject faults).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.dev.device
     }
 
     /// What start-up tuning chose.
@@ -282,111 +473,132 @@ impl GpuHasher {
         self.overflows
     }
 
-    /// Nonces per invocation group (one workgroup's worth): dispatches are multiples of it.
+    /// Nonces in each dispatch of the last unit hashed, in order.
+    pub fn last_split(&self) -> &[u64] {
+        &self.last_split
+    }
+
+    /// Nonces one workgroup covers.
     fn granule(&self) -> u64 {
-        u64::from(self.pipeline.workgroup) * u64::from(self.npi)
+        u64::from(self.tuning.workgroup) * u64::from(self.npi)
     }
 
-    /// How many nonces the next dispatch takes: by time, and small enough that the expected
-    /// number of top-word survivors stays well inside the result buffer.
-    fn dispatch_size(&self, top: u32) -> u64 {
+    /// The most nonces the next dispatch may take with `versions` per nonce: ~`dispatch_time`
+    /// in whole waves, and few enough that the expected top-word survivors stay well inside the
+    /// result buffer. Returns (target, quantum): the quantum is one wave's nonces, or one
+    /// workgroup's when the result limit is below a wave.
+    fn dispatch_target(&self, top: u32, versions: usize) -> (u64, u64) {
         let g = self.granule();
-        let by_time = ((self.rate * self.dispatch_time.as_secs_f64()) as u64)
-            .div_ceil(g)
-            .max(1)
-            * g;
-        let max = MAX_DISPATCH_NONCES.min(MAX_WORKGROUPS * g);
-        // About (top + 1) / 2^32 of all nonces pass the top-word test.
-        let pass = (f64::from(top) + 1.0) / 4_294_967_296.0;
+        let wave = u64::from(self.tuning.wave.max(1)) * g;
+        let max = MAX_DISPATCH_NONCES.min(MAX_WORKGROUPS * g) / g * g;
+        let by_time = (self.rate / versions as f64 * self.dispatch_time.as_secs_f64()) as u64;
+        // About (top + 1) / 2^32 of all hashes pass the top-word test.
+        let pass = (f64::from(top) + 1.0) / 4_294_967_296.0 * versions as f64;
         let by_results = ((f64::from(RESULT_CAP) * self.result_fill) / pass).max(1.0) as u64;
-        by_time.min(max).min(by_results).max(1)
-    }
-
-    fn params(&self, base: &Params, range: NonceRange) -> Params {
-        Params {
-            start: range.start(),
-            count: range.count() as u32,
-            npi: self.npi,
-            ..*base
+        let limit = by_results.min(max);
+        if limit >= wave {
+            let waves = (by_time.min(limit) / wave).max(1);
+            (waves * wave, wave)
+        } else {
+            ((limit / g).max(1) * g, g)
         }
     }
 
+    fn pipeline_index(&mut self, versions: usize) -> Result<usize, Error> {
+        if let Some(i) = self.pipelines.iter().position(|p| p.versions == versions) {
+            return Ok(i);
+        }
+        let p = Pipeline::new(
+            &self.dev.device,
+            &self.layout,
+            self.tuning.workgroup,
+            versions,
+            &self.dev.adapter.name,
+        )?;
+        self.pipelines.push(p);
+        Ok(self.pipelines.len() - 1)
+    }
+
     /// Check what the GPU returned on the host and push what meets the whole target.
-    fn deliver(&mut self, unit: &WorkUnit, job: &ScanJob, mut nonces: Vec<u32>, sink: &Sink) {
-        nonces.sort_unstable();
-        nonces.dedup();
+    fn deliver(
+        &mut self,
+        unit: &WorkUnit,
+        jobs: &[(u32, ScanJob)],
+        mut found: Vec<(u32, u32)>,
+        sink: &Sink,
+    ) {
+        found.sort_unstable();
+        found.dedup();
         let top = unit.target.top_word();
-        for nonce in nonces {
+        for (nonce, j) in found {
+            let Some((version, job)) = jobs.get(j as usize) else {
+                self.hardware_errors += 1;
+                tracing::warn!(adapter = %self.dev.adapter.name, nonce, j, "gpu returned a version index it was not given");
+                continue;
+            };
             let digest = job.digest(nonce);
             if unit.target.is_met_by(&digest) {
                 sink.push(Candidate {
                     unit_id: unit.id,
                     nonce,
-                    version: unit.version(),
+                    version: *version,
                     origin: Origin::default(),
                 });
             } else if u32::from_le_bytes([digest[28], digest[29], digest[30], digest[31]]) > top {
                 // Passing the top word but not the full target is normal; failing it is not.
                 self.hardware_errors += 1;
-                tracing::warn!(adapter = %self.dev.adapter.name, nonce, "gpu returned a nonce that fails the top-word test");
+                tracing::warn!(adapter = %self.dev.adapter.name, nonce, version, "gpu returned a nonce that fails the top-word test");
             }
         }
     }
 
     /// Re-scan a dispatch whose candidates overflowed the buffer, in halves, synchronously.
-    fn rescan(&mut self, base: &Params, range: NonceRange) -> Result<Vec<u32>, Error> {
+    fn rescan(
+        &mut self,
+        pipeline: usize,
+        base: &Params,
+        range: NonceRange,
+    ) -> Result<Vec<(u32, u32)>, Error> {
         let mut found = Vec::new();
         let mut todo = vec![range];
         while let Some(mut r) = todo.pop() {
-            if r.count() > 1 {
-                let half = r.take_front(r.count() / 2);
-                let params = self.params(base, half);
-                self.spare
-                    .submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
-                let back = self
-                    .spare
-                    .collect(&self.dev.device, &self.dev.adapter.name)?;
-                if back.overflowed {
-                    todo.push(half);
-                } else {
-                    found.extend(back.nonces);
-                }
-                todo.push(r);
-            } else if r.count() == 1 {
-                let params = self.params(base, r);
-                self.spare
-                    .submit(&self.dev.device, &self.dev.queue, &self.pipeline, &params);
-                found.extend(
-                    self.spare
-                        .collect(&self.dev.device, &self.dev.adapter.name)?
-                        .nonces,
-                );
+            if r.is_empty() {
+                continue;
             }
+            let piece = if r.count() > 1 {
+                r.take_front(r.count() / 2)
+            } else {
+                r.take_front(1)
+            };
+            let (params, inv) = base.dispatch(piece.start(), piece.count(), self.npi);
+            self.spare.submit(
+                &self.dev.device,
+                &self.dev.queue,
+                &self.pipelines[pipeline],
+                &params,
+                inv,
+                1,
+            );
+            let back = self
+                .spare
+                .collect(&self.dev.device, &self.dev.adapter.name, self.limit)?;
+            if back.overflowed && piece.count() > 1 {
+                todo.push(piece);
+            } else {
+                // A single nonce cannot overflow (at most 4 entries).
+                found.extend(back.found);
+            }
+            todo.push(r);
         }
         Ok(found)
     }
 }
 
-/// Open and tune the GPUs a `--gpu` value names: "" or "auto" the best adapter, "all" every
-/// hardware adapter (lavapipe only when there is none), else a comma-separated list of indices
-/// and name substrings ("0,1", "H100"). One hasher per GPU; they tune in parallel.
+/// Open and tune the GPUs a `--gpu` value names ([`resolve`]): "" or "auto" the best adapter,
+/// "all" every hardware adapter (a software one only when there is none), else a comma-separated
+/// list of indices and names ("0,1", "H100"). One hasher per card; they tune in parallel.
 pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
-    let devices = if spec.trim().eq_ignore_ascii_case("all") {
-        open_all()?
-    } else {
-        let mut seen = Vec::new();
-        let mut devices = Vec::new();
-        for part in spec.split(',') {
-            let sel: AdapterSelector = part.parse().unwrap_or_default();
-            let dev = open_device(&sel)?;
-            // "0,0" or a name matching twice must not open one GPU as two hashers.
-            if !seen.contains(&dev.adapter.index) {
-                seen.push(dev.adapter.index);
-                devices.push(dev);
-            }
-        }
-        devices
-    };
+    let devices = open_spec(spec)?;
     std::thread::scope(|s| {
         let handles: Vec<_> = devices
             .into_iter()
@@ -399,43 +611,128 @@ pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
     })
 }
 
-/// Measure the rate of `pipeline` at `npi` nonces per invocation with dispatches of about
-/// `time`: one small warm-up, then dispatches growing 4x until one takes that long.
-fn calibrate(dev: &GpuDevice, pipeline: &Pipeline, npi: u32, time: Duration) -> Result<f64, Error> {
-    let mut slot = Slot::new(&dev.device, pipeline, "sha256d calibration");
-    // A target nothing meets: the shader writes no candidates.
-    let base = Params::for_header(&[0u8; 80], 0);
-    let g = u64::from(pipeline.workgroup) * u64::from(npi);
-    let max = MAX_DISPATCH_NONCES.min(MAX_WORKGROUPS * g);
-    let mut n = g;
-    let mut warm = false;
-    loop {
-        let params = Params {
-            start: 0,
-            count: n as u32,
-            npi,
-            ..base
-        };
-        let t0 = Instant::now();
-        slot.submit(&dev.device, &dev.queue, pipeline, &params);
-        slot.collect(&dev.device, &dev.adapter.name)?;
-        let took = t0.elapsed();
-        if !warm {
-            warm = true;
-            n = (g * 16).min(max);
+/// A block of parameters no hash meets (top word 0): timing dispatches write no candidates.
+fn timing_params() -> Params {
+    Params::for_headers(&[[0u8; 80]], 0)
+}
+
+/// Run `groups` workgroups of `pipeline` at `npi`, `repeat` times back to back; seconds taken.
+fn time_dispatch(
+    dev: &GpuDevice,
+    slot: &mut Slot,
+    pipeline: &Pipeline,
+    npi: u32,
+    groups: u64,
+    repeat: u32,
+    limit: Duration,
+) -> Result<f64, Error> {
+    let nonces = groups * u64::from(pipeline.workgroup) * u64::from(npi);
+    let (params, inv) = timing_params().dispatch(0, nonces, npi);
+    let t0 = Instant::now();
+    slot.submit(&dev.device, &dev.queue, pipeline, &params, inv, repeat);
+    slot.collect(&dev.device, &dev.adapter.name, limit)?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Time `pipeline` at `npi` nonces per invocation: `opts.tune_samples` samples, each at least
+/// `opts.tune_time` long (one dispatch, or several back to back when one dispatch cannot be that
+/// long); the rate is their median.
+fn calibrate(
+    dev: &GpuDevice,
+    layout: &wgpu::BindGroupLayout,
+    pipeline: &Pipeline,
+    npi: u32,
+    opts: &Options,
+    limit: Duration,
+) -> Result<Trial, Error> {
+    let mut slot = Slot::new(&dev.device, layout, "sha256d calibration");
+    let per_group = u64::from(pipeline.workgroup) * u64::from(npi);
+    let max_groups = (MAX_DISPATCH_NONCES / per_group).min(MAX_WORKGROUPS);
+    let want = opts.tune_time.as_secs_f64();
+    // Warm up (the first dispatch pays for pipeline set-up), then grow until one is long enough.
+    time_dispatch(dev, &mut slot, pipeline, npi, 1, 1, limit)?;
+    let (mut groups, mut repeat) = (16u64.min(max_groups), 1u32);
+    let mut samples = Vec::new();
+    while samples.len() < opts.tune_samples.max(1) {
+        let secs = time_dispatch(dev, &mut slot, pipeline, npi, groups, repeat, limit)?;
+        let nonces = groups * per_group * u64::from(repeat);
+        if secs >= want || repeat >= 1024 {
+            samples.push((nonces, secs));
             continue;
         }
-        if took >= time || n >= max {
-            return Ok(n as f64 / took.as_secs_f64().max(1e-6));
-        }
-        // Aim straight for the time when the measurement is long enough to trust.
-        let next = if took >= Duration::from_millis(3) {
-            ((n as f64 * time.as_secs_f64() / took.as_secs_f64()) as u64).div_ceil(g) * g
+        // Aim for 1.2x the time (x4 at most per step while the measurement is too short to trust).
+        let scale = if secs >= 0.003 {
+            1.2 * want / secs
         } else {
-            n * 4
+            4.0
         };
-        n = next.clamp(n + g, max);
+        let total = ((groups * u64::from(repeat)) as f64 * scale).ceil() as u64;
+        if total <= max_groups {
+            groups = total.max(groups + 1);
+            repeat = 1;
+        } else {
+            groups = max_groups;
+            repeat = u32::try_from(total.div_ceil(max_groups))
+                .unwrap_or(1024)
+                .min(1024);
+        }
     }
+    let mut rates: Vec<f64> = samples
+        .iter()
+        .map(|(n, s)| *n as f64 / s.max(1e-9))
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    Ok(Trial {
+        workgroup: pipeline.workgroup,
+        nonces_per_invocation: npi,
+        rate: rates[rates.len() / 2],
+        samples,
+    })
+}
+
+/// Nonces per invocation while measuring the wave: long enough per workgroup that the fixed cost
+/// of a submit and a wait is small against one wave's time.
+const WAVE_NPI: u32 = 256;
+
+/// Time against workgroup count: dispatches of 1, 2, 4, ... workgroups (median of 3 each) until
+/// one takes 50 ms, or the count has passed 4x the best-rate point. The wave is the fewest
+/// workgroups whose rate (workgroups per second) reaches 90 % of the best seen: below it part of
+/// the device idles, above it the work only queues.
+fn measure_wave(
+    dev: &GpuDevice,
+    layout: &wgpu::BindGroupLayout,
+    pipeline: &Pipeline,
+    limit: Duration,
+) -> Result<(u32, Vec<(u32, f64)>), Error> {
+    let mut slot = Slot::new(&dev.device, layout, "sha256d wave");
+    time_dispatch(dev, &mut slot, pipeline, WAVE_NPI, 1, 1, limit)?;
+    let mut curve: Vec<(u32, f64)> = Vec::new();
+    let mut groups = 1u64;
+    loop {
+        let mut t = [0.0; 3];
+        for x in &mut t {
+            *x = time_dispatch(dev, &mut slot, pipeline, WAVE_NPI, groups, 1, limit)?;
+        }
+        t.sort_by(f64::total_cmp);
+        curve.push((groups as u32, t[1]));
+        let best_at = curve
+            .iter()
+            .max_by(|a, b| (f64::from(a.0) / a.1).total_cmp(&(f64::from(b.0) / b.1)))
+            .map_or(1, |c| c.0);
+        if t[1] >= 0.05 || groups * 2 > MAX_WORKGROUPS || groups >= 4 * u64::from(best_at) {
+            break;
+        }
+        groups *= 2;
+    }
+    let best = curve
+        .iter()
+        .map(|c| f64::from(c.0) / c.1)
+        .fold(0.0, f64::max);
+    let wave = curve
+        .iter()
+        .find(|c| f64::from(c.0) / c.1 >= 0.9 * best)
+        .map_or(1, |c| c.0);
+    Ok((wave, curve))
 }
 
 impl Hasher for GpuHasher {
@@ -449,14 +746,68 @@ impl Hasher for GpuHasher {
         ctl: &Control,
         sink: &Sink,
     ) -> Result<UnitOutcome, hashrig_hasher::Error> {
-        let device_err = |e: Error, name: &str| hashrig_hasher::Error::Device {
-            device: name.to_owned(),
-            source: Box::new(e),
-        };
-        let name = self.info.name.clone();
-        let job = ScanJob::new(&unit.header);
+        if self.failed.is_none()
+            && let Some(reason) = self.health.get()
+        {
+            self.failed = Some(reason);
+        }
+        if let Some(reason) = &self.failed {
+            return Err(hashrig_hasher::Error::Device {
+                device: self.info.name.clone(),
+                source: Box::new(Error::Failed {
+                    adapter: self.dev.adapter.name.clone(),
+                    reason: reason.clone(),
+                }),
+            });
+        }
+        self.hash_unit(unit, ctl, sink).map_err(|e| {
+            // A device error leaves buffers mid-map and dispatches unfinished: never reuse them.
+            let reason = self.health.get().unwrap_or_else(|| error_chain(&e));
+            tracing::error!(adapter = %self.dev.adapter.name, %reason, "gpu hasher stopped");
+            self.failed = Some(reason.clone());
+            hashrig_hasher::Error::Device {
+                device: self.info.name.clone(),
+                source: Box::new(Error::Failed {
+                    adapter: self.dev.adapter.name.clone(),
+                    reason,
+                }),
+            }
+        })
+    }
+}
+
+impl GpuHasher {
+    fn hash_unit(
+        &mut self,
+        unit: &WorkUnit,
+        ctl: &Control,
+        sink: &Sink,
+    ) -> Result<UnitOutcome, Error> {
+        let versions = rolled_versions(unit.version(), unit.version_mask, self.max_versions);
+        let k = versions.len();
+        let jobs: Vec<(u32, ScanJob)> = versions
+            .iter()
+            .map(|&v| {
+                let mut h = unit.header;
+                h[0..4].copy_from_slice(&v.to_le_bytes());
+                (v, ScanJob::new(&h))
+            })
+            .collect();
+        let headers: Vec<[u8; 80]> = versions
+            .iter()
+            .map(|&v| {
+                let mut h = unit.header;
+                h[0..4].copy_from_slice(&v.to_le_bytes());
+                h
+            })
+            .collect();
         let top = unit.target.top_word();
-        let base = Params::for_header(&unit.header, top);
+        let base = Params::for_headers(&headers, top);
+        let pipeline = self.pipeline_index(k)?;
+        let (target, quantum) = self.dispatch_target(top, k);
+        let sizes = split(unit.range.count(), target, quantum);
+        self.last_split = sizes.clone();
+        let mut sizes = sizes.into_iter();
         let mut rest = unit.range;
         let mut hashes = 0u64;
         // Dispatches in flight, oldest first: (slot, range, submitted at).
@@ -472,13 +823,16 @@ impl Hasher for GpuHasher {
                     stale = true;
                     break;
                 }
-                let range = rest.take_front(self.dispatch_size(top));
-                let params = self.params(&base, range);
+                let n = sizes.next().unwrap_or(rest.count());
+                let range = rest.take_front(n);
+                let (params, inv) = base.dispatch(range.start(), range.count(), self.npi);
                 self.slots[next_slot].submit(
                     &self.dev.device,
                     &self.dev.queue,
-                    &self.pipeline,
+                    &self.pipelines[pipeline],
                     &params,
+                    inv,
+                    1,
                 );
                 inflight.push_back((next_slot, range, Instant::now()));
                 next_slot = (next_slot + 1) % self.slots.len();
@@ -486,29 +840,34 @@ impl Hasher for GpuHasher {
             let Some((slot, range, submitted)) = inflight.pop_front() else {
                 break;
             };
-            let back = self.slots[slot]
-                .collect(&self.dev.device, &self.dev.adapter.name)
-                .map_err(|e| device_err(e, &name))?;
+            let back =
+                self.slots[slot].collect(&self.dev.device, &self.dev.adapter.name, self.limit)?;
+            if let Some(reason) = self.health.get() {
+                // An error reported during this dispatch: its results cannot be trusted.
+                return Err(Error::Failed {
+                    adapter: self.dev.adapter.name.clone(),
+                    reason,
+                });
+            }
             let now = Instant::now();
             // The GPU worked on this dispatch from when it was queued or the previous one ended.
             let began = last_done.map_or(submitted, |t| t.max(submitted));
             let secs = (now - began).as_secs_f64();
+            let done = range.count() * k as u64;
             if secs > 0.0 && range.count() >= self.granule() {
-                let sample = range.count() as f64 / secs;
-                self.rate = 0.7 * self.rate + 0.3 * sample;
+                self.rate = 0.7 * self.rate + 0.3 * (done as f64 / secs);
             }
             last_done = Some(now);
-            let nonces = if back.overflowed {
+            let found = if back.overflowed {
                 self.overflows += 1;
                 tracing::debug!(adapter = %self.dev.adapter.name, ?range, "result buffer overflowed; re-scanning in pieces");
-                self.rescan(&base, range)
-                    .map_err(|e| device_err(e, &name))?
+                self.rescan(pipeline, &base, range)?
             } else {
-                back.nonces
+                back.found
             };
-            self.deliver(unit, &job, nonces, sink);
-            hashes += range.count();
-            ctl.add_hashes(range.count());
+            self.deliver(unit, &jobs, found, sink);
+            hashes += done;
+            ctl.add_hashes(done);
             if !stale && ctl.is_stale(unit) {
                 stale = true;
             }
@@ -522,7 +881,66 @@ impl Hasher for GpuHasher {
         }
         Ok(UnitOutcome {
             hashes,
-            completed: hashes == unit.range.count(),
+            completed: hashes == unit.range.count() * k as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_split_evenly_in_whole_waves_without_a_tiny_remainder() {
+        let q = 1000;
+        for count in [
+            1u64,
+            999,
+            1000,
+            1001,
+            5_000,
+            9_999,
+            10_001,
+            123_457,
+            1 << 22,
+        ] {
+            for target in [1000u64, 4000, 10_000, 100_000] {
+                let s = split(count, target, q);
+                assert_eq!(s.iter().sum::<u64>(), count, "{count} {target}");
+                assert!(
+                    s.iter().all(|&x| x > 0 && x <= target),
+                    "{count} {target} {s:?}"
+                );
+                let (min, max) = (s.iter().min().unwrap(), s.iter().max().unwrap());
+                if s.len() > 1 {
+                    assert!(min * 2 >= *max, "tiny remainder: {count} {target} {s:?}");
+                }
+                assert_eq!(
+                    s.len() as u64,
+                    count.div_ceil(target),
+                    "{count} {target} {s:?}"
+                );
+            }
+        }
+        // Whole waves where that splits evenly: 10 waves in 3 dispatches of at most 4.
+        assert_eq!(split(10_000, 4000, q), vec![4000, 4000, 2000]);
+        assert_eq!(split(12_000, 4000, q), vec![4000, 4000, 4000]);
+        assert_eq!(split(9_000, 4000, q), vec![3000, 3000, 3000]);
+    }
+
+    #[test]
+    fn rolled_versions_flip_only_mask_bits_and_start_with_the_header_version() {
+        let v = 0x2000_0000;
+        let mask = 0x1fff_e000;
+        assert_eq!(rolled_versions(v, 0, 4), vec![v]);
+        assert_eq!(rolled_versions(v, mask, 1), vec![v]);
+        assert_eq!(rolled_versions(v, mask, 2), vec![v, v ^ 0x2000]);
+        let four = rolled_versions(v, mask, 4);
+        assert_eq!(four, vec![v, v ^ 0x2000, v ^ 0x4000, v ^ 0x6000]);
+        // A one-bit mask allows two versions at most.
+        assert_eq!(rolled_versions(v, 1 << 20, 4), vec![v, v ^ (1 << 20)]);
+        for x in four {
+            assert_eq!((x ^ v) & !mask, 0);
+        }
     }
 }

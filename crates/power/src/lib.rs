@@ -24,7 +24,7 @@ pub use sysfs::{CpuTemperature, Hwmon, Rapl, cpu_temperature_at, hwmon_at, rapl_
 #[cfg(feature = "nvml")]
 mod nvml;
 #[cfg(feature = "nvml")]
-pub use nvml::NvmlGpu;
+pub use nvml::{NvmlGpu, parse_pci_bus_id};
 
 /// Default sysfs roots.
 pub const POWERCAP_ROOT: &str = "/sys/class/powercap";
@@ -69,6 +69,8 @@ pub enum Error {
     #[cfg(feature = "nvml")]
     #[error("NVML")]
     Nvml(#[source] nvml_wrapper::error::NvmlError),
+    #[error("NVML sees {0} NVIDIA GPUs and the run did not say which it used (PCI bus ids), so their power is not a measure of it")]
+    NvmlWhichGpu(u32),
 }
 
 /// Why a meter's output was not understood.
@@ -233,6 +235,9 @@ pub struct PowerChoice {
     pub command: Option<String>,
     /// Also consider NVML GPU counters (when the run uses an NVIDIA GPU).
     pub gpu: bool,
+    /// The PCI bus ids of the GPUs the run uses: NVML reads (and sums) exactly those. Empty: the
+    /// machine's only NVIDIA GPU, if it has exactly one.
+    pub gpu_pci_bus_ids: Vec<String>,
 }
 
 /// A chosen source, or none, with notes on what was tried.
@@ -279,7 +284,7 @@ pub fn detect_at(choice: &PowerChoice, powercap: &Path, hwmon: &Path) -> Result<
     }
     // A GPU run is measured at the GPU: its board counter comes before the CPU package's.
     if choice.gpu {
-        match gpu_source() {
+        match gpu_source(&choice.gpu_pci_bus_ids) {
             Ok(Some(s)) => return Ok(Detected { source: Some(s), notes }),
             Ok(None) => notes.push("nvml: not available".to_owned()),
             Err(e) => notes.push(format!("nvml: {}", error_chain(&e))),
@@ -298,15 +303,17 @@ pub fn detect_at(choice: &PowerChoice, powercap: &Path, hwmon: &Path) -> Result<
     Ok(Detected { source: None, notes })
 }
 
-/// The NVML slot: the first NVIDIA GPU's total-energy counter, where NVML loads.
+/// The NVML slot: the total-energy counters of the GPUs at `pci_bus_ids` (summed), or with none
+/// named the machine's only NVIDIA GPU; where NVML loads.
 #[cfg(feature = "nvml")]
-pub fn gpu_source() -> Result<Option<Box<dyn PowerSource>>, Error> {
-    Ok(NvmlGpu::open(0)?.map(|g| Box::new(g) as Box<dyn PowerSource>))
+pub fn gpu_source(pci_bus_ids: &[String]) -> Result<Option<Box<dyn PowerSource>>, Error> {
+    let gpu = if pci_bus_ids.is_empty() { NvmlGpu::only_gpu()? } else { NvmlGpu::by_pci_bus_ids(pci_bus_ids)? };
+    Ok(gpu.map(|g| Box::new(g) as Box<dyn PowerSource>))
 }
 
 /// The NVML slot: this build has no NVML support (feature `nvml`).
 #[cfg(not(feature = "nvml"))]
-pub fn gpu_source() -> Result<Option<Box<dyn PowerSource>>, Error> {
+pub fn gpu_source(_pci_bus_ids: &[String]) -> Result<Option<Box<dyn PowerSource>>, Error> {
     Ok(None)
 }
 

@@ -97,7 +97,7 @@ fn detect_order_is_command_then_watts_then_counters_and_none_is_none() {
     assert!(d.source.unwrap().describe().starts_with("rapl:"));
     let d = detect_at(&PowerChoice { watts: Some(50.0), ..Default::default() }, &pc, &hw).unwrap();
     assert!(d.source.unwrap().describe().starts_with("declared:"));
-    let choice = PowerChoice { watts: Some(50.0), command: Some("echo 1 W".into()), gpu: false };
+    let choice = PowerChoice { watts: Some(50.0), command: Some("echo 1 W".into()), gpu: false, ..Default::default() };
     let d = detect_at(&choice, &pc, &hw).unwrap();
     assert_eq!(d.source.unwrap().describe(), "command: echo 1 W");
 }

@@ -33,6 +33,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 mod scalar;
+pub use scalar::Prehash;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]

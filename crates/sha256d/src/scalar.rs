@@ -87,9 +87,10 @@ pub(crate) fn full_digest(job: &ScanJob, nonce: u32) -> [u8; 32] {
     out
 }
 
-/// Work that does not depend on the nonce, done once per job and range.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Prehash {
+/// Work that does not depend on the nonce, done once per job and range (every kernel, the GPU
+/// backend's host side included, starts block 2 from this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prehash {
     /// State after rounds 0..=2 of block 2: [a, b, c, d, e, f, g, h].
     pub state3: [u32; 8],
     /// Round 3's T1 without the message word: h + Σ1(e) + Ch(e, f, g) + K3.
@@ -102,7 +103,7 @@ pub(crate) struct Prehash {
 }
 
 impl Prehash {
-    pub(crate) fn new(job: &ScanJob) -> Self {
+    pub fn new(job: &ScanJob) -> Self {
         let w = block2_words(job, 0);
         let mut s = job.midstate.0;
         for (i, wi) in w.iter().enumerate().take(3) {
