@@ -40,6 +40,7 @@
 //! allow = "W:192.168.1.0/24"    # as --api-allow
 //! metrics = "127.0.0.1:9184"    # as --metrics: Prometheus
 //! metrics_public = false        # as --metrics-public
+//! report = "run.html"           # as --report
 //! ```
 //!
 //! A key the file does not know is an error that names it. A flag given on the command line
@@ -77,10 +78,6 @@ pub struct MineArgs {
     /// Read the pool password (one for all pools) from the first line of this file.
     #[arg(long, value_name = "PATH", conflicts_with = "passes")]
     pub pass_file: Option<PathBuf>,
-    /// PEM file of extra CA certificates trusted for stratum+ssl:// pools (a pool or proxy
-    /// with a private CA), besides the usual web roots.
-    #[arg(long, value_name = "PATH")]
-    pub pool_ca: Option<PathBuf>,
     /// Solo mining: the node's RPC URL, e.g. http://127.0.0.1:18443.
     #[arg(long, value_name = "URL", conflicts_with = "pools")]
     pub node: Option<String>,
@@ -109,30 +106,19 @@ pub struct MineArgs {
     /// A TOML file with the same settings (flags override it).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Seconds between status lines.
-    #[arg(long, value_name = "SECS")]
-    pub status_interval: Option<f64>,
     /// Stop after this many seconds (0 or absent: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Do not ask pools for version rolling.
-    #[arg(long)]
-    pub no_version_rolling: bool,
-    /// Ask pools for this share difficulty (mining.suggest_difficulty; pools may ignore it).
-    #[arg(long, value_name = "DIFF")]
-    pub suggest_difficulty: Option<f64>,
     /// Declare the power draw in watts (when no meter is available).
     #[arg(long, conflicts_with = "power_cmd")]
     pub watts: Option<f64>,
     /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
     #[arg(long)]
     pub power_cmd: Option<String>,
-    /// Treat a pool that sends nothing for this long as dead (default 180).
-    #[arg(long, value_name = "SECS")]
-    pub silence_timeout: Option<f64>,
-    /// How often to try a preferred pool again while on a backup (default 60).
-    #[arg(long, value_name = "SECS")]
-    pub failback_interval: Option<f64>,
+    /// --status-interval, --no-version-rolling, --suggest-difficulty, --silence-timeout,
+    /// --failback-interval, --pool-ca: the `[mine]` section, one type for flags and file.
+    #[command(flatten)]
+    pub tuning: MineTuning,
     /// --power-price-cmd, --curtail, --curtail-above, --power-price-interval, --price-hold;
     /// defined in curtailing.rs.
     #[command(flatten)]
@@ -151,10 +137,10 @@ struct FileConfig {
     #[serde(default)]
     pool: Vec<FilePool>,
     node: Option<FileNode>,
-    mine: Option<FileMine>,
+    mine: Option<MineTuning>,
     backend: Option<crate::backend::DeviceArgs>,
     power: Option<FilePower>,
-    api: Option<FileApi>,
+    api: Option<crate::monitoring::MonitorArgs>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,15 +150,6 @@ struct FilePower {
     power_cmd: Option<String>,
     /// As --power-price-cmd (read whether or not a flag replaces the power source).
     price_cmd: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileApi {
-    listen: Option<std::net::SocketAddr>,
-    allow: Option<String>,
-    metrics: Option<std::net::SocketAddr>,
-    metrics_public: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,15 +174,45 @@ struct FileNode {
     blocks_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The `[mine]` section and its flags, declared once: each field is a flag (`--status-interval`)
+/// and a file key (`status_interval`), and a flag replaces the file's value.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileMine {
-    status_interval: Option<f64>,
-    version_rolling: Option<bool>,
-    suggest_difficulty: Option<f64>,
-    silence_timeout: Option<f64>,
-    failback_interval: Option<f64>,
-    pool_ca: Option<PathBuf>,
+pub struct MineTuning {
+    /// Seconds between status lines (default 5).
+    #[arg(long, value_name = "SECS")]
+    pub status_interval: Option<f64>,
+    /// Ask pools for BIP 310 version rolling, mask 1fffe000 (default true; the flag
+    /// --no-version-rolling turns it off).
+    #[arg(long = "no-version-rolling", value_name = "", num_args = 0, default_missing_value = "false", action = clap::ArgAction::Set)]
+    pub version_rolling: Option<bool>,
+    /// Ask pools for this share difficulty (mining.suggest_difficulty; pools may ignore it).
+    #[arg(long, value_name = "DIFF")]
+    pub suggest_difficulty: Option<f64>,
+    /// Treat a pool that sends nothing for this long as dead (default 180).
+    #[arg(long, value_name = "SECS")]
+    pub silence_timeout: Option<f64>,
+    /// How often to try a preferred pool again while on a backup (default 60).
+    #[arg(long, value_name = "SECS")]
+    pub failback_interval: Option<f64>,
+    /// PEM file of extra CA certificates trusted for stratum+ssl:// pools (a pool or proxy
+    /// with a private CA), besides the usual web roots.
+    #[arg(long, value_name = "PATH")]
+    pub pool_ca: Option<PathBuf>,
+}
+
+impl MineTuning {
+    /// These flags over `file`'s values, field by field.
+    pub fn or(&self, file: MineTuning) -> MineTuning {
+        MineTuning {
+            status_interval: self.status_interval.or(file.status_interval),
+            version_rolling: self.version_rolling.or(file.version_rolling),
+            suggest_difficulty: self.suggest_difficulty.or(file.suggest_difficulty),
+            silence_timeout: self.silence_timeout.or(file.silence_timeout),
+            failback_interval: self.failback_interval.or(file.failback_interval),
+            pool_ca: self.pool_ca.clone().or(file.pool_ca),
+        }
+    }
 }
 
 /// `[node] network` through the same parser as `--network`.
@@ -318,7 +325,7 @@ impl MineSettings {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let fm = file.mine.unwrap_or_default();
+        let tuning = args.tuning.or(file.mine.unwrap_or_default());
         let (backend, cpu) = args.device.or(file.backend.unwrap_or_default()).resolve()?;
         let gpu = matches!(backend, crate::backend::BackendSpec::Gpu(_));
         let mut file_power = file.power.unwrap_or_default();
@@ -341,13 +348,8 @@ impl MineSettings {
             (None, None) => None,
         };
         let curtail = args.curtail.resolve(price_cmd, power.watts.is_some() || power.command.is_some(), revenue)?;
-        let fa = file.api.unwrap_or_default();
-        let mut monitor = args.monitor.clone();
-        monitor.api = monitor.api.or(fa.listen);
-        monitor.api_allow = monitor.api_allow.or(fa.allow);
-        monitor.metrics = monitor.metrics.or(fa.metrics);
-        monitor.metrics_public |= fa.metrics_public.unwrap_or(false);
-        let status_interval = secs("--status-interval", args.status_interval.or(fm.status_interval).unwrap_or(5.0))?;
+        let monitor = args.monitor.or(file.api.unwrap_or_default());
+        let status_interval = secs("--status-interval", tuning.status_interval.unwrap_or(5.0))?;
         let duration = match args.duration {
             Some(d) if d > 0.0 => Some(secs("--duration", d)?),
             _ => None,
@@ -404,23 +406,23 @@ impl MineSettings {
                 bail!("nothing to mine: give --pool URL --user NAME (or --node URL ... for solo), or a --config file");
             }
             let mut c = ClientConfig::new(pools);
-            let rolling = !args.no_version_rolling && fm.version_rolling.unwrap_or(true);
+            let rolling = tuning.version_rolling.unwrap_or(true);
             c.version_rolling = rolling.then_some(0x1fff_e000);
-            if let Some(d) = args.suggest_difficulty.or(fm.suggest_difficulty) {
+            if let Some(d) = tuning.suggest_difficulty {
                 if !(d.is_finite() && d > 0.0) {
                     bail!("--suggest-difficulty must be a number above 0, got {d}");
                 }
                 c.suggest_difficulty = Some(d);
             }
-            if let Some(s) = args.silence_timeout.or(fm.silence_timeout) {
+            if let Some(s) = tuning.silence_timeout {
                 c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
             }
-            if let Some(s) = args.failback_interval.or(fm.failback_interval) {
+            if let Some(s) = tuning.failback_interval {
                 c.failback_interval = secs("--failback-interval", s)?.max(Duration::from_millis(100));
             }
             c.connect_timeout = c.connect_timeout.min(c.silence_timeout.max(Duration::from_secs(1)));
             c.retry_delay = c.retry_delay.min(c.failback_interval);
-            if let Some(path) = args.pool_ca.clone().or(fm.pool_ca.clone()) {
+            if let Some(path) = tuning.pool_ca.clone() {
                 c.pool_ca = Some(hashrig_stratum::PoolCa::from_pem_file(&path)?);
             }
             Source::Pools(c)
@@ -692,5 +694,32 @@ fn start_note<S: hashrig_miner::JobSource>(obs: &mut CliObserver, miner: &Miner<
     obs.mon.attach_engine(miner.engine());
     for d in miner.engine().devices() {
         tracing::info!(device = %d.name, kernel = %d.kernel, "hasher ready");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        tuning: MineTuning,
+    }
+
+    #[test]
+    fn the_mine_section_and_its_flags_are_one_type_and_a_flag_replaces_the_file() {
+        let file: MineTuning = toml::from_str("status_interval = 2.5\nversion_rolling = true\nsilence_timeout = 30").unwrap();
+        let flags = T::parse_from(["t", "--no-version-rolling", "--silence-timeout", "9"]).tuning;
+        assert_eq!(flags.version_rolling, Some(false));
+        let m = flags.or(file);
+        assert_eq!((m.status_interval, m.version_rolling, m.silence_timeout), (Some(2.5), Some(false), Some(9.0)));
+        // Without the flag the file's choice stands (and absent everywhere: unset).
+        assert_eq!(T::parse_from(["t"]).tuning.or(toml::from_str("version_rolling = false").unwrap()).version_rolling, Some(false));
+        assert_eq!(T::parse_from(["t"]).tuning.version_rolling, None);
+        // An unknown key is named.
+        let e = toml::from_str::<MineTuning>("status_intervall = 1").unwrap_err().to_string();
+        assert!(e.contains("status_intervall"), "{e}");
     }
 }

@@ -21,24 +21,46 @@ pub const DEFAULT_API: &str = "127.0.0.1:4028";
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9184";
 
 /// Watching a run.
-#[derive(Clone, Debug, Default, clap::Args)]
+///
+/// `mine`'s config file reads its `[api]` section into the same type (`listen`, `allow`,
+/// `metrics`, `metrics_public`, `report`); a flag replaces the file's value ([`MonitorArgs::or`]).
+#[derive(Clone, Debug, Default, PartialEq, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MonitorArgs {
     /// Serve cgminer's API (summary, devs, pools, stats, ...) on ADDR [ADDR default: 127.0.0.1:4028].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_API)]
+    #[serde(rename = "listen", default)]
     pub api: Option<SocketAddr>,
     /// Who besides loopback may use the API: comma-separated CIDRs; prefix an entry with W:
     /// to allow write commands (switchpool, quit, ...). Required to bind a non-loopback ADDR.
     #[arg(long, value_name = "CIDR,...")]
+    #[serde(rename = "allow", default)]
     pub api_allow: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics [ADDR default: 127.0.0.1:9184].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_METRICS)]
+    #[serde(default)]
     pub metrics: Option<SocketAddr>,
     /// Let --metrics bind a non-loopback address.
     #[arg(long)]
+    #[serde(default)]
     pub metrics_public: bool,
     /// When the run ends, write a self-contained HTML report with charts to PATH.
     #[arg(long, value_name = "PATH.html")]
+    #[serde(default)]
     pub report: Option<PathBuf>,
+}
+
+impl MonitorArgs {
+    /// These flags over `file`'s values, field by field (`metrics_public` if either says so).
+    pub fn or(&self, file: MonitorArgs) -> MonitorArgs {
+        MonitorArgs {
+            api: self.api.or(file.api),
+            api_allow: self.api_allow.clone().or(file.api_allow),
+            metrics: self.metrics.or(file.metrics),
+            metrics_public: self.metrics_public || file.metrics_public,
+            report: self.report.clone().or(file.report),
+        }
+    }
 }
 
 /// The running monitor of one run: call [`Monitoring::update`] about once a second and
