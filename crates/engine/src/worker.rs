@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::{Hasher, Shared, Sink, lock};
+use hashrig_hasher::error_chain;
 
 /// Errors in a row after which a device is dropped from the run.
 const MAX_DEVICE_ERRORS_IN_A_ROW: u32 = 3;
@@ -47,15 +48,4 @@ pub(crate) fn worker(shared: &Shared, index: usize, mut hasher: Box<dyn Hasher>,
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

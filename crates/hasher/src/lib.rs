@@ -191,6 +191,19 @@ pub enum Error {
     },
 }
 
+/// An error and its sources on one line, `outer: inner: innermost` (for records such as a
+/// device's last error; the CLI prints the same chain one cause per line).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// A hashing backend. Synchronous: the engine calls it from a thread it owns.
 pub trait Hasher: Send {
     fn info(&self) -> &DeviceInfo;
@@ -220,5 +233,18 @@ impl DeviceKind {
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod error_chain_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_chain_is_every_source_on_one_line() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(super::error_chain(&e), "outer: inner");
     }
 }

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hashrig_hasher::error_chain;
+
 mod sysfs;
 pub use sysfs::{CpuTemperature, Hwmon, Rapl, cpu_temperature_at, hwmon_at, rapl_at};
 
@@ -315,17 +317,6 @@ pub fn gpu_source(pci_bus_ids: &[String]) -> Result<Option<Box<dyn PowerSource>>
 #[cfg(not(feature = "nvml"))]
 pub fn gpu_source(_pci_bus_ids: &[String]) -> Result<Option<Box<dyn PowerSource>>, Error> {
     Ok(None)
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Energy over a run.
