@@ -121,11 +121,6 @@ pub fn device_name(adapter: &AdapterSummary) -> String {
     )
 }
 
-/// Is this (a [`DeviceInfo::name`] of any hasher) a GPU hasher on a software adapter?
-pub fn is_software_device(info: &DeviceInfo) -> bool {
-    info.kind == DeviceKind::Gpu && info.name.ends_with(&format!(", {SOFTWARE_LABEL})"))
-}
-
 /// An error and its sources, ": "-joined.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut chain = e.to_string();
@@ -471,6 +466,12 @@ impl GpuHasher {
     /// Dispatches whose result buffer overflowed and were re-scanned in pieces.
     pub fn overflows(&self) -> u64 {
         self.overflows
+    }
+
+    /// How long one dispatch may take before the device counts as hung and the hasher ends
+    /// (default 2 s; 10 s on a software adapter).
+    pub fn set_wait_limit(&mut self, limit: Duration) {
+        self.limit = limit;
     }
 
     /// Nonces in each dispatch of the last unit hashed, in order.
@@ -926,6 +927,25 @@ mod tests {
         assert_eq!(split(10_000, 4000, q), vec![4000, 4000, 2000]);
         assert_eq!(split(12_000, 4000, q), vec![4000, 4000, 4000]);
         assert_eq!(split(9_000, 4000, q), vec![3000, 3000, 3000]);
+    }
+
+    #[test]
+    fn a_hardware_gpu_gets_two_seconds_per_dispatch() {
+        let mut a = AdapterSummary {
+            index: 0,
+            name: "NVIDIA H100".into(),
+            backend: "vulkan".into(),
+            device_type: "discrete".into(),
+            driver: String::new(),
+            driver_info: String::new(),
+            vendor: 0x10de,
+            device_id: 0,
+            pci_bus_id: String::new(),
+            also_listed_by: Vec::new(),
+        };
+        assert_eq!(wait_limit(&a), Duration::from_secs(2));
+        a.device_type = "cpu".into();
+        assert!(wait_limit(&a) > Duration::from_secs(2));
     }
 
     #[test]
