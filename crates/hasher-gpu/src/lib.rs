@@ -238,6 +238,39 @@ impl Options {
 const MAX_DISPATCH_NONCES: u64 = 1 << 31;
 const MAX_WORKGROUPS: u64 = 65_535;
 
+/// What sizes a dispatch: hashes per second, the time one should take, the target's top word,
+/// versions per nonce, nonces per workgroup, workgroups per wave, and the result buffer's fill.
+struct Sizing {
+    rate: f64,
+    time: Duration,
+    top: u32,
+    versions: usize,
+    granule: u64,
+    wave: u64,
+    fill: f64,
+}
+
+/// The most nonces one dispatch may take: ~`time` in whole waves, and few enough that the
+/// expected top-word survivors stay well inside the result buffer. Returns (target, quantum): the
+/// quantum is one wave's nonces, or one workgroup's when the result limit is below a wave.
+fn dispatch_target(s: &Sizing) -> (u64, u64) {
+    let g = s.granule;
+    let wave = s.wave.max(1) * g;
+    // One workgroup short of the limit: a start that is not a multiple of npi adds up to one.
+    let max = MAX_DISPATCH_NONCES.min((MAX_WORKGROUPS - 1) * g) / g * g;
+    let by_time = (s.rate / s.versions as f64 * s.time.as_secs_f64()) as u64;
+    // About (top + 1) / 2^32 of all hashes pass the top-word test.
+    let pass = (f64::from(s.top) + 1.0) / 4_294_967_296.0 * s.versions as f64;
+    let by_results = ((f64::from(RESULT_CAP) * s.fill) / pass).max(1.0) as u64;
+    let limit = by_results.min(max);
+    if limit >= wave {
+        let waves = (by_time.min(limit) / wave).max(1);
+        (waves * wave, wave)
+    } else {
+        ((limit / g).max(1) * g, g)
+    }
+}
+
 /// Split `count` nonces into dispatches of at most `target` (a multiple of `quantum`, the nonces
 /// of one wave), evenly: all but the last a whole number of quanta, and no tiny remainder (the
 /// last is at least half the others; where whole quanta cannot give that, plain even parts).
@@ -489,20 +522,15 @@ impl GpuHasher {
     /// result buffer. Returns (target, quantum): the quantum is one wave's nonces, or one
     /// workgroup's when the result limit is below a wave.
     fn dispatch_target(&self, top: u32, versions: usize) -> (u64, u64) {
-        let g = self.granule();
-        let wave = u64::from(self.tuning.wave.max(1)) * g;
-        let max = MAX_DISPATCH_NONCES.min(MAX_WORKGROUPS * g) / g * g;
-        let by_time = (self.rate / versions as f64 * self.dispatch_time.as_secs_f64()) as u64;
-        // About (top + 1) / 2^32 of all hashes pass the top-word test.
-        let pass = (f64::from(top) + 1.0) / 4_294_967_296.0 * versions as f64;
-        let by_results = ((f64::from(RESULT_CAP) * self.result_fill) / pass).max(1.0) as u64;
-        let limit = by_results.min(max);
-        if limit >= wave {
-            let waves = (by_time.min(limit) / wave).max(1);
-            (waves * wave, wave)
-        } else {
-            ((limit / g).max(1) * g, g)
-        }
+        dispatch_target(&Sizing {
+            rate: self.rate,
+            time: self.dispatch_time,
+            top,
+            versions,
+            granule: self.granule(),
+            wave: u64::from(self.tuning.wave.max(1)),
+            fill: self.result_fill,
+        })
     }
 
     fn pipeline_index(&mut self, versions: usize) -> Result<usize, Error> {
@@ -720,7 +748,12 @@ fn measure_wave(
             .iter()
             .max_by(|a, b| (f64::from(a.0) / a.1).total_cmp(&(f64::from(b.0) / b.1)))
             .map_or(1, |c| c.0);
-        if t[1] >= 0.05 || groups * 2 > MAX_WORKGROUPS || groups >= 4 * u64::from(best_at) {
+        let per_group = u64::from(pipeline.workgroup) * u64::from(WAVE_NPI);
+        if t[1] >= 0.05
+            || groups * 2 > MAX_WORKGROUPS
+            || groups * 2 * per_group > MAX_DISPATCH_NONCES
+            || groups >= 4 * u64::from(best_at)
+        {
             break;
         }
         groups *= 2;
@@ -927,6 +960,50 @@ mod tests {
         assert_eq!(split(10_000, 4000, q), vec![4000, 4000, 2000]);
         assert_eq!(split(12_000, 4000, q), vec![4000, 4000, 4000]);
         assert_eq!(split(9_000, 4000, q), vec![3000, 3000, 3000]);
+    }
+
+    #[test]
+    fn dispatch_targets_are_whole_waves_within_the_workgroup_and_result_limits() {
+        let base = Sizing {
+            rate: 7e9,
+            time: Duration::from_millis(150),
+            top: 0,
+            versions: 1,
+            granule: 256 * 256,
+            wave: 1056,
+            fill: 0.25,
+        };
+        let (t, q) = dispatch_target(&base);
+        assert_eq!(q, 1056 * 256 * 256);
+        assert_eq!(t % q, 0);
+        assert!(
+            t as f64 <= 7e9 * 0.15 && t as f64 > 7e9 * 0.15 - q as f64,
+            "{t}"
+        );
+        // A rate far past what a dispatch may hold: capped below 65,535 workgroups even when the
+        // start is not aligned (one more invocation block), and below 2^31 nonces.
+        for (granule, wave) in [(64 * 32, 1), (512 * 256, 1), (64, 1000)] {
+            let s = Sizing {
+                rate: 1e15,
+                granule,
+                wave,
+                ..base
+            };
+            let (t, _) = dispatch_target(&s);
+            assert!(t <= MAX_DISPATCH_NONCES, "{t}");
+            let groups = (t + granule - 1).div_ceil(granule);
+            assert!(groups <= MAX_WORKGROUPS, "{groups} workgroups");
+        }
+        // An easy target: the expected survivors (k per nonce) stay at a quarter of the buffer.
+        let easy = Sizing {
+            top: u32::MAX >> 8,
+            versions: 4,
+            ..base
+        };
+        let (t, q) = dispatch_target(&easy);
+        assert_eq!(q, base.granule);
+        let expected = t as f64 * 4.0 / 256.0;
+        assert!(expected <= f64::from(RESULT_CAP) * 0.25 + 4.0 * base.granule as f64 / 256.0);
     }
 
     #[test]
