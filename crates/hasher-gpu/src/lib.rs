@@ -215,7 +215,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// Software adapters (lavapipe) get one setting; hardware GPUs a small search.
+    /// Software adapters (lavapipe) get one setting and 40 ms dispatches; hardware GPUs a small
+    /// search and ~150 ms dispatches.
     pub fn for_adapter(adapter: &AdapterSummary) -> Self {
         let (workgroups, nonces_per_invocation) = if adapter.is_software() {
             (vec![64], vec![32])
@@ -223,7 +224,10 @@ impl Options {
             (vec![64, 128, 256, 512], vec![32, 64, 256])
         };
         Self {
-            dispatch_time: Duration::from_millis(150),
+            // A GPU's last, partly filled wave costs little in ~150 ms. A software adapter has no
+            // waves worth the name and shares the CPU with everything else: short dispatches keep
+            // its stop after an epoch bump (two dispatches in flight) quick on a loaded machine.
+            dispatch_time: Duration::from_millis(if adapter.is_software() { 40 } else { 150 }),
             tune_time: Duration::from_millis(100),
             tune_samples: 3,
             workgroups,
