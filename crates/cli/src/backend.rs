@@ -176,7 +176,7 @@ fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
     let spec = gpu_spec(sel);
     // Naming an adapter that is not there is bad input (exit 2); a driver failure is not.
     let hashers = hashrig_hasher_gpu::open_hashers(&spec).map_err(|e| match e {
-        hashrig_hasher_gpu::Error::AdapterNotFound { .. } => bad_input(e.to_string()),
+        hashrig_hasher_gpu::Error::AdapterNotFound { .. } | hashrig_hasher_gpu::Error::SoftwareNotNamed { .. } => bad_input(e.to_string()),
         e => anyhow::Error::new(e),
     })?;
     Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())
