@@ -161,6 +161,20 @@ pub fn open_cpu(cpu: &CpuOptions) -> anyhow::Result<CpuHasher> {
     Ok(CpuHasher::new(&cfg)?)
 }
 
+/// `power` with the PCI bus ids of the NVIDIA GPUs `spec` runs on, so NVML measures those boards
+/// and no other; unchanged for other backends or where the adapters cannot be listed.
+pub fn power_for(power: &hashrig_power::PowerChoice, spec: &BackendSpec) -> hashrig_power::PowerChoice {
+    let mut p = power.clone();
+    if let BackendSpec::Gpu(sel) = spec
+        && p.gpu
+        && let Ok(adapters) = hashrig_hasher_gpu::resolve(&gpu_spec(sel.as_ref()))
+        && let Some(ids) = hashrig_hasher_gpu::power::nvml_bus_ids(&adapters)
+    {
+        p.gpu_pci_bus_ids = ids;
+    }
+    p
+}
+
 /// The `hashrig_hasher_gpu` selection string for a `--backend gpu[:...]` value.
 pub fn gpu_spec(sel: Option<&GpuSelector>) -> String {
     match sel {
