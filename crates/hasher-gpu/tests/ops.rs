@@ -401,3 +401,47 @@ fn the_counter_fuses_rotates_logic_trees_and_add_trees() {
     // Four adds, two IADD3.
     assert_eq!(cost("add5"), Count { ir: 4, fused: 2 });
 }
+
+/// The committed shader and host values are what `tools/gen_kernel.py` writes (nobody edited
+/// one by hand). Needs python3; without it the test says so and passes, unless
+/// `HASHRIG_REQUIRE_PYTHON=1`.
+#[test]
+fn the_committed_shader_is_the_generator_output() {
+    let dir = std::env::temp_dir().join(format!("hashrig-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/gen_kernel.py");
+    let run = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .output();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) if std::env::var("HASHRIG_REQUIRE_PYTHON").is_ok_and(|v| v == "1") => {
+            panic!("python3 is required (HASHRIG_REQUIRE_PYTHON=1): {e}")
+        }
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: cannot run python3 ({e}); HASHRIG_REQUIRE_PYTHON=1 makes this a failure"
+            );
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["sha256d.wgsl", "folded.rs"] {
+        let fresh = std::fs::read_to_string(dir.join(name)).unwrap();
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/").to_owned() + name)
+                .unwrap();
+        assert!(
+            fresh == committed,
+            "src/{name} differs from what tools/gen_kernel.py writes: run it"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
