@@ -178,6 +178,20 @@ pub fn open_cpu(cpu: &CpuOptions) -> anyhow::Result<CpuHasher> {
     Ok(CpuHasher::new(&cfg)?)
 }
 
+/// `power` with the PCI bus ids of the NVIDIA GPUs `spec` runs on, so NVML measures those boards
+/// and no other; unchanged for other backends or where the adapters cannot be listed.
+pub fn power_for(power: &hashrig_power::PowerChoice, spec: &BackendSpec) -> hashrig_power::PowerChoice {
+    let mut p = power.clone();
+    if let BackendSpec::Gpu(sel) = spec
+        && p.gpu
+        && let Ok(adapters) = hashrig_hasher_gpu::resolve(&gpu_spec(sel.as_ref()))
+        && let Some(ids) = hashrig_hasher_gpu::power::nvml_bus_ids(&adapters)
+    {
+        p.gpu_pci_bus_ids = ids;
+    }
+    p
+}
+
 /// The `hashrig_hasher_gpu` selection string for a `--backend gpu[:...]` value.
 pub fn gpu_spec(sel: Option<&GpuSelector>) -> String {
     match sel {
@@ -193,7 +207,7 @@ fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
     let spec = gpu_spec(sel);
     // Naming an adapter that is not there is bad input (exit 2); a driver failure is not.
     let hashers = hashrig_hasher_gpu::open_hashers(&spec).map_err(|e| match e {
-        hashrig_hasher_gpu::Error::AdapterNotFound { .. } => bad_input(e.to_string()),
+        hashrig_hasher_gpu::Error::AdapterNotFound { .. } | hashrig_hasher_gpu::Error::SoftwareNotNamed { .. } => bad_input(e.to_string()),
         e => anyhow::Error::new(e),
     })?;
     Ok(hashers.into_iter().map(|h| Box::new(h) as Box<dyn Hasher>).collect())

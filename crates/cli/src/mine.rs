@@ -600,7 +600,7 @@ impl Observer for CliObserver {
 async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Result<()> {
     let mon = crate::monitoring::Monitoring::start(&settings.monitor, hashrig_monitor::RunMode::Mine, None)?;
     // The meter may run a command (--power-cmd): keep it off the async workers' hot path.
-    let meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&settings.power))?;
+    let meter = tokio::task::block_in_place(|| crate::metering::RunMeter::start(&crate::backend::power_for(&settings.power, &settings.backend)))?;
     let curtail = settings.curtail.clone().map(crate::curtailing::RunCurtail::start).transpose()?;
     let deadline = settings.duration;
     let stop = async move {

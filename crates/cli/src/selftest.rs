@@ -28,8 +28,10 @@ pub struct SelftestArgs {
 pub fn other_backends() -> Vec<BackendSpec> {
     let mut specs = Vec::new();
     // Every GPU adapter, software ones (lavapipe) included: a selftest is about correctness.
+    // A software adapter is opened by name: by index it is refused while a GPU exists.
     for a in hashrig_hasher_gpu::list_adapters() {
-        specs.push(BackendSpec::Gpu(Some(backend::GpuSelector::Index(a.index))));
+        let sel = if a.is_software() { backend::GpuSelector::Name(a.name) } else { backend::GpuSelector::Index(a.index) };
+        specs.push(BackendSpec::Gpu(Some(sel)));
     }
     specs
 }

@@ -37,78 +37,26 @@ use hashrig_hasher::{
 use hashrig_sha256d::{NonceRange, ScanJob};
 
 mod device;
+mod error;
 // Generated with the shader by tools/gen_kernel.py; not formatted by hand or by rustfmt.
 #[rustfmt::skip]
 mod folded;
 mod kernel;
+mod plan;
 pub mod power;
+mod tune;
 
 pub use device::{
     AdapterSelector, AdapterSummary, GpuDevice, SOFTWARE_LABEL, list_adapters, open_all,
     open_device, open_spec, resolve,
 };
 
-use kernel::{MAX_VERSIONS, Params, Pipeline, RESULT_CAP, Slot};
-
-/// Errors of the GPU backend.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// wgpu found no adapter at all.
-    #[error(
-        "no GPU adapter found (no Vulkan, Metal or DX12 driver; on Linux without a GPU, `apt-get install mesa-vulkan-drivers libvulkan1` gives the lavapipe software adapter)"
-    )]
-    NoAdapter,
-    /// An index named a software adapter while a hardware one exists.
-    #[error(
-        "adapter {index} ({name}) is a software adapter that runs on the CPU, not a GPU; name it (gpu:llvmpipe) to use it anyway"
-    )]
-    SoftwareNotNamed { index: usize, name: String },
-    /// `--gpu` named an adapter that is not there.
-    #[error("no GPU adapter matches {selector} (adapters: {available})")]
-    AdapterNotFound { selector: String, available: String },
-    /// The adapter refused to open a device.
-    #[error("cannot open a device on {adapter}")]
-    RequestDevice {
-        adapter: String,
-        #[source]
-        source: wgpu::RequestDeviceError,
-    },
-    /// The shader or pipeline failed validation (a bug, or an adapter wgpu cannot drive).
-    #[error("the sha256d shader cannot run on {adapter}: {message}")]
-    Shader { adapter: String, message: String },
-    /// Waiting for a dispatch failed (timed out: the device hung).
-    #[error("waiting for a dispatch on {adapter} failed")]
-    Wait {
-        adapter: String,
-        #[source]
-        source: wgpu::PollError,
-    },
-    /// The result buffer could not be mapped for reading.
-    #[error("cannot read results back from {adapter}")]
-    Map {
-        adapter: String,
-        #[source]
-        source: wgpu::BufferAsyncError,
-    },
-    /// The device stopped answering (lost, driver reset).
-    #[error("the device {adapter} was lost")]
-    Lost { adapter: String },
-    /// The device reported an error (lost, a validation or out-of-memory error outside an error
-    /// scope, an unreadable result buffer): this hasher is finished, every later call says so.
-    #[error("the GPU {adapter} failed and is out of this run: {reason}")]
-    Failed { adapter: String, reason: String },
-}
-
-/// How long one dispatch may take before the device counts as hung. Dispatches are sized to
-/// ~100-250 ms, so 2 s is far past any healthy one. Software adapters run on CPU cores shared
-/// with everything else (a loaded CI machine), so they get more.
-fn wait_limit(adapter: &AdapterSummary) -> Duration {
-    if adapter.is_software() {
-        Duration::from_secs(10)
-    } else {
-        Duration::from_secs(2)
-    }
-}
+pub use error::Error;
+use error::{Health, error_chain, wait_limit};
+use kernel::{MAX_VERSIONS, Params, Pipeline, Slot};
+use plan::{Sizing, dispatch_target, rolled_versions, split};
+pub use tune::{Trial, Tuning};
+use tune::{calibrate, measure_wave};
 
 /// The name every output shows for a GPU hasher: the adapter, its API and what kind of adapter
 /// it is, so a software adapter ([`SOFTWARE_LABEL`]) is never taken for a GPU.
@@ -119,83 +67,6 @@ pub fn device_name(adapter: &AdapterSummary) -> String {
         adapter.backend,
         adapter.kind_label()
     )
-}
-
-/// Is this (a [`DeviceInfo::name`] of any hasher) a GPU hasher on a software adapter?
-pub fn is_software_device(info: &DeviceInfo) -> bool {
-    info.kind == DeviceKind::Gpu && info.name.ends_with(&format!(", {SOFTWARE_LABEL})"))
-}
-
-/// An error and its sources, ": "-joined.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut chain = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        src = s.source();
-    }
-    chain
-}
-
-/// The first error wgpu reported outside an error scope, or the device-lost reason: set from
-/// wgpu's callbacks (which would otherwise panic), read by the hasher between dispatches.
-#[derive(Clone, Debug, Default)]
-struct Health(std::sync::Arc<std::sync::Mutex<Option<String>>>);
-
-impl Health {
-    /// Replace wgpu's default handlers (the uncaptured-error one panics) on `device`.
-    fn watch(device: &wgpu::Device, adapter: &str) -> Self {
-        let health = Self::default();
-        let (h, name) = (health.clone(), adapter.to_owned());
-        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
-            tracing::error!(adapter = %name, error = %e, "gpu error");
-            h.set(format!("device error: {e}"));
-        }));
-        let (h, name) = (health.clone(), adapter.to_owned());
-        device.set_device_lost_callback(move |reason, message| {
-            tracing::error!(adapter = %name, ?reason, %message, "gpu device lost");
-            h.set(format!("device lost ({reason:?}): {message}"));
-        });
-        health
-    }
-
-    fn set(&self, reason: String) {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        g.get_or_insert(reason);
-    }
-
-    fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-/// One setting the start-up tuner timed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Trial {
-    pub workgroup: u32,
-    pub nonces_per_invocation: u32,
-    /// Nonces per second: the median of `samples`.
-    pub rate: f64,
-    /// (nonces, seconds) of each timed sample; each ran for at least [`Options::tune_time`]
-    /// (unless one sample already filled the largest dispatch allowed).
-    pub samples: Vec<(u64, f64)>,
-}
-
-/// What start-up tuning chose and measured.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Tuning {
-    pub workgroup: u32,
-    pub nonces_per_invocation: u32,
-    /// Nonces per second with that choice (the median of its samples).
-    pub rate: f64,
-    /// Workgroups the device runs at once, estimated from time against workgroup count: the
-    /// fewest at which the rate reaches 90 % of the best seen. Dispatches hold whole multiples.
-    pub wave: u32,
-    /// (workgroups, seconds: median of 3) of each dispatch the wave measurement timed.
-    pub wave_curve: Vec<(u32, f64)>,
-    /// Every setting tried.
-    pub tried: Vec<Trial>,
 }
 
 /// How to tune and size dispatches. The defaults depend on the adapter ([`Options::for_adapter`]).
@@ -220,7 +91,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// Software adapters (lavapipe) get one setting; hardware GPUs a small search.
+    /// Software adapters (lavapipe) get one setting and 40 ms dispatches; hardware GPUs a small
+    /// search and ~150 ms dispatches.
     pub fn for_adapter(adapter: &AdapterSummary) -> Self {
         let (workgroups, nonces_per_invocation) = if adapter.is_software() {
             (vec![64], vec![32])
@@ -228,7 +100,10 @@ impl Options {
             (vec![64, 128, 256, 512], vec![32, 64, 256])
         };
         Self {
-            dispatch_time: Duration::from_millis(150),
+            // A GPU's last, partly filled wave costs little in ~150 ms. A software adapter has no
+            // waves worth the name and shares the CPU with everything else: short dispatches keep
+            // its stop after an epoch bump (two dispatches in flight) quick on a loaded machine.
+            dispatch_time: Duration::from_millis(if adapter.is_software() { 40 } else { 150 }),
             tune_time: Duration::from_millis(100),
             tune_samples: 3,
             workgroups,
@@ -237,59 +112,6 @@ impl Options {
             max_versions: MAX_VERSIONS,
         }
     }
-}
-
-/// Dispatch limits: the shader's offsets are u32, and a dimension holds 65,535 workgroups.
-const MAX_DISPATCH_NONCES: u64 = 1 << 31;
-const MAX_WORKGROUPS: u64 = 65_535;
-
-/// Split `count` nonces into dispatches of at most `target` (a multiple of `quantum`, the nonces
-/// of one wave), evenly: all but the last a whole number of quanta, and no tiny remainder (the
-/// last is at least half the others; where whole quanta cannot give that, plain even parts).
-fn split(count: u64, target: u64, quantum: u64) -> Vec<u64> {
-    if count == 0 {
-        return Vec::new();
-    }
-    let target = target.max(1);
-    let n = count.div_ceil(target);
-    let even = count.div_ceil(n);
-    let per = even.div_ceil(quantum.max(1)) * quantum.max(1);
-    let per = if per <= target { per } else { even };
-    let mut out = Vec::with_capacity(n as usize);
-    let mut left = count;
-    while left > per {
-        out.push(per);
-        left -= per;
-    }
-    out.push(left);
-    if out.len() > 1 && left * 2 < per {
-        // Whole quanta would leave a small last piece: even parts instead.
-        let n = out.len() as u64;
-        out = (0..n)
-            .map(|i| count / n + u64::from(i < count % n))
-            .collect();
-    }
-    out
-}
-
-/// The versions a unit's mask lets one nonce carry: the header's own, then those with the mask's
-/// lowest bits flipped (BIP 320 rolling: bits outside the mask never change). `max` is 1, 2 or 4.
-fn rolled_versions(version: u32, mask: u32, max: usize) -> Vec<u32> {
-    let bits: Vec<u32> = (0..32).filter(|b| mask >> b & 1 == 1).collect();
-    let mut k = 1usize;
-    while k * 2 <= max.min(MAX_VERSIONS) && (k * 2).trailing_zeros() as usize <= bits.len() {
-        k *= 2;
-    }
-    (0..k as u32)
-        .map(|j| {
-            let flip = bits
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| j >> i & 1 == 1)
-                .fold(0u32, |acc, (_, b)| acc | 1 << b);
-            version ^ flip
-        })
-        .collect()
 }
 
 /// A GPU running the WGSL sha256d shader.
@@ -473,6 +295,12 @@ impl GpuHasher {
         self.overflows
     }
 
+    /// How long one dispatch may take before the device counts as hung and the hasher ends
+    /// (default 2 s; 10 s on a software adapter).
+    pub fn set_wait_limit(&mut self, limit: Duration) {
+        self.limit = limit;
+    }
+
     /// Nonces in each dispatch of the last unit hashed, in order.
     pub fn last_split(&self) -> &[u64] {
         &self.last_split
@@ -488,20 +316,15 @@ impl GpuHasher {
     /// result buffer. Returns (target, quantum): the quantum is one wave's nonces, or one
     /// workgroup's when the result limit is below a wave.
     fn dispatch_target(&self, top: u32, versions: usize) -> (u64, u64) {
-        let g = self.granule();
-        let wave = u64::from(self.tuning.wave.max(1)) * g;
-        let max = MAX_DISPATCH_NONCES.min(MAX_WORKGROUPS * g) / g * g;
-        let by_time = (self.rate / versions as f64 * self.dispatch_time.as_secs_f64()) as u64;
-        // About (top + 1) / 2^32 of all hashes pass the top-word test.
-        let pass = (f64::from(top) + 1.0) / 4_294_967_296.0 * versions as f64;
-        let by_results = ((f64::from(RESULT_CAP) * self.result_fill) / pass).max(1.0) as u64;
-        let limit = by_results.min(max);
-        if limit >= wave {
-            let waves = (by_time.min(limit) / wave).max(1);
-            (waves * wave, wave)
-        } else {
-            ((limit / g).max(1) * g, g)
-        }
+        dispatch_target(&Sizing {
+            rate: self.rate,
+            time: self.dispatch_time,
+            top,
+            versions,
+            granule: self.granule(),
+            wave: u64::from(self.tuning.wave.max(1)),
+            fill: self.result_fill,
+        })
     }
 
     fn pipeline_index(&mut self, versions: usize) -> Result<usize, Error> {
@@ -609,130 +432,6 @@ pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
             .map(|h| h.join().expect("tuning thread panicked"))
             .collect()
     })
-}
-
-/// A block of parameters no hash meets (top word 0): timing dispatches write no candidates.
-fn timing_params() -> Params {
-    Params::for_headers(&[[0u8; 80]], 0)
-}
-
-/// Run `groups` workgroups of `pipeline` at `npi`, `repeat` times back to back; seconds taken.
-fn time_dispatch(
-    dev: &GpuDevice,
-    slot: &mut Slot,
-    pipeline: &Pipeline,
-    npi: u32,
-    groups: u64,
-    repeat: u32,
-    limit: Duration,
-) -> Result<f64, Error> {
-    let nonces = groups * u64::from(pipeline.workgroup) * u64::from(npi);
-    let (params, inv) = timing_params().dispatch(0, nonces, npi);
-    let t0 = Instant::now();
-    slot.submit(&dev.device, &dev.queue, pipeline, &params, inv, repeat);
-    slot.collect(&dev.device, &dev.adapter.name, limit)?;
-    Ok(t0.elapsed().as_secs_f64())
-}
-
-/// Time `pipeline` at `npi` nonces per invocation: `opts.tune_samples` samples, each at least
-/// `opts.tune_time` long (one dispatch, or several back to back when one dispatch cannot be that
-/// long); the rate is their median.
-fn calibrate(
-    dev: &GpuDevice,
-    layout: &wgpu::BindGroupLayout,
-    pipeline: &Pipeline,
-    npi: u32,
-    opts: &Options,
-    limit: Duration,
-) -> Result<Trial, Error> {
-    let mut slot = Slot::new(&dev.device, layout, "sha256d calibration");
-    let per_group = u64::from(pipeline.workgroup) * u64::from(npi);
-    let max_groups = (MAX_DISPATCH_NONCES / per_group).min(MAX_WORKGROUPS);
-    let want = opts.tune_time.as_secs_f64();
-    // Warm up (the first dispatch pays for pipeline set-up), then grow until one is long enough.
-    time_dispatch(dev, &mut slot, pipeline, npi, 1, 1, limit)?;
-    let (mut groups, mut repeat) = (16u64.min(max_groups), 1u32);
-    let mut samples = Vec::new();
-    while samples.len() < opts.tune_samples.max(1) {
-        let secs = time_dispatch(dev, &mut slot, pipeline, npi, groups, repeat, limit)?;
-        let nonces = groups * per_group * u64::from(repeat);
-        if secs >= want || repeat >= 1024 {
-            samples.push((nonces, secs));
-            continue;
-        }
-        // Aim for 1.2x the time (x4 at most per step while the measurement is too short to trust).
-        let scale = if secs >= 0.003 {
-            1.2 * want / secs
-        } else {
-            4.0
-        };
-        let total = ((groups * u64::from(repeat)) as f64 * scale).ceil() as u64;
-        if total <= max_groups {
-            groups = total.max(groups + 1);
-            repeat = 1;
-        } else {
-            groups = max_groups;
-            repeat = u32::try_from(total.div_ceil(max_groups))
-                .unwrap_or(1024)
-                .min(1024);
-        }
-    }
-    let mut rates: Vec<f64> = samples
-        .iter()
-        .map(|(n, s)| *n as f64 / s.max(1e-9))
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    Ok(Trial {
-        workgroup: pipeline.workgroup,
-        nonces_per_invocation: npi,
-        rate: rates[rates.len() / 2],
-        samples,
-    })
-}
-
-/// Nonces per invocation while measuring the wave: long enough per workgroup that the fixed cost
-/// of a submit and a wait is small against one wave's time.
-const WAVE_NPI: u32 = 256;
-
-/// Time against workgroup count: dispatches of 1, 2, 4, ... workgroups (median of 3 each) until
-/// one takes 50 ms, or the count has passed 4x the best-rate point. The wave is the fewest
-/// workgroups whose rate (workgroups per second) reaches 90 % of the best seen: below it part of
-/// the device idles, above it the work only queues.
-fn measure_wave(
-    dev: &GpuDevice,
-    layout: &wgpu::BindGroupLayout,
-    pipeline: &Pipeline,
-    limit: Duration,
-) -> Result<(u32, Vec<(u32, f64)>), Error> {
-    let mut slot = Slot::new(&dev.device, layout, "sha256d wave");
-    time_dispatch(dev, &mut slot, pipeline, WAVE_NPI, 1, 1, limit)?;
-    let mut curve: Vec<(u32, f64)> = Vec::new();
-    let mut groups = 1u64;
-    loop {
-        let mut t = [0.0; 3];
-        for x in &mut t {
-            *x = time_dispatch(dev, &mut slot, pipeline, WAVE_NPI, groups, 1, limit)?;
-        }
-        t.sort_by(f64::total_cmp);
-        curve.push((groups as u32, t[1]));
-        let best_at = curve
-            .iter()
-            .max_by(|a, b| (f64::from(a.0) / a.1).total_cmp(&(f64::from(b.0) / b.1)))
-            .map_or(1, |c| c.0);
-        if t[1] >= 0.05 || groups * 2 > MAX_WORKGROUPS || groups >= 4 * u64::from(best_at) {
-            break;
-        }
-        groups *= 2;
-    }
-    let best = curve
-        .iter()
-        .map(|c| f64::from(c.0) / c.1)
-        .fold(0.0, f64::max);
-    let wave = curve
-        .iter()
-        .find(|c| f64::from(c.0) / c.1 >= 0.9 * best)
-        .map_or(1, |c| c.0);
-    Ok((wave, curve))
 }
 
 impl Hasher for GpuHasher {
@@ -891,56 +590,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn units_split_evenly_in_whole_waves_without_a_tiny_remainder() {
-        let q = 1000;
-        for count in [
-            1u64,
-            999,
-            1000,
-            1001,
-            5_000,
-            9_999,
-            10_001,
-            123_457,
-            1 << 22,
-        ] {
-            for target in [1000u64, 4000, 10_000, 100_000] {
-                let s = split(count, target, q);
-                assert_eq!(s.iter().sum::<u64>(), count, "{count} {target}");
-                assert!(
-                    s.iter().all(|&x| x > 0 && x <= target),
-                    "{count} {target} {s:?}"
-                );
-                let (min, max) = (s.iter().min().unwrap(), s.iter().max().unwrap());
-                if s.len() > 1 {
-                    assert!(min * 2 >= *max, "tiny remainder: {count} {target} {s:?}");
-                }
-                assert_eq!(
-                    s.len() as u64,
-                    count.div_ceil(target),
-                    "{count} {target} {s:?}"
-                );
-            }
-        }
-        // Whole waves where that splits evenly: 10 waves in 3 dispatches of at most 4.
-        assert_eq!(split(10_000, 4000, q), vec![4000, 4000, 2000]);
-        assert_eq!(split(12_000, 4000, q), vec![4000, 4000, 4000]);
-        assert_eq!(split(9_000, 4000, q), vec![3000, 3000, 3000]);
-    }
-
-    #[test]
-    fn rolled_versions_flip_only_mask_bits_and_start_with_the_header_version() {
-        let v = 0x2000_0000;
-        let mask = 0x1fff_e000;
-        assert_eq!(rolled_versions(v, 0, 4), vec![v]);
-        assert_eq!(rolled_versions(v, mask, 1), vec![v]);
-        assert_eq!(rolled_versions(v, mask, 2), vec![v, v ^ 0x2000]);
-        let four = rolled_versions(v, mask, 4);
-        assert_eq!(four, vec![v, v ^ 0x2000, v ^ 0x4000, v ^ 0x6000]);
-        // A one-bit mask allows two versions at most.
-        assert_eq!(rolled_versions(v, 1 << 20, 4), vec![v, v ^ (1 << 20)]);
-        for x in four {
-            assert_eq!((x ^ v) & !mask, 0);
-        }
+    fn a_hardware_gpu_gets_two_seconds_per_dispatch() {
+        let mut a = AdapterSummary {
+            index: 0,
+            name: "NVIDIA H100".into(),
+            backend: "vulkan".into(),
+            device_type: "discrete".into(),
+            driver: String::new(),
+            driver_info: String::new(),
+            vendor: 0x10de,
+            device_id: 0,
+            pci_bus_id: String::new(),
+            also_listed_by: Vec::new(),
+        };
+        assert_eq!(wait_limit(&a), Duration::from_secs(2));
+        a.device_type = "cpu".into();
+        assert!(wait_limit(&a) > Duration::from_secs(2));
     }
 }

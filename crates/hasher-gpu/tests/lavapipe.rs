@@ -485,6 +485,32 @@ fn an_uncaptured_device_error_ends_the_hasher_with_an_error_not_a_panic() {
     assert!(h.hash(&unit, &ctl, &sink).is_err());
 }
 
+/// A dispatch that outlasts the wait limit (a hung device) ends the hasher with an error that
+/// says so; later calls fail at once instead of touching the still-pending buffers.
+#[test]
+fn a_dispatch_past_the_wait_limit_ends_the_hasher_with_an_error_not_a_panic() {
+    let Some(mut h) = open(|_| ()) else { return };
+    h.set_wait_limit(std::time::Duration::from_millis(1));
+    let ctl = Control::new();
+    let (sink, _rx) = Sink::channel();
+    let mut unit = one_unit(synthetic_header(23), &ctl);
+    unit.range = NonceRange::new(0, 1 << 24).unwrap();
+    let e = h
+        .hash(&unit, &ctl, &sink)
+        .expect_err("no dispatch of millions of nonces takes 1 ms");
+    let text = error_chain(&e);
+    assert!(
+        text.contains("waiting for a dispatch") && text.contains("out of this run"),
+        "{text}"
+    );
+    let t0 = std::time::Instant::now();
+    assert!(h.hash(&unit, &ctl, &sink).is_err());
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(500),
+        "a failed hasher answers at once"
+    );
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

@@ -70,12 +70,18 @@ impl<'a> Counter<'a> {
                     add(right);
                 }
                 E::Unary { expr, .. } => add(expr),
-                E::Select { condition, accept, reject } => {
+                E::Select {
+                    condition,
+                    accept,
+                    reject,
+                } => {
                     add(condition);
                     add(accept);
                     add(reject);
                 }
-                E::Math { arg, arg1, arg2, .. } => {
+                E::Math {
+                    arg, arg1, arg2, ..
+                } => {
                     add(arg);
                     arg1.into_iter().for_each(&mut add);
                     arg2.into_iter().for_each(&mut add);
@@ -92,12 +98,20 @@ impl<'a> Counter<'a> {
                     S::Store { value, .. } => add(*value),
                     S::Call { arguments, .. } => arguments.iter().for_each(|a| add(*a)),
                     S::Return { value: Some(v) } => add(*v),
-                    S::If { condition, accept, reject } => {
+                    S::If {
+                        condition,
+                        accept,
+                        reject,
+                    } => {
                         add(*condition);
                         walk(accept, users);
                         walk(reject, users);
                     }
-                    S::Loop { body, continuing, break_if } => {
+                    S::Loop {
+                        body,
+                        continuing,
+                        break_if,
+                    } => {
                         if let Some(c) = break_if {
                             add(*c);
                         }
@@ -125,16 +139,27 @@ impl<'a> Counter<'a> {
     /// of the same value)?
     fn in_rotate(&self, h: Handle<E>) -> bool {
         let users = &self.users[&h];
-        let [Some(u)] = users.as_slice() else { return false };
+        let [Some(u)] = users.as_slice() else {
+            return false;
+        };
         self.is_rotate(*u)
     }
 
     fn is_rotate(&self, h: Handle<E>) -> bool {
-        let E::Binary { op: B::InclusiveOr, left, right } = self.f.expressions[h] else {
+        let E::Binary {
+            op: B::InclusiveOr,
+            left,
+            right,
+        } = self.f.expressions[h]
+        else {
             return false;
         };
         let shift = |x: Handle<E>| match self.f.expressions[x] {
-            E::Binary { op: op @ (B::ShiftLeft | B::ShiftRight), left, .. } => Some((op, left)),
+            E::Binary {
+                op: op @ (B::ShiftLeft | B::ShiftRight),
+                left,
+                ..
+            } => Some((op, left)),
             _ => None,
         };
         matches!((shift(left), shift(right)), (Some((a, x)), Some((b, y))) if a != b && x == y)
@@ -144,13 +169,20 @@ impl<'a> Counter<'a> {
     fn inner(&self, h: Handle<E>, class: fn(B) -> bool) -> bool {
         let users = self.users.get(&h).map(Vec::as_slice).unwrap_or(&[]);
         match users {
-            [Some(u)] => self.op_of(*u).is_some_and(class) && self.op_of(h).is_some_and(class) && !self.is_rotate(h) && !self.is_rotate(*u),
+            [Some(u)] => {
+                self.op_of(*u).is_some_and(class)
+                    && self.op_of(h).is_some_and(class)
+                    && !self.is_rotate(h)
+                    && !self.is_rotate(*u)
+            }
             _ => false,
         }
     }
 
     fn leaves(&self, h: Handle<E>, class: fn(B) -> bool, out: &mut Vec<Handle<E>>) {
-        let E::Binary { left, right, .. } = self.f.expressions[h] else { unreachable!() };
+        let E::Binary { left, right, .. } = self.f.expressions[h] else {
+            unreachable!()
+        };
         for x in [left, right] {
             if self.inner(x, class) {
                 self.leaves(x, class, out);
@@ -215,7 +247,9 @@ impl<'a> Counter<'a> {
                     }
                 }
                 S::Block(inner) => c += self.block(inner),
-                S::Loop { body, continuing, .. } => {
+                S::Loop {
+                    body, continuing, ..
+                } => {
                     c += self.block(body);
                     c += self.block(continuing);
                 }
@@ -237,7 +271,9 @@ fn has_atomic(b: &Block) -> bool {
 
 fn find_loop(b: &Block) -> Option<(&Block, &Block)> {
     b.iter().find_map(|s| match s {
-        S::Loop { body, continuing, .. } => Some((body, continuing)),
+        S::Loop {
+            body, continuing, ..
+        } => Some((body, continuing)),
         S::Block(inner) => find_loop(inner),
         _ => None,
     })
@@ -258,13 +294,22 @@ fn per_nonce(module: &Module, k: u32) -> Count {
 }
 
 /// SPIR-V instructions naga writes for `main{k}`, with or without its loop bounding.
-fn spirv_instructions(module: &Module, info: &naga::valid::ModuleInfo, k: u32, bounded: bool) -> usize {
-    let options = naga::back::spv::Options { force_loop_bounding: bounded, ..Default::default() };
+fn spirv_instructions(
+    module: &Module,
+    info: &naga::valid::ModuleInfo,
+    k: u32,
+    bounded: bool,
+) -> usize {
+    let options = naga::back::spv::Options {
+        force_loop_bounding: bounded,
+        ..Default::default()
+    };
     let pipeline = naga::back::spv::PipelineOptions {
         shader_stage: naga::ShaderStage::Compute,
         entry_point: format!("main{k}"),
     };
-    let words = naga::back::spv::write_vec(module, info, &options, Some(&pipeline)).expect("SPIR-V");
+    let words =
+        naga::back::spv::write_vec(module, info, &options, Some(&pipeline)).expect("SPIR-V");
     let mut i = 5;
     let mut n = 0;
     while i < words.len() {
@@ -313,13 +358,22 @@ fn operations_per_nonce_in_the_compiled_shader_stay_within_budget() {
         // One loop's counter (a load, two compares, a branch, a 64-bit decrement, a store) and
         // its one-time declarations (a variable, three constants, their types): 21 with naga 30.
         // More would mean another loop crept into the shader.
-        assert!(bounding <= 24, "main{k}: loop bounding {bounding} instructions");
+        assert!(
+            bounding <= 24,
+            "main{k}: loop bounding {bounding} instructions"
+        );
         per_hash.push(fused_hash);
     }
     // AsicBoost pays off: each doubling of k saves at least half the shared schedule per hash
     // (the 46 shared words are >= 6 fused ops each).
-    assert!(per_hash[0] - per_hash[1] >= 46.0 * 6.0 / 2.0 / 2.0, "{per_hash:?}");
-    assert!(per_hash[1] - per_hash[2] >= 46.0 * 6.0 / 4.0 / 2.0, "{per_hash:?}");
+    assert!(
+        per_hash[0] - per_hash[1] >= 46.0 * 6.0 / 2.0 / 2.0,
+        "{per_hash:?}"
+    );
+    assert!(
+        per_hash[1] - per_hash[2] >= 46.0 * 6.0 / 4.0 / 2.0,
+        "{per_hash:?}"
+    );
 }
 
 /// The counter itself, on small functions whose fused cost is known by hand.
@@ -333,7 +387,11 @@ fn the_counter_fuses_rotates_logic_trees_and_add_trees() {
     ";
     let module = naga::front::wgsl::parse_str(src).unwrap();
     let cost = |name: &str| {
-        let (_, f) = module.functions.iter().find(|(_, f)| f.name.as_deref() == Some(name)).unwrap();
+        let (_, f) = module
+            .functions
+            .iter()
+            .find(|(_, f)| f.name.as_deref() == Some(name))
+            .unwrap();
         Counter::new(&module, f).block(&f.body)
     };
     assert_eq!(cost("rot"), Count { ir: 3, fused: 1 });
@@ -342,4 +400,48 @@ fn the_counter_fuses_rotates_logic_trees_and_add_trees() {
     assert_eq!(cost("chf"), Count { ir: 3, fused: 1 });
     // Four adds, two IADD3.
     assert_eq!(cost("add5"), Count { ir: 4, fused: 2 });
+}
+
+/// The committed shader and host values are what `tools/gen_kernel.py` writes (nobody edited
+/// one by hand). Needs python3; without it the test says so and passes, unless
+/// `HASHRIG_REQUIRE_PYTHON=1`.
+#[test]
+fn the_committed_shader_is_the_generator_output() {
+    let dir = std::env::temp_dir().join(format!("hashrig-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/gen_kernel.py");
+    let run = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .output();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) if std::env::var("HASHRIG_REQUIRE_PYTHON").is_ok_and(|v| v == "1") => {
+            panic!("python3 is required (HASHRIG_REQUIRE_PYTHON=1): {e}")
+        }
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: cannot run python3 ({e}); HASHRIG_REQUIRE_PYTHON=1 makes this a failure"
+            );
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["sha256d.wgsl", "folded.rs"] {
+        let fresh = std::fs::read_to_string(dir.join(name)).unwrap();
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/").to_owned() + name)
+                .unwrap();
+        assert!(
+            fresh == committed,
+            "src/{name} differs from what tools/gen_kernel.py writes: run it"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,6 +22,7 @@ What it does beyond unrolling:
   adding 1 << 24: no byte swap per nonce.
 """
 import os
+import sys
 
 M = 0xFFFFFFFF
 IV = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
@@ -355,7 +356,10 @@ def main():
         out.append("\n".join(bodies[k]))
         out.append(ENTRY_TAIL)
     here = os.path.dirname(__file__)
-    wgsl = os.path.normpath(os.path.join(here, "..", "src", "sha256d.wgsl"))
+    # An optional argument writes both files to another folder (the test that checks the
+    # committed files are this script's output uses it).
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "src")
+    wgsl = os.path.normpath(os.path.join(outdir, "sha256d.wgsl"))
     with open(wgsl, "w") as f:
         f.write("".join(out))
 
@@ -430,7 +434,7 @@ pub(crate) fn per_version(v: &VersionBase, s: &SharedBase) -> [u32; PER_VERSION]
     [{", ".join(u.name for u in per_v)}]
 }}
 """
-    rsp = os.path.normpath(os.path.join(here, "..", "src", "folded.rs"))
+    rsp = os.path.normpath(os.path.join(outdir, "folded.rs"))
     with open(rsp, "w") as f:
         f.write(rs)
     print("wrote", wgsl, "and", rsp, f"({len(shared)} shared, {len(per_v)} per-version host values)")
