@@ -65,17 +65,7 @@ pub(crate) fn wait_limit(adapter: &AdapterSummary) -> Duration {
     }
 }
 
-/// An error and its sources, ": "-joined.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut chain = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        src = s.source();
-    }
-    chain
-}
+pub(crate) use hashrig_hasher::error_chain;
 
 /// The first error wgpu reported outside an error scope, or the device-lost reason: set from
 /// wgpu's callbacks (which would otherwise panic), read by the hasher between dispatches.

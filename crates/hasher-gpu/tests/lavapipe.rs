@@ -511,13 +511,4 @@ fn a_dispatch_past_the_wait_limit_ends_the_hasher_with_an_error_not_a_panic() {
     );
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
+use hashrig_hasher::error_chain;
