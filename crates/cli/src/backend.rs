@@ -10,21 +10,12 @@ use hashrig_sha256d::Kernel;
 
 use crate::{BadInput, bad_input};
 
-/// Which GPU.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GpuSelector {
-    /// The adapter at this index in `hashrig devices`.
-    Index(usize),
-    /// The first adapter whose name contains this text (case-insensitive).
-    Name(String),
-}
-
 /// What `--backend` names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BackendSpec {
     Cpu,
-    /// `gpu`, `gpu:1`, `gpu:nvidia`.
-    Gpu(Option<GpuSelector>),
+    /// `gpu`, `gpu:1`, `gpu:nvidia`, `gpu:all`, `gpu:0,1` (the GPU crate parses the selection).
+    Gpu(hashrig_hasher_gpu::GpuSelection),
     /// `asic:/dev/ttyUSB0,chip=bm1370,freq=500,chips=4` (the ASIC crate parses its options).
     Asic(hashrig_hasher_asic::AsicSpec),
     /// `emu:bm1370x4`: the chip-chain emulator.
@@ -41,9 +32,8 @@ impl fmt::Display for BackendSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendSpec::Cpu => f.write_str("cpu"),
-            BackendSpec::Gpu(None) => f.write_str("gpu"),
-            BackendSpec::Gpu(Some(GpuSelector::Index(i))) => write!(f, "gpu:{i}"),
-            BackendSpec::Gpu(Some(GpuSelector::Name(n))) => write!(f, "gpu:{n}"),
+            BackendSpec::Gpu(hashrig_hasher_gpu::GpuSelection::Best) => f.write_str("gpu"),
+            BackendSpec::Gpu(sel) => write!(f, "gpu:{sel}"),
             BackendSpec::Asic(spec) => write!(f, "asic:{spec}"),
             BackendSpec::Emu(m) => write!(f, "emu:{m}"),
         }
@@ -63,12 +53,11 @@ impl FromStr for BackendSpec {
         match (kind.to_ascii_lowercase().as_str(), rest) {
             ("cpu", None) => Ok(BackendSpec::Cpu),
             ("cpu", Some(_)) => Err(err(format!("backend `{s}`: cpu takes no argument (use --threads and --kernel)"))),
-            ("gpu", None) => Ok(BackendSpec::Gpu(None)),
-            ("gpu", Some("")) => Err(err(format!("backend `{s}`: give a GPU index or name after `gpu:`"))),
-            ("gpu", Some(r)) => Ok(BackendSpec::Gpu(Some(match r.parse::<usize>() {
-                Ok(i) => GpuSelector::Index(i),
-                Err(_) => GpuSelector::Name(r.to_owned()),
-            }))),
+            ("gpu", None) => Ok(BackendSpec::Gpu(hashrig_hasher_gpu::GpuSelection::Best)),
+            ("gpu", Some(r)) if r.trim().is_empty() || r.split(',').any(|p| p.trim().is_empty()) => {
+                Err(err(format!("backend `{s}`: give GPU indices or names after `gpu:` (e.g. gpu:0, gpu:0,1, gpu:all)")))
+            }
+            ("gpu", Some(r)) => Ok(BackendSpec::Gpu(r.parse().unwrap_or_default())),
             ("asic", Some(r)) => r.parse().map(BackendSpec::Asic).map_err(|e| err(format!("backend `{s}`: {e}"))),
             ("emu", Some(m)) if !m.is_empty() => {
                 // Checked now, so a bad model or fault option is a usage error, not a failure
@@ -159,7 +148,7 @@ pub fn open(spec: &BackendSpec, cpu: &CpuOptions) -> anyhow::Result<Vec<Box<dyn 
     cpu.check_backend(spec)?;
     match spec {
         BackendSpec::Cpu => Ok(vec![Box::new(open_cpu(cpu)?)]),
-        BackendSpec::Gpu(sel) => open_gpu(sel.as_ref()),
+        BackendSpec::Gpu(sel) => open_gpu(sel),
         BackendSpec::Asic(spec) => Ok(vec![Box::new(hashrig_hasher_asic::open_port(&spec.port, spec.config())?)]),
         BackendSpec::Emu(model) => open_emu(model),
     }
@@ -184,7 +173,7 @@ pub fn power_for(power: &hashrig_power::PowerChoice, spec: &BackendSpec) -> hash
     let mut p = power.clone();
     if let BackendSpec::Gpu(sel) = spec
         && p.gpu
-        && let Ok(adapters) = hashrig_hasher_gpu::resolve(&gpu_spec(sel.as_ref()))
+        && let Ok(adapters) = hashrig_hasher_gpu::resolve(sel)
         && let Some(ids) = hashrig_hasher_gpu::power::nvml_bus_ids(&adapters)
     {
         p.gpu_pci_bus_ids = ids;
@@ -192,21 +181,11 @@ pub fn power_for(power: &hashrig_power::PowerChoice, spec: &BackendSpec) -> hash
     p
 }
 
-/// The `hashrig_hasher_gpu` selection string for a `--backend gpu[:...]` value.
-pub fn gpu_spec(sel: Option<&GpuSelector>) -> String {
-    match sel {
-        None => String::new(),
-        Some(GpuSelector::Index(i)) => i.to_string(),
-        Some(GpuSelector::Name(n)) => n.clone(),
-    }
-}
-
 /// The GPU backend: `gpu` the best adapter, `gpu:N` / `gpu:name` one adapter, `gpu:all` every
 /// hardware GPU and `gpu:0,1` a list; one hasher per GPU, each tuned at start-up.
-fn open_gpu(sel: Option<&GpuSelector>) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
-    let spec = gpu_spec(sel);
+fn open_gpu(sel: &hashrig_hasher_gpu::GpuSelection) -> anyhow::Result<Vec<Box<dyn Hasher>>> {
     // Naming an adapter that is not there is bad input (exit 2); a driver failure is not.
-    let hashers = hashrig_hasher_gpu::open_hashers(&spec).map_err(|e| match e {
+    let hashers = hashrig_hasher_gpu::open_hashers(sel).map_err(|e| match e {
         hashrig_hasher_gpu::Error::AdapterNotFound { .. } | hashrig_hasher_gpu::Error::SoftwareNotNamed { .. } => bad_input(e.to_string()),
         e => anyhow::Error::new(e),
     })?;
@@ -237,7 +216,13 @@ mod tests {
         for s in ["cpu", "gpu", "gpu:1", "gpu:nvidia", "asic:/dev/ttyUSB0", "asic:/dev/ttyUSB0,chip=bm1370,freq=500,chips=4", "emu:bm1370x4"] {
             assert_eq!(s.parse::<BackendSpec>().unwrap().to_string(), s);
         }
-        assert_eq!("gpu:1".parse::<BackendSpec>().unwrap(), BackendSpec::Gpu(Some(GpuSelector::Index(1))));
+        use hashrig_hasher_gpu::{AdapterSelector, GpuSelection};
+        assert_eq!("gpu:1".parse::<BackendSpec>().unwrap(), BackendSpec::Gpu(GpuSelection::List(vec![AdapterSelector::Index(1)])));
+        assert_eq!("gpu".parse::<BackendSpec>().unwrap(), BackendSpec::Gpu(GpuSelection::Best));
+        assert_eq!("gpu:ALL".parse::<BackendSpec>().unwrap(), BackendSpec::Gpu(GpuSelection::All));
+        let two = BackendSpec::Gpu(GpuSelection::List(vec![AdapterSelector::Index(0), AdapterSelector::Name("h100".into())]));
+        assert_eq!("gpu:0,h100".parse::<BackendSpec>().unwrap(), two);
+        assert_eq!(two.to_string(), "gpu:0,h100");
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn bench(plan: &Plan, fees: f64, monitor: &crate::monitoring::MonitorArgs) -> an
     // the report, and their PCI bus ids so NVML measures those boards and no other.
     let mut power_choice = plan.power.clone();
     let gpu_adapters = match &plan.spec {
-        BackendSpec::Gpu(sel) => hashrig_hasher_gpu::resolve(&backend::gpu_spec(sel.as_ref()))?,
+        BackendSpec::Gpu(sel) => hashrig_hasher_gpu::resolve(sel)?,
         _ => Vec::new(),
     };
     if let Some(ids) = hashrig_hasher_gpu::power::nvml_bus_ids(&gpu_adapters) {

@@ -30,8 +30,9 @@ pub fn other_backends() -> Vec<BackendSpec> {
     // Every GPU adapter, software ones (lavapipe) included: a selftest is about correctness.
     // A software adapter is opened by name: by index it is refused while a GPU exists.
     for a in hashrig_hasher_gpu::list_adapters() {
-        let sel = if a.is_software() { backend::GpuSelector::Name(a.name) } else { backend::GpuSelector::Index(a.index) };
-        specs.push(BackendSpec::Gpu(Some(sel)));
+        use hashrig_hasher_gpu::AdapterSelector;
+        let sel = if a.is_software() { AdapterSelector::Name(a.name) } else { AdapterSelector::Index(a.index) };
+        specs.push(BackendSpec::Gpu(hashrig_hasher_gpu::GpuSelection::List(vec![sel])));
     }
     specs
 }

@@ -140,6 +140,57 @@ impl fmt::Display for AdapterSelector {
     }
 }
 
+/// Which GPUs a backend opens: the best one, every hardware one, or a list of adapters.
+/// Parsed from the text after `gpu:` (`all`, `1`, `nvidia`, `0,1`; nothing: the best).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum GpuSelection {
+    /// The first hardware adapter (a software one only when there is no other).
+    #[default]
+    Best,
+    /// Every hardware adapter, one hasher per card (a software one only when alone).
+    All,
+    /// These adapters, each card once however often it is named.
+    List(Vec<AdapterSelector>),
+}
+
+impl FromStr for GpuSelection {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Ok(if s.is_empty() || s.eq_ignore_ascii_case("auto") {
+            GpuSelection::Best
+        } else if s.eq_ignore_ascii_case("all") {
+            GpuSelection::All
+        } else {
+            GpuSelection::List(s.split(',').map(|p| p.parse().unwrap_or_default()).collect())
+        })
+    }
+}
+
+impl fmt::Display for GpuSelection {
+    /// Back to the text it was parsed from (empty for the best adapter).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuSelection::Best => Ok(()),
+            GpuSelection::All => f.write_str("all"),
+            GpuSelection::List(l) => {
+                for (i, a) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    match a {
+                        AdapterSelector::Best => f.write_str("auto")?,
+                        AdapterSelector::Index(n) => write!(f, "{n}")?,
+                        AdapterSelector::Name(n) => f.write_str(n)?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An open device: what [`crate::GpuHasher::new`] needs. Build one with [`open_device`], or
 /// from any wgpu device (a test may bring its own).
 #[derive(Debug)]
@@ -293,17 +344,21 @@ fn choose(list: &[AdapterSummary], sel: &AdapterSelector) -> Result<usize, Error
     }
 }
 
-/// The adapters `spec` names, without opening them: "" or "auto" the best, "all" every hardware
-/// adapter (a software one only when there is no other), else comma-separated indices and names
-/// ("0,1", "H100"), each card once. What [`crate::open_hashers`] opens, and what a caller asks
-/// NVML about (by [`AdapterSummary::pci_bus_id`]).
-pub fn resolve(spec: &str) -> Result<Vec<AdapterSummary>, Error> {
+/// The adapters `sel` names, without opening them, each card once. What
+/// [`crate::open_hashers`] opens, and what a caller asks NVML about (by
+/// [`AdapterSummary::pci_bus_id`]).
+pub fn resolve(sel: &GpuSelection) -> Result<Vec<AdapterSummary>, Error> {
     let list = list_adapters();
-    resolve_in(&list, spec).map(|ix| ix.into_iter().map(|i| list[i].clone()).collect())
+    resolve_in(&list, sel).map(|ix| ix.into_iter().map(|i| list[i].clone()).collect())
 }
 
-fn resolve_in(list: &[AdapterSummary], spec: &str) -> Result<Vec<usize>, Error> {
-    if spec.trim().eq_ignore_ascii_case("all") {
+fn resolve_in(list: &[AdapterSummary], sel: &GpuSelection) -> Result<Vec<usize>, Error> {
+    let parts = match sel {
+        GpuSelection::Best => vec![AdapterSelector::Best],
+        GpuSelection::List(l) => l.clone(),
+        GpuSelection::All => Vec::new(),
+    };
+    if *sel == GpuSelection::All {
         if list.is_empty() {
             return Err(Error::NoAdapter);
         }
@@ -315,9 +370,8 @@ fn resolve_in(list: &[AdapterSummary], spec: &str) -> Result<Vec<usize>, Error> 
             .collect());
     }
     let mut out = Vec::new();
-    for part in spec.split(',') {
-        let sel: AdapterSelector = part.parse().unwrap_or_default();
-        let i = choose(list, &sel)?;
+    for part in &parts {
+        let i = choose(list, part)?;
         // "0,0" or a name matching twice must not open one GPU as two hashers.
         if !out.contains(&i) {
             out.push(i);
@@ -360,10 +414,10 @@ pub fn open_device(sel: &AdapterSelector) -> Result<GpuDevice, Error> {
 }
 
 /// Open every adapter `spec` names ([`resolve`]), one device per card.
-pub fn open_spec(spec: &str) -> Result<Vec<GpuDevice>, Error> {
+pub fn open_spec(sel: &GpuSelection) -> Result<Vec<GpuDevice>, Error> {
     let found = enumerate(&instance());
     let list: Vec<AdapterSummary> = found.iter().map(|(_, s)| s.clone()).collect();
-    resolve_in(&list, spec)?
+    resolve_in(&list, sel)?
         .into_iter()
         .map(|i| open_adapter(&found[i].0, found[i].1.clone()))
         .collect()
@@ -371,7 +425,7 @@ pub fn open_spec(spec: &str) -> Result<Vec<GpuDevice>, Error> {
 
 /// Open every hardware adapter (a software one only when there is no other), one per card.
 pub fn open_all() -> Result<Vec<GpuDevice>, Error> {
-    open_spec("all")
+    open_spec(&GpuSelection::All)
 }
 
 #[cfg(test)]
@@ -443,17 +497,17 @@ mod tests {
             summary(0, "llvmpipe (LLVM 15)", "cpu"),
             summary(1, "NVIDIA H100", "discrete"),
         ];
-        assert_eq!(resolve_in(&both, "").unwrap(), vec![1]);
-        assert_eq!(resolve_in(&both, "all").unwrap(), vec![1]);
-        let e = resolve_in(&both, "0").unwrap_err().to_string();
+        assert_eq!(resolve_in(&both, &"".parse().unwrap()).unwrap(), vec![1]);
+        assert_eq!(resolve_in(&both, &"all".parse().unwrap()).unwrap(), vec![1]);
+        let e = resolve_in(&both, &"0".parse().unwrap()).unwrap_err().to_string();
         assert!(e.contains("software") && e.contains("llvmpipe"), "{e}");
-        assert_eq!(resolve_in(&both, "llvmpipe").unwrap(), vec![0]);
-        assert_eq!(resolve_in(&both, "lavapipe").unwrap(), vec![0]);
+        assert_eq!(resolve_in(&both, &"llvmpipe".parse().unwrap()).unwrap(), vec![0]);
+        assert_eq!(resolve_in(&both, &"lavapipe".parse().unwrap()).unwrap(), vec![0]);
         let alone = [summary(0, "llvmpipe (LLVM 15)", "cpu")];
-        assert_eq!(resolve_in(&alone, "").unwrap(), vec![0]);
-        assert_eq!(resolve_in(&alone, "0").unwrap(), vec![0]);
-        assert_eq!(resolve_in(&alone, "all").unwrap(), vec![0]);
-        assert_eq!(resolve_in(&alone, "0,0").unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, &"".parse().unwrap()).unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, &"0".parse().unwrap()).unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, &"all".parse().unwrap()).unwrap(), vec![0]);
+        assert_eq!(resolve_in(&alone, &"0,0".parse().unwrap()).unwrap(), vec![0]);
         assert!(alone[0].to_string().contains(SOFTWARE_LABEL));
     }
 

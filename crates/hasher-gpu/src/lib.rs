@@ -48,7 +48,7 @@ mod tune;
 
 pub use device::{
     AdapterSelector, AdapterSummary, GpuDevice, SOFTWARE_LABEL, list_adapters, open_all,
-    open_device, open_spec, resolve,
+    GpuSelection, open_device, open_spec, resolve,
 };
 
 pub use error::Error;
@@ -420,8 +420,8 @@ impl GpuHasher {
 /// Open and tune the GPUs a `--gpu` value names ([`resolve`]): "" or "auto" the best adapter,
 /// "all" every hardware adapter (a software one only when there is none), else a comma-separated
 /// list of indices and names ("0,1", "H100"). One hasher per card; they tune in parallel.
-pub fn open_hashers(spec: &str) -> Result<Vec<GpuHasher>, Error> {
-    let devices = open_spec(spec)?;
+pub fn open_hashers(sel: &GpuSelection) -> Result<Vec<GpuHasher>, Error> {
+    let devices = open_spec(sel)?;
     std::thread::scope(|s| {
         let handles: Vec<_> = devices
             .into_iter()

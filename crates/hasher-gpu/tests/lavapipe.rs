@@ -182,12 +182,12 @@ fn open_hashers_opens_each_named_adapter_once() {
         assert!(open(|_| ()).is_none());
         return;
     }
-    let twice = hashrig_hasher_gpu::open_hashers("0,0").expect("adapter 0 exists");
+    let twice = hashrig_hasher_gpu::open_hashers(&"0,0".parse().unwrap()).expect("adapter 0 exists");
     assert_eq!(twice.len(), 1);
-    let all = hashrig_hasher_gpu::open_hashers("all").expect("there is an adapter");
+    let all = hashrig_hasher_gpu::open_hashers(&"all".parse().unwrap()).expect("there is an adapter");
     assert!(!all.is_empty());
     assert!(matches!(
-        hashrig_hasher_gpu::open_hashers("999"),
+        hashrig_hasher_gpu::open_hashers(&"999".parse().unwrap()),
         Err(Error::AdapterNotFound { .. })
     ));
 }
