@@ -78,31 +78,10 @@ pub struct MineArgs {
     /// Read the pool password (one for all pools) from the first line of this file.
     #[arg(long, value_name = "PATH", conflicts_with = "passes")]
     pub pass_file: Option<PathBuf>,
-    /// Solo mining: the node's RPC URL, e.g. http://127.0.0.1:18443.
-    #[arg(long, value_name = "URL", conflicts_with = "pools")]
-    pub node: Option<String>,
-    /// The node's RPC cookie file.
-    #[arg(long, value_name = "PATH")]
-    pub rpc_cookie: Option<PathBuf>,
-    /// The node's RPC user (instead of --rpc-cookie).
-    #[arg(long, value_name = "USER")]
-    pub rpc_user: Option<String>,
-    /// The node's RPC password (with --rpc-user). Never logged. On the command line it shows in
-    /// `ps`: prefer the environment variable, --rpc-pass-file or --rpc-cookie.
-    #[arg(long, value_name = "PASS", env = "HASHRIG_RPC_PASS", hide_env_values = true)]
-    pub rpc_pass: Option<String>,
-    /// Read the node's RPC password from the first line of this file.
-    #[arg(long, value_name = "PATH", conflicts_with = "rpc_pass")]
-    pub rpc_pass_file: Option<PathBuf>,
-    /// Solo payout address (checked against --network).
-    #[arg(long, value_name = "ADDR")]
-    pub address: Option<String>,
-    /// mainnet, testnet4, testnet3, signet or regtest.
-    #[arg(long, value_name = "NET", value_parser = hashrig_node::parse_network)]
-    pub network: Option<bitcoin::Network>,
-    /// Where found blocks are written (and fsynced) before they are submitted.
-    #[arg(long, value_name = "DIR")]
-    pub blocks_dir: Option<PathBuf>,
+    /// --node, --rpc-cookie, --rpc-user, --rpc-pass, --rpc-pass-file, --address, --network,
+    /// --blocks-dir: solo mining, the `[node]` section, one type for flags and file.
+    #[command(flatten)]
+    pub solo: NodeArgs,
     /// A TOML file with the same settings (flags override it).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -136,7 +115,7 @@ pub struct MineArgs {
 struct FileConfig {
     #[serde(default)]
     pool: Vec<FilePool>,
-    node: Option<FileNode>,
+    node: Option<NodeArgs>,
     mine: Option<MineTuning>,
     backend: Option<crate::backend::DeviceArgs>,
     power: Option<FilePower>,
@@ -161,17 +140,60 @@ struct FilePool {
     pass: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Solo mining's flags and the `[node]` section, declared once (the file calls `--node` `url`);
+/// a flag replaces the file's value.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileNode {
-    url: String,
-    rpc_cookie: Option<PathBuf>,
-    rpc_user: Option<String>,
-    rpc_pass: Option<String>,
-    address: String,
+pub struct NodeArgs {
+    /// Solo mining: the node's RPC URL, e.g. http://127.0.0.1:18443.
+    #[arg(long, value_name = "URL", conflicts_with = "pools")]
+    #[serde(rename = "url", default)]
+    pub node: Option<String>,
+    /// The node's RPC cookie file.
+    #[arg(long, value_name = "PATH")]
+    #[serde(default)]
+    pub rpc_cookie: Option<PathBuf>,
+    /// The node's RPC user (instead of --rpc-cookie).
+    #[arg(long, value_name = "USER")]
+    #[serde(default)]
+    pub rpc_user: Option<String>,
+    /// The node's RPC password (with --rpc-user). Never logged. On the command line it shows in
+    /// `ps`: prefer the environment variable, --rpc-pass-file or --rpc-cookie.
+    #[arg(long, value_name = "PASS", env = "HASHRIG_RPC_PASS", hide_env_values = true)]
+    #[serde(default)]
+    pub rpc_pass: Option<String>,
+    /// Read the node's RPC password from the first line of this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "rpc_pass")]
+    #[serde(default)]
+    pub rpc_pass_file: Option<PathBuf>,
+    /// Solo payout address (checked against --network).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(default)]
+    pub address: Option<String>,
+    /// mainnet, testnet4, testnet3, signet or regtest.
+    #[arg(long, value_name = "NET", value_parser = hashrig_node::parse_network)]
     #[serde(default, deserialize_with = "parse_network_opt")]
-    network: Option<bitcoin::Network>,
-    blocks_dir: Option<PathBuf>,
+    pub network: Option<bitcoin::Network>,
+    /// Where found blocks are written (and fsynced) before they are submitted.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub blocks_dir: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// These flags over `file`'s values, field by field.
+    pub fn or(&self, file: NodeArgs) -> NodeArgs {
+        NodeArgs {
+            node: self.node.clone().or(file.node),
+            rpc_cookie: self.rpc_cookie.clone().or(file.rpc_cookie),
+            rpc_user: self.rpc_user.clone().or(file.rpc_user),
+            rpc_pass: self.rpc_pass.clone().or(file.rpc_pass),
+            rpc_pass_file: self.rpc_pass_file.clone().or(file.rpc_pass_file),
+            address: self.address.clone().or(file.address),
+            network: self.network.or(file.network),
+            blocks_dir: self.blocks_dir.clone().or(file.blocks_dir),
+        }
+    }
 }
 
 /// The `[mine]` section and its flags, declared once: each field is a flag (`--status-interval`)
@@ -354,26 +376,26 @@ impl MineSettings {
             Some(d) if d > 0.0 => Some(secs("--duration", d)?),
             _ => None,
         };
-        let solo = args.node.is_some() || (args.pools.is_empty() && file.pool.is_empty() && file.node.is_some());
+        let solo = args.solo.node.is_some() || (args.pools.is_empty() && file.pool.is_empty() && file.node.is_some());
         let source = if solo {
-            let fnode = file.node.unwrap_or_default();
-            let url = args.node.clone().unwrap_or(fnode.url);
+            let node = args.solo.or(file.node.unwrap_or_default());
+            let url = node.node.ok_or_else(|| anyhow!("solo mining needs --node URL (or url in [node])"))?;
             let url: hashrig_node::NodeUrl = url.parse()?;
-            let auth = match (args.rpc_cookie.clone().or(fnode.rpc_cookie), args.rpc_user.clone().or(fnode.rpc_user)) {
+            let auth = match (node.rpc_cookie, node.rpc_user) {
                 (Some(c), _) => hashrig_node::Auth::Cookie(c),
                 (None, Some(user)) => hashrig_node::Auth::UserPass {
                     user,
-                    password: match &args.rpc_pass_file {
+                    password: match &node.rpc_pass_file {
                         Some(p) => secret_file(p, "--rpc-pass-file")?,
-                        None => args.rpc_pass.clone().or(fnode.rpc_pass).ok_or_else(|| anyhow!("--rpc-user needs --rpc-pass (or HASHRIG_RPC_PASS, or --rpc-pass-file)"))?,
+                        None => node.rpc_pass.ok_or_else(|| anyhow!("--rpc-user needs --rpc-pass (or HASHRIG_RPC_PASS, or --rpc-pass-file)"))?,
                     },
                 },
                 (None, None) => bail!("solo mining needs --rpc-cookie PATH or --rpc-user/--rpc-pass"),
             };
-            let network = args.network.or(fnode.network).ok_or_else(|| anyhow!("solo mining needs --network (mainnet, testnet4, testnet3, signet, regtest)"))?;
-            let address = args.address.clone().or(Some(fnode.address).filter(|a| !a.is_empty())).ok_or_else(|| anyhow!("solo mining needs --address (the payout address)"))?;
+            let network = node.network.ok_or_else(|| anyhow!("solo mining needs --network (mainnet, testnet4, testnet3, signet, regtest)"))?;
+            let address = node.address.filter(|a| !a.is_empty()).ok_or_else(|| anyhow!("solo mining needs --address (the payout address)"))?;
             let payout = hashrig_node::payout_script(&address, network)?;
-            let blocks_dir = args.blocks_dir.clone().or(fnode.blocks_dir).unwrap_or_else(|| PathBuf::from("hashrig-blocks"));
+            let blocks_dir = node.blocks_dir.unwrap_or_else(|| PathBuf::from("hashrig-blocks"));
             Source::Solo(SoloSettings { rpc: hashrig_node::RpcClient::new(url, auth), payout, network, blocks_dir })
         } else {
             let mut pools = Vec::new();
@@ -706,6 +728,23 @@ mod tests {
     struct T {
         #[command(flatten)]
         tuning: MineTuning,
+        #[command(flatten)]
+        solo: NodeArgs,
+        #[arg(long = "pool")]
+        pools: Vec<String>,
+    }
+
+    #[test]
+    fn the_node_section_and_the_solo_flags_are_one_type() {
+        let file: NodeArgs = toml::from_str("url = \"http://127.0.0.1:18443\"\naddress = \"bcrt1qfile\"\nnetwork = \"regtest\"\nrpc_cookie = \"/tmp/c\"").unwrap();
+        let flags = T::parse_from(["t", "--address", "bcrt1qflag", "--network", "signet"]).solo;
+        let n = flags.or(file);
+        assert_eq!(n.node.as_deref(), Some("http://127.0.0.1:18443"));
+        assert_eq!((n.address.as_deref(), n.network), (Some("bcrt1qflag"), Some(bitcoin::Network::Signet)));
+        assert_eq!(n.rpc_cookie, Some(PathBuf::from("/tmp/c")));
+        // The file's network goes through --network's parser.
+        let e = toml::from_str::<NodeArgs>("network = \"moonnet\"").unwrap_err().to_string();
+        assert!(e.contains("moonnet"), "{e}");
     }
 
     #[test]
