@@ -22,12 +22,8 @@ pub struct BenchArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Declare the power draw in watts (when no meter is available).
-    #[arg(long, conflicts_with = "power_cmd")]
-    pub watts: Option<f64>,
-    /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
-    #[arg(long)]
-    pub power_cmd: Option<String>,
+    #[command(flatten)]
+    pub power: crate::metering::PowerArgs,
     /// Electricity price, USD per kWh (economics; needs --hashprice, or --btc-price and
     /// --difficulty).
     #[arg(long)]
@@ -145,8 +141,7 @@ fn plan(a: &BenchArgs) -> anyhow::Result<Plan> {
         _ => None,
     };
     let prices = crate::live_econ::Prices::from_flags(a.power_price, a.hashprice, a.btc_price, a.fees, a.rent, a.power_sale)?;
-    let power = PowerChoice { watts: a.watts, command: a.power_cmd.clone(), gpu: matches!(spec, BackendSpec::Gpu(_)), ..Default::default() };
-    crate::metering::check_choice(&power, "--watts", "--power-cmd")?;
+    let power = a.power.choice(matches!(spec, BackendSpec::Gpu(_)), "--watts", "--power-cmd")?;
     Ok(Plan { spec, cpu, duration: Duration::from_secs_f64(a.duration), power, econ, prices, difficulty: a.difficulty })
 }
 

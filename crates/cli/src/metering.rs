@@ -10,6 +10,40 @@ use hashrig_power::{Meter, PowerChoice, PowerReport};
 
 use crate::bad_input;
 
+/// Where the watts come from when the user says: `--watts` or `--power-cmd`, and mine's
+/// `[power]` section (`watts`, `power_cmd`, and `price_cmd`, the file's `--power-price-cmd`),
+/// declared once for `bench`, `mine` and the file.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerArgs {
+    /// Declare the power draw in watts (when no meter is available).
+    #[arg(long, conflicts_with = "power_cmd")]
+    #[serde(default)]
+    pub watts: Option<f64>,
+    /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
+    #[arg(long)]
+    #[serde(default)]
+    pub power_cmd: Option<String>,
+    /// File only: the `[power]` section's `price_cmd`, as `mine --power-price-cmd`.
+    #[arg(skip)]
+    #[serde(default)]
+    pub price_cmd: Option<String>,
+}
+
+impl PowerArgs {
+    /// Does this name a meter (a declared wattage or a command)?
+    pub fn names_a_meter(&self) -> bool {
+        self.watts.is_some() || self.power_cmd.is_some()
+    }
+
+    /// The checked choice (`what_watts` / `what_cmd` name the settings in errors).
+    pub fn choice(&self, gpu: bool, what_watts: &str, what_cmd: &str) -> anyhow::Result<PowerChoice> {
+        let p = PowerChoice { watts: self.watts, command: self.power_cmd.clone(), gpu, ..Default::default() };
+        check_choice(&p, what_watts, what_cmd)?;
+        Ok(p)
+    }
+}
+
 /// Check the user's power settings (`what_watts` / `what_cmd` name them in errors).
 pub fn check_choice(choice: &PowerChoice, what_watts: &str, what_cmd: &str) -> anyhow::Result<()> {
     if let Some(w) = choice.watts

@@ -88,12 +88,9 @@ pub struct MineArgs {
     /// Stop after this many seconds (0 or absent: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Declare the power draw in watts (when no meter is available).
-    #[arg(long, conflicts_with = "power_cmd")]
-    pub watts: Option<f64>,
-    /// A command printing the power ("123.4 W") or a cumulative energy ("5.0 J"); run each second.
-    #[arg(long)]
-    pub power_cmd: Option<String>,
+    /// --watts, --power-cmd: the `[power]` section (one type for flags and file).
+    #[command(flatten)]
+    pub power: crate::metering::PowerArgs,
     /// --status-interval, --no-version-rolling, --suggest-difficulty, --silence-timeout,
     /// --failback-interval, --pool-ca: the `[mine]` section, one type for flags and file.
     #[command(flatten)]
@@ -118,17 +115,8 @@ struct FileConfig {
     node: Option<NodeArgs>,
     mine: Option<MineTuning>,
     backend: Option<crate::backend::DeviceArgs>,
-    power: Option<FilePower>,
+    power: Option<crate::metering::PowerArgs>,
     api: Option<crate::monitoring::MonitorArgs>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FilePower {
-    watts: Option<f64>,
-    power_cmd: Option<String>,
-    /// As --power-price-cmd (read whether or not a flag replaces the power source).
-    price_cmd: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,15 +340,11 @@ impl MineSettings {
         let gpu = matches!(backend, crate::backend::BackendSpec::Gpu(_));
         let mut file_power = file.power.unwrap_or_default();
         let price_cmd = file_power.price_cmd.take();
-        let power = if args.watts.is_some() || args.power_cmd.is_some() {
-            let p = hashrig_power::PowerChoice { watts: args.watts, command: args.power_cmd.clone(), gpu, ..Default::default() };
-            crate::metering::check_choice(&p, "--watts", "--power-cmd")?;
-            p
+        // A meter on the command line replaces the file's whole [power] meter.
+        let power = if args.power.names_a_meter() {
+            args.power.choice(gpu, "--watts", "--power-cmd")?
         } else {
-            let fp = file_power;
-            let p = hashrig_power::PowerChoice { watts: fp.watts, command: fp.power_cmd, gpu, ..Default::default() };
-            crate::metering::check_choice(&p, "[power] watts", "[power] power_cmd")?;
-            p
+            file_power.choice(gpu, "[power] watts", "[power] power_cmd")?
         };
         // The break-even takes the live economics' --hashprice, or --btc-price (and --fees-btc)
         // with the jobs' network difficulty.
