@@ -51,14 +51,15 @@ impl Default for DeviceInfo {
 /// Client settings.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    pub pools: Vec<PoolUrl>,
-    /// The channel's user identity (the pool's account, `user.worker`).
-    pub user: String,
+    /// The failover list, first = preferred.
+    pub pools: Vec<Sv2Pool>,
     /// Hashes per second, told to the pool so it can pick a starting target.
     pub nominal_hashrate: f32,
     /// The fewest extranonce bytes hashrig asks to roll; a pool granting fewer is refused.
     pub min_extranonce_size: u16,
     pub device: DeviceInfo,
+    /// Ask for version rolling (BIP 320 bits) and roll when jobs allow it.
+    pub version_rolling: bool,
     pub connect_timeout: Duration,
     /// How long a share may wait for its answer before it counts stale (`no_answer`).
     pub answer_timeout: Duration,
@@ -66,14 +67,28 @@ pub struct ClientConfig {
     pub retry_delay: Duration,
 }
 
+/// One pool of the list and the account on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sv2Pool {
+    pub url: PoolUrl,
+    /// The channel's user identity (the pool's account, `user.worker`).
+    pub user: String,
+}
+
 impl ClientConfig {
-    pub fn new(pools: Vec<PoolUrl>, user: impl Into<String>) -> Self {
+    /// `urls` all with the same `user`.
+    pub fn new(urls: Vec<PoolUrl>, user: impl Into<String>) -> Self {
+        let user = user.into();
+        Self::with_pools(urls.into_iter().map(|url| Sv2Pool { url, user: user.clone() }).collect())
+    }
+
+    pub fn with_pools(pools: Vec<Sv2Pool>) -> Self {
         ClientConfig {
             pools,
-            user: user.into(),
             nominal_hashrate: 1e7,
             min_extranonce_size: 4,
             device: DeviceInfo::default(),
+            version_rolling: true,
             connect_timeout: Duration::from_secs(10),
             answer_timeout: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
@@ -277,12 +292,12 @@ impl Client {
                 if self.stopping.is_some() {
                     break 'outer;
                 }
-                let url = self.cfg.pools[pool].clone();
+                let Sv2Pool { url, user } = self.cfg.pools[pool].clone();
                 let port = port_override.get(&pool).copied().unwrap_or(url.port);
                 self.serial += 1;
                 let conn = self.serial;
                 let cfg = self.cfg.clone();
-                let attempt = open(&cfg, &url, port);
+                let attempt = open(&cfg, &url, &user, port);
                 tokio::pin!(attempt);
                 let opened = loop {
                     tokio::select! {
@@ -354,14 +369,14 @@ impl Client {
 }
 
 /// Connect, handshake, SetupConnection, OpenExtendedMiningChannel.
-async fn open(cfg: &ClientConfig, url: &PoolUrl, port: u16) -> Result<(Writer, mpsc::Receiver<Inbound>, ChannelInfo, Target), Error> {
+async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Result<(Writer, mpsc::Receiver<Inbound>, ChannelInfo, Target), Error> {
     let (mut w, mut rx) = conn::connect(&url.host, port, url.authority, cfg.connect_timeout).await?;
     let t = cfg.connect_timeout;
     let setup = SetupConnectionOwned {
         protocol: Protocol::MiningProtocol,
         min_version: 2,
         max_version: 2,
-        flags: REQUIRES_VERSION_ROLLING,
+        flags: if cfg.version_rolling { REQUIRES_VERSION_ROLLING } else { 0 },
         endpoint_host: str0255(&url.host)?,
         endpoint_port: port,
         vendor: str0255(&cfg.device.vendor)?,
@@ -385,7 +400,7 @@ async fn open(cfg: &ClientConfig, url: &PoolUrl, port: u16) -> Result<(Writer, m
     tracing::debug!(flags = format!("{flags:#x}"), "SetupConnection.Success");
     let open = OpenExtendedMiningChannelOwned {
         request_id: 1,
-        user_identity: str0255(&cfg.user)?,
+        user_identity: str0255(user)?,
         nominal_hash_rate: cfg.nominal_hashrate,
         max_target: U256Owned::from([0xffu8; 32]),
         min_extranonce_size: cfg.min_extranonce_size,
@@ -400,7 +415,7 @@ async fn open(cfg: &ClientConfig, url: &PoolUrl, port: u16) -> Result<(Writer, m
                 channel_id: m.channel_id,
                 extranonce_prefix: prefix,
                 extranonce_size: m.extranonce_size,
-                version_rolling: true,
+                version_rolling: cfg.version_rolling,
             };
             let mut target = [0u8; 32];
             target.copy_from_slice(m.target.as_bytes());

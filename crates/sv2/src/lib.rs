@@ -15,7 +15,7 @@ pub mod conn;
 pub mod testkit;
 pub mod url;
 
-pub use client::{ChannelInfo, ChannelKind, ClientConfig, ClientEvent, ClientHandle, ClientStatus, ShareOutcome, ShareSubmit, StaleReason, Sv2Job};
+pub use client::{ChannelInfo, ChannelKind, ClientConfig, ClientEvent, ClientHandle, ClientStatus, ShareOutcome, ShareSubmit, StaleReason, Sv2Job, Sv2Pool};
 pub use url::{PoolUrl, is_sv2_url};
 
 /// What goes wrong on an SV2 connection.
