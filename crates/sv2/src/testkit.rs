@@ -116,6 +116,9 @@ pub struct PoolStats {
     pub min_extranonce_asked: Vec<u16>,
     /// Handshakes or setups that failed (say why).
     pub errors: Vec<String>,
+    /// When each share arrived (decrypted and parsed), by sequence number: for the submit
+    /// latency bench.
+    pub arrivals: Vec<(u32, std::time::Instant)>,
 }
 
 /// A fault to inject into every live connection.
@@ -388,6 +391,7 @@ impl Conn {
                 self.new_block().await?;
             }
             AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(s)) => {
+                self.sh.stats().arrivals.push((s.sequence_number, std::time::Instant::now()));
                 if self.dead {
                     self.sh.stats().dropped += 1;
                     return Ok(true);
