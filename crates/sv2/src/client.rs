@@ -30,6 +30,8 @@ pub const BIP320_MASK: u32 = 0x1fff_e000;
 pub const REQUIRES_VERSION_ROLLING: u32 = 1 << 2;
 /// SetupConnection flag (mining protocol): the device can only take standard jobs.
 pub const REQUIRES_STANDARD_JOBS: u32 = 1 << 0;
+/// Live (and future) jobs remembered per connection; shares of older ones count stale.
+const JOBS_KEPT: usize = 64;
 /// The longest extranonce SV2 carries (prefix + rollable part), bytes.
 pub const MAX_EXTRANONCE: usize = 32;
 
@@ -487,8 +489,8 @@ struct Session {
     w: Writer,
     channel: ChannelInfo,
     target: Target,
-    future: HashMap<u32, (NewExtendedMiningJobOwned, Vec<u8>, Target)>,
-    live: HashMap<u32, LiveJob>,
+    future: BTreeMap<u32, (NewExtendedMiningJobOwned, Vec<u8>, Target)>,
+    live: BTreeMap<u32, LiveJob>,
     /// prev hash (internal order), nbits, min_ntime of the current tip.
     tip: Option<([u8; 32], u32, u32)>,
     seq: u32,
@@ -497,7 +499,7 @@ struct Session {
 
 impl Session {
     fn new(pool: usize, conn: u64, host: String, w: Writer, channel: ChannelInfo, target: Target) -> Self {
-        Session { pool, conn, host, w, channel, target, future: HashMap::new(), live: HashMap::new(), tip: None, seq: 0, pending: BTreeMap::new() }
+        Session { pool, conn, host, w, channel, target, future: BTreeMap::new(), live: BTreeMap::new(), tip: None, seq: 0, pending: BTreeMap::new() }
     }
 
     async fn run(&mut self, c: &mut Client, mut rx: mpsc::Receiver<Inbound>) -> End {
@@ -616,6 +618,10 @@ impl Session {
             return;
         };
         self.live.insert(job_id, LiveJob { version: m.version, mask: job.version_mask });
+        // A pool that never changes block keeps adding jobs: remember the newest ones.
+        while self.live.len() > JOBS_KEPT {
+            self.live.pop_first();
+        }
         c.emit(ClientEvent::Job { pool: self.pool, conn: self.conn, job: Sv2Job { job_id, job, target, clean } });
     }
 
@@ -640,6 +646,9 @@ impl Session {
                             // A future job: it goes live with the SetNewPrevHash that names it.
                             let target = self.target;
                             self.future.insert(j.job_id, (j, prefix, target));
+                            while self.future.len() > JOBS_KEPT {
+                                self.future.pop_first();
+                            }
                         }
                         Some(min_ntime) => {
                             let (id, target) = (j.job_id, self.target);

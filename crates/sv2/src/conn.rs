@@ -25,6 +25,9 @@ use crate::Error;
 /// peer that declares a 16 MiB frame.
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// Every write has this long: a peer that stops reading is left, not waited for.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The certificate clock leeway noise_sv2 allows (seconds either side).
 const CERT_LEEWAY: u64 = 10;
 
@@ -62,7 +65,10 @@ impl Writer {
     /// Encrypt and write any frame (the test pool uses it for unknown types).
     pub async fn send_frame<F: stratum_core::codec_sv2::EncodableFrame>(&mut self, frame: F) -> Result<(), Error> {
         let bytes = self.enc.encode_transport(frame, &mut self.state).map_err(|e| Error::Codec(format!("encrypting a frame: {e:?}")))?;
-        self.wr.write_all(bytes.as_ref()).await.map_err(Error::Io)
+        match tokio::time::timeout(WRITE_DEADLINE, self.wr.write_all(bytes.as_ref())).await {
+            Ok(r) => r.map_err(Error::Io),
+            Err(_) => Err(Error::Timeout("a write to the peer (it stopped reading)")),
+        }
     }
 
     /// Close the write side (the peer sees end of stream after what was written).
