@@ -169,3 +169,20 @@ async fn an_oversized_frame_ends_the_connection_with_a_clear_reason() {
     assert!(reasons.iter().any(|r| r.contains("a frame over")), "{reasons:?}");
     assert!(stats.connections >= 2, "reconnected: {stats:#?} {:#?}", run.events);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_sized_coinbase_and_merkle_path_mine_valid_shares() {
+    // A 64 KB coinbase (as big as a job carries) and 40 merkle levels: the job frame is over
+    // one Noise chunk (65535 bytes), so it is read and decrypted in two.
+    let cfg = TestPoolConfig { coinbase_padding: 700, merkle_path_len: 40, ..Default::default() };
+    let pool = TestPool::start(cfg).await.unwrap();
+    let run = mine(&pool, 4, async {}).await;
+    let stats = pool.stats();
+    reconciles(&run, &stats);
+    let job = run.events.iter().find_map(|e| if let SourceEvent::Job(j) = e { Some(j.job.clone()) } else { None }).expect("a job");
+    assert!(job.coinb2.len() > 64_000, "{}", job.coinb2.len());
+    assert_eq!(job.merkle_branch.len(), 40);
+    assert!(job.coinb1.len() + job.coinb2.len() + 40 * 32 > 65_535, "the frame spans two chunks");
+    assert_eq!(run.out.ledger.rejected, 0, "{stats:#?}");
+    assert!(run.out.ledger.accepted >= 2, "{:#?}", run.out.ledger);
+}

@@ -64,6 +64,11 @@ pub struct TestPoolConfig {
     pub cert_validity: Duration,
     /// The network target in compact form (hard enough that test shares are not blocks).
     pub nbits: u32,
+    /// Extra coinbase outputs (OP_RETURN, 92 bytes each) in every template: 700 make a coinbase
+    /// of about 64 KB, near the most a job's coinbase suffix carries.
+    pub coinbase_padding: usize,
+    /// Made-up transactions' hashes in the merkle path (a real block has about 12 levels).
+    pub merkle_path_len: u8,
 }
 
 impl Default for TestPoolConfig {
@@ -79,6 +84,8 @@ impl Default for TestPoolConfig {
             cert_clock_offset: 0,
             cert_validity: Duration::from_secs(3600),
             nbits: 0x1b04_04cb,
+            coinbase_padding: 0,
+            merkle_path_len: 2,
         }
     }
 }
@@ -260,10 +267,18 @@ impl Conn {
         self.template_id += 1;
         let t = self.template_id;
         // the witness commitment output of channels_sv2's test vectors
-        let outputs = vec![
+        let mut outputs = vec![
             0, 0, 0, 0, 0, 0, 0, 0, 38, 106, 36, 170, 33, 169, 237, 226, 246, 28, 63, 113, 209, 222, 253, 63, 169, 153, 223, 163, 105,
             83, 117, 92, 105, 6, 137, 121, 153, 98, 180, 139, 235, 216, 54, 151, 78, 140, 249,
         ];
+        let padding = self.sh.cfg.coinbase_padding;
+        for i in 0..padding {
+            // 0 sats, OP_RETURN OP_PUSHDATA1 80 <80 bytes>
+            outputs.extend_from_slice(&[0u8; 8]);
+            outputs.extend_from_slice(&[83, 0x6a, 0x4c, 80]);
+            outputs.extend(std::iter::repeat_n(i as u8, 80));
+        }
+        let path: Vec<U256Owned> = (0..self.sh.cfg.merkle_path_len).map(|i| U256Owned::from([0x11u8.wrapping_mul(i + 1); 32])).collect();
         NewTemplateOwned {
             template_id: t,
             future_template: future,
@@ -273,11 +288,11 @@ impl Conn {
             coinbase_prefix: B0255Owned::new(vec![0x03, 0x10, 0x27, 0x00, t as u8]).expect("short"),
             coinbase_tx_input_sequence: 0xffff_ffff,
             coinbase_tx_value_remaining: 5_000_000_000,
-            coinbase_tx_outputs_count: 1,
+            coinbase_tx_outputs_count: 1 + padding as u32,
             coinbase_tx_outputs: B064KOwned::new(outputs).expect("short"),
             coinbase_tx_locktime: 0,
-            // two made-up transactions, so the merkle path is not empty
-            merkle_path: Seq0255Owned::new(vec![U256Owned::from([0x11u8; 32]), U256Owned::from([0x22u8; 32])]).expect("short"),
+            // made-up transactions, so the merkle path is not empty
+            merkle_path: Seq0255Owned::new(path).expect("at most 255"),
         }
     }
 
