@@ -37,7 +37,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn final_accepted(err: &str) -> Option<u64> {
     let line = err.lines().rev().find(|l| l.starts_with("mined "))?;
     let rest = &line[line.find("accepted ")? + "accepted ".len()..];
-    rest.split_whitespace().next()?.parse().ok()
+    rest.split_whitespace().next()?.trim_end_matches([',', ';']).parse().ok()
 }
 
 #[test]
