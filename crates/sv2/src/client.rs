@@ -611,7 +611,8 @@ impl Session {
         })
     }
 
-    fn go_live(&mut self, c: &mut Client, job_id: u32, m: &NewExtendedMiningJobOwned, prefix: &[u8], target: Target, min_ntime: u32, clean: bool) {
+    fn go_live(&mut self, c: &mut Client, m: &NewExtendedMiningJobOwned, prefix: &[u8], target: Target, min_ntime: u32, clean: bool) {
+        let job_id = m.job_id;
         let Some(job) = self.job_for_engine(m, prefix, min_ntime) else {
             c.status().protocol_errors += 1;
             c.emit(ClientEvent::Notice(format!("pool {}: job {job_id} came before any SetNewPrevHash: ignored", self.pool)));
@@ -651,8 +652,8 @@ impl Session {
                             }
                         }
                         Some(min_ntime) => {
-                            let (id, target) = (j.job_id, self.target);
-                            self.go_live(c, id, &j, &prefix, target, min_ntime, false);
+                            let target = self.target;
+                            self.go_live(c, &j, &prefix, target, min_ntime, false);
                         }
                     }
                 }
@@ -670,7 +671,7 @@ impl Session {
                             // The target is the channel's when the job goes live (the reference
                             // server binds it at activation).
                             let target = self.target;
-                            self.go_live(c, p.job_id, &j, &prefix, target, p.min_ntime, true);
+                            self.go_live(c, &j, &prefix, target, p.min_ntime, true);
                         }
                         None => self.protocol_error(c, format!("SetNewPrevHash names job {} which is not a future job here", p.job_id)),
                     }
