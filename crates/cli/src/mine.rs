@@ -435,6 +435,9 @@ impl MineSettings {
                 }
                 let mut c = hashrig_sv2::ClientConfig::with_pools(sv2);
                 c.version_rolling = !args.no_version_rolling && fm.version_rolling.unwrap_or(true);
+                if let Some(s) = args.silence_timeout.or(fm.silence_timeout) {
+                    c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
+                }
                 Source::Sv2(c)
             } else {
                 for (url, user, pass) in listed {

@@ -67,6 +67,8 @@ pub struct ClientConfig {
     pub answer_timeout: Duration,
     /// Pause after every pool of the list failed (or after a lost session).
     pub retry_delay: Duration,
+    /// A pool that sends nothing for this long is left (reconnected, or the next one).
+    pub silence_timeout: Duration,
 }
 
 /// One pool of the list and the account on it.
@@ -94,6 +96,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             answer_timeout: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
+            silence_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -504,6 +507,7 @@ impl Session {
 
     async fn run(&mut self, c: &mut Client, mut rx: mpsc::Receiver<Inbound>) -> End {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut heard = Instant::now();
         let end = loop {
             if let Some((deadline, _)) = &c.stopping
                 && (self.pending.is_empty() || Instant::now() >= *deadline)
@@ -511,22 +515,30 @@ impl Session {
                 break End::Stopped;
             }
             tokio::select! {
-                m = rx.recv() => match m {
-                    None => break End::Lost("the connection's reader stopped".into()),
-                    Some(Inbound::Closed(e)) => break End::Lost(e.to_string()),
-                    Some(Inbound::Unknown { msg_type, ext_type, len }) => {
-                        c.status().protocol_errors += 1;
-                        tracing::warn!(msg_type, ext_type, len, "unknown SV2 message type: ignored");
-                        c.emit(ClientEvent::Notice(format!("pool {}: unknown message type {msg_type:#04x} (extension {ext_type:#06x}, {len} bytes) ignored", self.pool)));
+                m = rx.recv() => {
+                    heard = Instant::now();
+                    match m {
+                        None => break End::Lost("the connection's reader stopped".into()),
+                        Some(Inbound::Closed(e)) => break End::Lost(e.to_string()),
+                        Some(Inbound::Unknown { msg_type, ext_type, len }) => {
+                            c.status().protocol_errors += 1;
+                            tracing::warn!(msg_type, ext_type, len, "unknown SV2 message type: ignored");
+                            c.emit(ClientEvent::Notice(format!("pool {}: unknown message type {msg_type:#04x} (extension {ext_type:#06x}, {len} bytes) ignored", self.pool)));
+                        }
+                        Some(Inbound::Message(m)) => if let Some(end) = self.on_message(c, m).await { break end },
                     }
-                    Some(Inbound::Message(m)) => if let Some(end) = self.on_message(c, m).await { break end },
-                },
+                }
                 cmd = c.cmds.recv() => match cmd {
                     None => break End::Stopped,
                     Some(Cmd::Submit(s)) => if let Some(end) = self.submit(c, s).await { break end },
                     Some(Cmd::Shutdown { limit, done }) => c.stopping = Some((Instant::now() + limit, done)),
                 },
-                _ = tick.tick() => self.expire(c),
+                _ = tick.tick() => {
+                    self.expire(c);
+                    if heard.elapsed() > c.cfg.silence_timeout {
+                        break End::Lost(format!("the pool sent nothing for {:?}", c.cfg.silence_timeout));
+                    }
+                }
             }
         };
         // Whatever is unanswered now never will be.

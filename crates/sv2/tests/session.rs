@@ -101,3 +101,19 @@ async fn close_channel_reconnects() {
     s.until(|e| matches!(e, ClientEvent::Connected { .. }).then_some(())).await;
     assert_eq!(pool.stats().channels_opened, 2);
 }
+
+#[tokio::test]
+async fn a_silent_pool_is_left() {
+    // No new jobs, no shares: after the first job the pool says nothing.
+    let pool = TestPool::start(TestPoolConfig { job_interval: None, ..Default::default() }).await.unwrap();
+    let mut cfg = ClientConfig::new(vec![pool.url().parse().unwrap()], "w.1");
+    cfg.retry_delay = Duration::from_millis(100);
+    cfg.silence_timeout = Duration::from_millis(600);
+    let (handle, events, task) = client::spawn(cfg);
+    let mut s = Session { handle, events, _task: task };
+    s.job().await;
+    let r = s.until(|e| if let ClientEvent::Disconnected { reason, .. } = e { Some(reason.clone()) } else { None }).await;
+    assert!(r.contains("sent nothing"), "{r}");
+    s.until(|e| matches!(e, ClientEvent::Connected { .. }).then_some(())).await;
+    assert_eq!(pool.stats().connections, 2);
+}
