@@ -1,6 +1,6 @@
 //! hashrig's mining loop, as a library the CLI drives and tests run without the binary.
 //!
-//! - [`source`]: the [`JobSource`] trait (Stratum v1 pools, a solo node; Stratum V2 next) and
+//! - [`source`]: the [`JobSource`] trait (Stratum v1 pools, a solo node, Stratum V2 pools) and
 //!   its one event type, keyed by a typed [`JobKey`] that names the connection a job came from.
 //! - [`ledger`]: the share ledger. Every share the engine verifies ends accepted, rejected
 //!   (typed reason), stale (typed reason) or in flight when the run ended, and the totals
