@@ -224,6 +224,16 @@ impl TestPool {
         self.shared.stats().clone()
     }
 
+    /// The `i`th share arrival (sequence number, when), without copying the rest of the stats.
+    pub fn arrival(&self, i: usize) -> Option<(u32, std::time::Instant)> {
+        self.shared.stats().arrivals.get(i).copied()
+    }
+
+    /// Shares arrived so far.
+    pub fn arrivals(&self) -> usize {
+        self.shared.stats().arrivals.len()
+    }
+
     /// Inject a fault into every live connection.
     pub fn inject(&self, f: Fault) {
         let _ = self.shared.faults.send(f);
