@@ -28,3 +28,5 @@ mod report_bench;
 mod soak;
 mod solo_mine;
 mod solo_real_node;
+mod sv2_farm;
+mod sv2_mine;

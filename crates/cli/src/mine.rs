@@ -1,5 +1,7 @@
-//! `hashrig mine`: pool mining over Stratum v1 (ordered failover list) or solo mining against a
-//! node's getblocktemplate, on whatever hashers the caller opened, with a live status line.
+//! `hashrig mine`: pool mining over Stratum v1 or Stratum V2 (ordered failover list) or solo
+//! mining against a node's getblocktemplate, on whatever hashers the caller opened, with a live
+//! status line. A Stratum V2 pool is `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (the key the
+//! pool publishes; its certificate must be signed by it).
 //!
 //! The settings come from flags, a TOML file (`--config`), or both (flags win). The file holds
 //! the same settings:
@@ -64,8 +66,9 @@ use serde::Deserialize;
 pub struct MineArgs {
     #[command(flatten)]
     pub device: crate::backend::DeviceArgs,
-    /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`; repeat for
-    /// failover, first = preferred.
+    /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`, or Stratum V2
+    /// `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY`; repeat for failover, first = preferred
+    /// (one list is all v1 or all V2).
     #[arg(long = "pool", value_name = "URL")]
     pub pools: Vec<String>,
     /// Worker name for each --pool (one for all, or one per pool).
@@ -237,6 +240,8 @@ fn parse_network_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bi
 #[derive(Debug)]
 pub enum Source {
     Pools(ClientConfig),
+    /// Stratum V2 pools.
+    Sv2(hashrig_sv2::ClientConfig),
     Solo(SoloSettings),
 }
 
@@ -383,6 +388,8 @@ impl MineSettings {
             Source::Solo(SoloSettings { rpc: hashrig_node::RpcClient::new(url, auth), payout, network, blocks_dir })
         } else {
             let mut pools = Vec::new();
+            // (url, user, password) as given, before the protocol is known
+            let mut listed: Vec<(String, String, String)> = Vec::new();
             if !args.pools.is_empty() {
                 let n = args.pools.len();
                 let pick = |v: &[String], i: usize, what: &str| -> Result<Option<String>> {
@@ -400,38 +407,62 @@ impl MineSettings {
                 for (i, url) in args.pools.iter().enumerate() {
                     let user = pick(&args.users, i, "--user")?.ok_or_else(|| anyhow!("--pool needs --user"))?;
                     let pass = pick(&passes, i, "--pass")?.unwrap_or_else(|| "x".into());
-                    pools.push(PoolConfig { url: url.parse()?, user, password: Password::new(pass) });
+                    listed.push((url.clone(), user, pass));
                 }
             } else {
                 for p in file.pool {
-                    let url: PoolUrl = p.url.parse()?;
-                    pools.push(PoolConfig { url, user: p.user, password: Password::new(p.pass.unwrap_or_else(|| "x".into())) });
+                    listed.push((p.url, p.user, p.pass.unwrap_or_else(|| "x".into())));
                 }
             }
-            if pools.is_empty() {
-                bail!("nothing to mine: give --pool URL --user NAME (or --node URL ... for solo), or a --config file");
+            let v2 = listed.iter().filter(|(u, _, _)| hashrig_sv2::is_sv2_url(u)).count();
+            if v2 > 0 && v2 < listed.len() {
+                bail!(
+                    "the pool list mixes Stratum V2 (stratum2+tcp://) and Stratum v1 pools: one failover list is all one or \
+                     all the other (for now)"
+                );
             }
-            let mut c = ClientConfig::new(pools);
-            let rolling = tuning.version_rolling.unwrap_or(true);
-            c.version_rolling = rolling.then_some(0x1fff_e000);
-            if let Some(d) = tuning.suggest_difficulty {
-                if !(d.is_finite() && d > 0.0) {
-                    bail!("--suggest-difficulty must be a number above 0, got {d}");
+            if v2 > 0 {
+                let mut sv2 = Vec::new();
+                for (url, user, _pass) in listed {
+                    // SV2 has no password: the channel's user identity is the account.
+                    sv2.push(hashrig_sv2::Sv2Pool { url: url.parse()?, user });
                 }
-                c.suggest_difficulty = Some(d);
+                let mut c = hashrig_sv2::ClientConfig::with_pools(sv2);
+                c.version_rolling = tuning.version_rolling.unwrap_or(true);
+                if let Some(s) = tuning.silence_timeout {
+                    c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
+                }
+                Source::Sv2(c)
+            } else {
+                for (url, user, pass) in listed {
+                    let url: PoolUrl = url.parse()?;
+                    pools.push(PoolConfig { url, user, password: Password::new(pass) });
+                }
+                if pools.is_empty() {
+                    bail!("nothing to mine: give --pool URL --user NAME (or --node URL ... for solo), or a --config file");
+                }
+                let mut c = ClientConfig::new(pools);
+                let rolling = tuning.version_rolling.unwrap_or(true);
+                c.version_rolling = rolling.then_some(0x1fff_e000);
+                if let Some(d) = tuning.suggest_difficulty {
+                    if !(d.is_finite() && d > 0.0) {
+                        bail!("--suggest-difficulty must be a number above 0, got {d}");
+                    }
+                    c.suggest_difficulty = Some(d);
+                }
+                if let Some(s) = tuning.silence_timeout {
+                    c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
+                }
+                if let Some(s) = tuning.failback_interval {
+                    c.failback_interval = secs("--failback-interval", s)?.max(Duration::from_millis(100));
+                }
+                c.connect_timeout = c.connect_timeout.min(c.silence_timeout.max(Duration::from_secs(1)));
+                c.retry_delay = c.retry_delay.min(c.failback_interval);
+                if let Some(path) = tuning.pool_ca.clone() {
+                    c.pool_ca = Some(hashrig_stratum::PoolCa::from_pem_file(&path)?);
+                }
+                Source::Pools(c)
             }
-            if let Some(s) = tuning.silence_timeout {
-                c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
-            }
-            if let Some(s) = tuning.failback_interval {
-                c.failback_interval = secs("--failback-interval", s)?.max(Duration::from_millis(100));
-            }
-            c.connect_timeout = c.connect_timeout.min(c.silence_timeout.max(Duration::from_secs(1)));
-            c.retry_delay = c.retry_delay.min(c.failback_interval);
-            if let Some(path) = tuning.pool_ca.clone() {
-                c.pool_ca = Some(hashrig_stratum::PoolCa::from_pem_file(&path)?);
-            }
-            Source::Pools(c)
         };
         Ok(MineSettings { source, backend, cpu, power, status_interval, duration, curtail, monitor, econ: args.econ.prices()? })
     }
@@ -487,6 +518,8 @@ struct CliObserver {
     mon: crate::monitoring::Monitoring,
     meter: crate::metering::RunMeter,
     client: Option<hashrig_stratum::ClientHandle>,
+    /// Stratum V2: the client, for the channel kind of each connection.
+    sv2: Option<hashrig_sv2::ClientHandle>,
     solo: bool,
     status_every: Duration,
     next_status: Instant,
@@ -518,6 +551,10 @@ impl Observer for CliObserver {
         match ev {
             SourceEvent::Connected { conn, label } => {
                 self.mon.pool_connected(conn.pool);
+                if let Some(c) = &self.sv2 {
+                    let kind = c.status().channels.get(&conn.pool).map(|ch| ch.kind.as_str().to_string());
+                    self.mon.pool_channel(conn.pool, kind);
+                }
                 self.pool = Some(if self.solo { label.clone() } else { format!("#{} {label}", conn.pool) });
             }
             SourceEvent::Disconnected { conn, reason } => {
@@ -621,6 +658,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
         mon,
         meter,
         client: None,
+        sv2: None,
         solo: false,
         status_every: settings.status_interval.max(Duration::from_millis(100)),
         next_status: Instant::now() + settings.status_interval.max(Duration::from_millis(100)),
@@ -641,6 +679,15 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
             let source = PoolSource::spawn(cfg_pools);
             obs.client = Some(source.client().clone());
             obs.mon.attach_pool_client(source.client().clone());
+            let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
+            start_note(&mut obs, &miner);
+            miner.run(stop, &mut obs).await
+        }
+        Source::Sv2(c) => {
+            let urls: Vec<String> = c.pools.iter().map(|p| p.url.to_string()).collect();
+            obs.mon.set_pools(&urls, &c.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
+            let source = hashrig_miner::sv2::Sv2Source::spawn(c);
+            obs.sv2 = Some(source.client().clone());
             let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
             start_note(&mut obs, &miner);
             miner.run(stop, &mut obs).await

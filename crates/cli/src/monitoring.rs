@@ -297,6 +297,13 @@ impl Monitoring {
         }
     }
 
+    /// Stratum V2: the kind of channel open on the pool's connection.
+    pub fn pool_channel(&mut self, pool: usize, kind: Option<String>) {
+        if let Some(p) = self.pool(pool) {
+            p.channel = kind;
+        }
+    }
+
     pub fn pool_disconnected(&mut self, pool: usize) {
         if let Some(p) = self.pool(pool) {
             p.state = hashrig_monitor::PoolState::Dead;

@@ -1,6 +1,6 @@
 //! hashrig's mining loop, as a library the CLI drives and tests run without the binary.
 //!
-//! - [`source`]: the [`JobSource`] trait (Stratum v1 pools, a solo node; Stratum V2 next) and
+//! - [`source`]: the [`JobSource`] trait (Stratum v1 pools, a solo node, Stratum V2 pools) and
 //!   its one event type, keyed by a typed [`JobKey`] that names the connection a job came from.
 //! - [`ledger`]: the share ledger. Every share the engine verifies ends accepted, rejected
 //!   (typed reason), stale (typed reason) or in flight when the run ended, and the totals
@@ -10,7 +10,8 @@
 //!   answers into the ledger, and a shutdown that drains the engine and waits a bounded time.
 //! - [`curtail`]: the [`curtail::Curtailer`], which pauses the devices while power costs more
 //!   than a threshold (a fixed price or the break-even) and resumes them when it falls back.
-//! - [`pool`] and [`solo`]: the two sources of today; [`solo`] holds the block policy.
+//! - [`pool`], [`solo`] and [`sv2`]: the three sources (Stratum v1 pools, a solo node, Stratum V2
+//!   pools); [`solo`] holds the block policy.
 //!
 //! What it is not for: flags, config files and printing (the CLI), protocol details (the
 //! stratum and node crates), hashing (the engine and its hashers).
@@ -21,6 +22,7 @@ pub mod pool;
 pub mod run;
 pub mod solo;
 pub mod source;
+pub mod sv2;
 
 pub use ledger::{Fate, Ledger, LedgerSnapshot, RejectKind, ShareId, StaleReason};
 pub use run::{Miner, MinerConfig, Observer, Outcome, Quiet, Tick};

@@ -1,5 +1,5 @@
 //! Where jobs come from and where shares go: one trait for Stratum v1 pools, a solo node, and
-//! (next) Stratum V2, with one event type keyed by a typed job identity.
+//! Stratum V2 pools, with one event type keyed by a typed job identity.
 
 use std::future::Future;
 use std::time::Duration;

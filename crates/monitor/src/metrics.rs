@@ -127,7 +127,11 @@ pub fn render(view: &RunView) -> Result<String, Error> {
     let pool_up = gauge(&mut reg, "pool_up", "1 when the pool connection is alive");
     let pool_state = gauge(&mut reg, "pool_state", "1 for the pool's current connection state");
     let pool_diff = gauge(&mut reg, "pool_difficulty", "Share difficulty the pool asks for");
+    let pool_proto = gauge(&mut reg, "pool_protocol", "1 for the pool's protocol (stratum, stratum2, gbt) and, on Stratum V2, the channel kind open");
     for p in &view.pools {
+        pool_proto
+            .get_or_create(&l(&[("pool", &p.id.to_string()), ("protocol", p.protocol()), ("channel", p.channel.as_deref().unwrap_or(""))]))
+            .set(1.0);
         let id = p.id.to_string();
         for (result, n) in [("accepted", p.shares.accepted), ("rejected", p.shares.rejected), ("stale", p.shares.stale)] {
             shares.get_or_create(&l(&[("pool", &id), ("result", result)])).inc_by(n as f64);

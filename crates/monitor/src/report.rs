@@ -258,7 +258,10 @@ fn pools_table(html: &mut String, v: &RunView) {
             html,
             "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             p.id,
-            esc(&p.url),
+            match &p.channel {
+                Some(c) => format!("{} ({} channel)", esc(&p.url), esc(c)),
+                None => esc(&p.url),
+            },
             p.state.as_str(),
             p.shares.accepted,
             p.shares.rejected,

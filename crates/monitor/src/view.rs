@@ -336,6 +336,24 @@ pub struct PoolView {
     pub best_share: f64,
     pub last_share_unix: Option<u64>,
     pub block_height: Option<u64>,
+    /// Stratum V2: the kind of channel open on the connection (`extended`, `standard`); `None`
+    /// for Stratum v1 and solo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl PoolView {
+    /// The protocol, from the URL's scheme: `stratum2` (V2), `stratum` (v1) or `gbt` (a node).
+    pub fn protocol(&self) -> &'static str {
+        let u = self.url.to_ascii_lowercase();
+        if u.starts_with("stratum2+") {
+            "stratum2"
+        } else if u.starts_with("stratum") {
+            "stratum"
+        } else {
+            "gbt"
+        }
+    }
 }
 
 /// Connection state of a pool.

@@ -209,6 +209,9 @@ pub(super) fn pool(p: &PoolView) -> Fields {
         f("Pool Rejected%", num(if diff_total > 0.0 { s.difficulty_rejected * 100.0 / diff_total } else { 0.0 })),
         f("Pool Stale%", num(if diff_total > 0.0 { s.difficulty_stale * 100.0 / diff_total } else { 0.0 })),
         f("Current Block Height", json!(p.block_height.unwrap_or(0))),
+        // hashrig's: stratum (v1), stratum2 (V2) or gbt, and the V2 channel kind
+        f("Protocol", json!(p.protocol())),
+        f("Channel", json!(p.channel.as_deref().unwrap_or(""))),
     ]
 }
 

@@ -86,6 +86,7 @@ pub fn rig() -> RunView {
             best_share: 1.5e6,
             last_share_unix: Some(1_700_000_060),
             block_height: Some(100_000),
+            channel: None,
         },
         PoolView {
             id: 1,
