@@ -114,3 +114,20 @@ fn bad_sv2_urls_and_mixed_lists_are_refused_before_mining() {
     assert_eq!(status.code(), Some(2), "{}", m.stderr());
     assert!(m.stderr().contains("mixes Stratum V2"), "{}", m.stderr());
 }
+
+#[test]
+fn an_sv2_pool_in_the_config_file_mines_like_one_on_the_command_line() {
+    let rt = runtime();
+    let pool = rt.block_on(TestPool::start(TestPoolConfig::default())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hashrig.toml");
+    std::fs::write(&cfg, format!("[[pool]]\nurl = \"{}\"\nuser = \"w.cfg\"\n\n[backend]\nthreads = 1\n", pool.url())).unwrap();
+    let mut m = Miner::start(&args(&["--config", cfg.to_str().unwrap(), "--duration", "4"]));
+    let status = m.wait(Duration::from_secs(30));
+    let err = m.stderr();
+    assert!(status.success(), "{err}");
+    let stats = pool.stats();
+    assert_eq!(stats.channels_opened, 1, "{stats:#?}\n{err}");
+    assert_eq!(final_accepted(&err), Some(stats.credited), "{stats:#?}\n{err}");
+    assert!(err.contains("ledger reconciles"), "{err}");
+}

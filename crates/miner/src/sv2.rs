@@ -6,7 +6,7 @@ use std::time::Duration;
 use hashrig_sv2::client::{ClientConfig, ClientEvent, ClientHandle, ShareOutcome, ShareSubmit};
 use tokio::sync::mpsc;
 
-use crate::ledger::{Fate, ShareId, StaleReason};
+use crate::ledger::{Fate, RejectKind, ShareId, StaleReason};
 use crate::source::{ConnKey, JobKey, JobSource, SourceEvent, SourceJob, Submission};
 
 /// The SV2 client behind the [`JobSource`] trait.
@@ -48,12 +48,22 @@ impl Sv2Source {
                 id: ShareId(id),
                 fate: match outcome {
                     ShareOutcome::Accepted => Fate::Accepted,
-                    ShareOutcome::Rejected { reason } => Fate::pool_reject(&reason),
+                    ShareOutcome::Rejected { reason } => reject(&reason),
                 },
             },
             ClientEvent::ShareStale { id, reason } => SourceEvent::Settled { id: ShareId(id), fate: Fate::Stale(stale_reason(reason)) },
             ClientEvent::Notice(n) => SourceEvent::Notice(n),
         }
+    }
+}
+
+/// An SV2 `SubmitShares.Error` code as the ledger sorts rejects. The codes are the spec's
+/// (`stale-share`, `duplicate-share`, `difficulty-too-low`, ... sort by their text as v1 reasons
+/// do); `invalid-job-id` is the pool no longer knowing the job, v1's "job not found".
+fn reject(code: &str) -> Fate {
+    match code {
+        "invalid-job-id" => Fate::Rejected { kind: RejectKind::StaleJob, reason: code.to_string() },
+        _ => Fate::pool_reject(code),
     }
 }
 
@@ -117,5 +127,26 @@ impl JobSource for Sv2Source {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sv2_error_codes_sort_into_the_ledgers_reject_kinds() {
+        let kind = |c: &str| match reject(c) {
+            Fate::Rejected { kind, reason } => {
+                assert_eq!(reason, c);
+                kind
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kind("stale-share"), RejectKind::StaleJob);
+        assert_eq!(kind("invalid-job-id"), RejectKind::StaleJob);
+        assert_eq!(kind("duplicate-share"), RejectKind::Duplicate);
+        assert_eq!(kind("difficulty-too-low"), RejectKind::LowDifficulty);
+        assert_eq!(kind("invalid-share"), RejectKind::Other);
     }
 }

@@ -20,7 +20,7 @@ use stratum_core::mining_sv2::{NewExtendedMiningJobOwned, OpenExtendedMiningChan
 use stratum_core::parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::{self, Inbound, Writer};
+use crate::conn::{self, Inbound, Reader, Writer};
 use crate::{Error, PoolUrl};
 
 /// Version bits a miner may roll (BIP 320). The reference server accepts a wider mask
@@ -374,7 +374,7 @@ impl Client {
 }
 
 /// Connect, handshake, SetupConnection, OpenExtendedMiningChannel.
-async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Result<(Writer, mpsc::Receiver<Inbound>, ChannelInfo, Target), Error> {
+async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Result<(Writer, Reader, ChannelInfo, Target), Error> {
     let (mut w, mut rx) = conn::connect(&url.host, port, url.authority, cfg.connect_timeout).await?;
     let t = cfg.connect_timeout;
     let setup = SetupConnectionOwned {
@@ -463,7 +463,7 @@ fn name(m: &AnyMessageOwned) -> String {
     stratum_core::parsers_sv2::message_type_to_name(m.message_type()).to_string()
 }
 
-async fn expect(rx: &mut mpsc::Receiver<Inbound>, t: Duration, what: &'static str) -> Result<AnyMessageOwned, Error> {
+async fn expect(rx: &mut Reader, t: Duration, what: &'static str) -> Result<AnyMessageOwned, Error> {
     loop {
         match tokio::time::timeout(t, rx.recv()).await {
             Err(_) => return Err(Error::Timeout(what)),
@@ -505,7 +505,7 @@ impl Session {
         Session { pool, conn, host, w, channel, target, future: BTreeMap::new(), live: BTreeMap::new(), tip: None, seq: 0, pending: BTreeMap::new() }
     }
 
-    async fn run(&mut self, c: &mut Client, mut rx: mpsc::Receiver<Inbound>) -> End {
+    async fn run(&mut self, c: &mut Client, mut rx: Reader) -> End {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut heard = Instant::now();
         let end = loop {

@@ -41,6 +41,32 @@ pub enum Inbound {
     Closed(Error),
 }
 
+/// The reading half: the reader task's messages. Dropping it stops the task (and so closes the
+/// socket's read half), whatever the peer does.
+#[derive(Debug)]
+pub struct Reader {
+    rx: mpsc::Receiver<Inbound>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    fn spawn(rd: OwnedReadHalf, dec: NoiseDecoder, state: TransportDecryptState) -> Reader {
+        let (tx, rx) = mpsc::channel(256);
+        Reader { rx, task: tokio::spawn(read_frames(rd, dec, state, tx)) }
+    }
+
+    /// The next message; `None` once the task has stopped (after its `Closed`).
+    pub async fn recv(&mut self) -> Option<Inbound> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The writing half: a Noise encoder over the socket's write half.
 pub struct Writer {
     wr: OwnedWriteHalf,
@@ -83,7 +109,7 @@ fn now_secs() -> u64 {
 
 /// Connect to `host:port` and run the Noise NX handshake as initiator, checking the server's
 /// certificate against `authority`. Returns the writer and the reader task's channel.
-pub async fn connect(host: &str, port: u16, authority: [u8; 32], timeout: Duration) -> Result<(Writer, mpsc::Receiver<Inbound>), Error> {
+pub async fn connect(host: &str, port: u16, authority: [u8; 32], timeout: Duration) -> Result<(Writer, Reader), Error> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
         .await
         .map_err(|_| Error::Timeout("connecting"))?
@@ -92,7 +118,7 @@ pub async fn connect(host: &str, port: u16, authority: [u8; 32], timeout: Durati
     tokio::time::timeout(timeout, initiate(stream, authority)).await.map_err(|_| Error::Timeout("the Noise handshake"))?
 }
 
-async fn initiate(stream: TcpStream, authority: [u8; 32]) -> Result<(Writer, mpsc::Receiver<Inbound>), Error> {
+async fn initiate(stream: TcpStream, authority: [u8; 32]) -> Result<(Writer, Reader), Error> {
     let (mut rd, mut wr) = stream.into_split();
     let initiator = noise_sv2::Initiator::from_raw_k(authority).map_err(|e| Error::Handshake(format!("the authority key: {e:?}")))?;
     let (first, sent) = Handshake::initiator(initiator).step_0().map_err(|e| Error::Handshake(format!("{e:?}")))?;
@@ -117,9 +143,7 @@ async fn initiate(stream: TcpStream, authority: [u8; 32]) -> Result<(Writer, mps
     let now = now_secs();
     let transport = sent.step_2_with_now(reply, now as u32).map_err(|e| certificate_error(e, now))?;
     let (enc_state, dec_state) = transport.split();
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(read_frames(rd, dec, dec_state, tx));
-    Ok((Writer { wr, enc: NoiseEncoder::new(), state: enc_state }, rx))
+    Ok((Writer { wr, enc: NoiseEncoder::new(), state: enc_state }, Reader::spawn(rd, dec, dec_state)))
 }
 
 /// A failed `step_2`: a certificate that would verify but for the clock names clock skew.
@@ -147,7 +171,7 @@ pub async fn respond(
     authority_secret: [u8; 32],
     cert_validity: Duration,
     clock_offset: i64,
-) -> Result<(Writer, mpsc::Receiver<Inbound>), Error> {
+) -> Result<(Writer, Reader), Error> {
     stream.set_nodelay(true).map_err(Error::Io)?;
     let (mut rd, mut wr) = stream.into_split();
     let responder = noise_sv2::Responder::from_authority_kp(&authority_public, &authority_secret, cert_validity)
@@ -171,9 +195,7 @@ pub async fn respond(
         .map_err(|e| Error::Handshake(format!("{e:?}")))?;
     wr.write_all(reply.payload()).await.map_err(Error::Io)?;
     let (enc_state, dec_state) = transport.split();
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(read_frames(rd, dec, dec_state, tx));
-    Ok((Writer { wr, enc: NoiseEncoder::new(), state: enc_state }, rx))
+    Ok((Writer { wr, enc: NoiseEncoder::new(), state: enc_state }, Reader::spawn(rd, dec, dec_state)))
 }
 
 async fn read_exact(rd: &mut OwnedReadHalf, buf: &mut [u8]) -> Result<(), Error> {
