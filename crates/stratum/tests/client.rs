@@ -1,6 +1,9 @@
 //! The tokio client against small scripted pools on 127.0.0.1: every share handed over ends in
 //! exactly one event, and failover, failback, drains and timeouts behave as documented.
 //! Timeouts are short so that every test runs in a few seconds.
+//!
+//! One file on purpose (about 670 lines): each test is one scenario against the same small
+//! scripted-pool helpers at the top, and they read best side by side.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
