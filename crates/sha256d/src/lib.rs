@@ -66,10 +66,10 @@ pub enum Error {
     #[error("kernel `{kernel}` is not supported by this CPU (available: {available}{})", masked_note(.masked))]
     Unsupported { kernel: Kernel, available: String, masked: String },
     /// `HASHRIG_CPU_DISABLE` names a feature we do not know.
-    #[error("{CPU_DISABLE_ENV}: unknown CPU feature `{0}` (known: sha, ssse3, sse4.1, avx, avx2; sha-ni is sha)")]
+    #[error("{CPU_DISABLE_ENV}: unknown CPU feature `{0}` (known: sha, ssse3, sse4.1, avx, avx2, avx512f, avx512vl, avx512bw; sha-ni is sha, avx512 is avx512f)")]
     UnknownCpuFeature(String),
     /// The kernel name is not one we know.
-    #[error("unknown kernel `{0}` (known: scalar, sha-ni, sha-ni-sse, avx2)")]
+    #[error("unknown kernel `{0}` (known: scalar, sha-ni-avx512, sha-ni, sha-ni-sse, avx2)")]
     UnknownKernel(String),
     /// A nonce range that runs past 2^32 - 1.
     #[error("nonce range start {start} + count {count} runs past the last nonce 4294967295")]
@@ -82,7 +82,7 @@ fn masked_note(masked: &str) -> String {
 
 /// The environment variable that masks CPU features off at detection time, like OpenSSL's
 /// `OPENSSL_ia32cap`: a comma- or space-separated list of [`CpuFeature`] names (`sha` or
-/// `sha-ni`, `ssse3`, `sse4.1`, `avx`, `avx2`). Read once, when the CPU is first detected; the
+/// `sha-ni`, `ssse3`, `sse4.1`, `avx`, `avx2`, `avx512f` or `avx512`, `avx512vl`, `avx512bw`). Read once, when the CPU is first detected; the
 /// kernels then behave as on a CPU without those features (auto-detection falls back, forcing a
 /// masked kernel is [`Error::Unsupported`]). It can only take features away, never add one.
 pub const CPU_DISABLE_ENV: &str = "HASHRIG_CPU_DISABLE";
@@ -101,10 +101,25 @@ pub enum CpuFeature {
     Avx,
     /// AVX2: the `avx2` kernel.
     Avx2,
+    /// AVX-512 Foundation: the `avx512` kernel, and `sha-ni-avx512` (through AVX-512VL).
+    Avx512f,
+    /// AVX-512VL (EVEX-encoded 128/256-bit instructions, 32 vector registers): `sha-ni-avx512`.
+    Avx512vl,
+    /// AVX-512BW (byte shuffles on 512-bit vectors): the `avx512` kernel.
+    Avx512bw,
 }
 
 impl CpuFeature {
-    pub const ALL: [CpuFeature; 5] = [CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41, CpuFeature::Avx, CpuFeature::Avx2];
+    pub const ALL: [CpuFeature; 8] = [
+        CpuFeature::Sha,
+        CpuFeature::Ssse3,
+        CpuFeature::Sse41,
+        CpuFeature::Avx,
+        CpuFeature::Avx2,
+        CpuFeature::Avx512f,
+        CpuFeature::Avx512vl,
+        CpuFeature::Avx512bw,
+    ];
 
     /// The name `HASHRIG_CPU_DISABLE` takes (the one `is_x86_feature_detected!` uses).
     pub const fn name(self) -> &'static str {
@@ -114,6 +129,9 @@ impl CpuFeature {
             CpuFeature::Sse41 => "sse4.1",
             CpuFeature::Avx => "avx",
             CpuFeature::Avx2 => "avx2",
+            CpuFeature::Avx512f => "avx512f",
+            CpuFeature::Avx512vl => "avx512vl",
+            CpuFeature::Avx512bw => "avx512bw",
         }
     }
 
@@ -127,6 +145,9 @@ impl CpuFeature {
                 CpuFeature::Sse41 => std::is_x86_feature_detected!("sse4.1"),
                 CpuFeature::Avx => std::is_x86_feature_detected!("avx"),
                 CpuFeature::Avx2 => std::is_x86_feature_detected!("avx2"),
+                CpuFeature::Avx512f => std::is_x86_feature_detected!("avx512f"),
+                CpuFeature::Avx512vl => std::is_x86_feature_detected!("avx512vl"),
+                CpuFeature::Avx512bw => std::is_x86_feature_detected!("avx512bw"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -135,8 +156,20 @@ impl CpuFeature {
         }
     }
 
+    /// The feature it builds on: masking that one masks this one too (AVX2 needs AVX's
+    /// register state, AVX-512 extends AVX2, VL and BW extend AVX-512F).
+    pub const fn builds_on(self) -> Option<CpuFeature> {
+        match self {
+            CpuFeature::Avx2 => Some(CpuFeature::Avx),
+            CpuFeature::Avx512f => Some(CpuFeature::Avx2),
+            CpuFeature::Avx512vl | CpuFeature::Avx512bw => Some(CpuFeature::Avx512f),
+            CpuFeature::Sha | CpuFeature::Ssse3 | CpuFeature::Sse41 | CpuFeature::Avx => None,
+        }
+    }
+
     /// Can the kernels use it: in the hardware and not masked off by `HASHRIG_CPU_DISABLE`?
-    /// AVX2 counts as masked when AVX is. A `HASHRIG_CPU_DISABLE` that does not parse masks
+    /// A feature counts as masked when one it builds on is ([`CpuFeature::builds_on`]: masking
+    /// `avx` masks AVX2 and AVX-512 too). A `HASHRIG_CPU_DISABLE` that does not parse masks
     /// every feature (the user asked for less, and we cannot tell what), and
     /// [`Scanner::new`] reports it.
     pub fn is_usable(self) -> bool {
@@ -144,7 +177,14 @@ impl CpuFeature {
             Ok(m) => m.contains(&f),
             Err(_) => true,
         };
-        self.in_hardware() && !masked(self) && !(self == CpuFeature::Avx2 && masked(CpuFeature::Avx))
+        let mut f = Some(self);
+        while let Some(x) = f {
+            if masked(x) {
+                return false;
+            }
+            f = x.builds_on();
+        }
+        self.in_hardware()
     }
 }
 
@@ -164,6 +204,9 @@ impl FromStr for CpuFeature {
             "sse4.1" | "sse41" | "sse4-1" => Ok(CpuFeature::Sse41),
             "avx" => Ok(CpuFeature::Avx),
             "avx2" => Ok(CpuFeature::Avx2),
+            "avx512f" | "avx512" | "avx-512" | "avx-512f" => Ok(CpuFeature::Avx512f),
+            "avx512vl" | "avx-512vl" => Ok(CpuFeature::Avx512vl),
+            "avx512bw" | "avx-512bw" => Ok(CpuFeature::Avx512bw),
             _ => Err(Error::UnknownCpuFeature(s.trim().to_owned())),
         }
     }
@@ -353,11 +396,14 @@ pub enum Kernel {
     /// The same SHA-NI kernel in the legacy SSE encoding, for SHA-NI CPUs without AVX (some
     /// Atom-class cores).
     ShaNiSse,
+    /// The SHA-NI kernel compiled for AVX-512VL: the EVEX encoding gives 32 vector registers,
+    /// enough for more nonces in flight ([`x86_lanes::SHANI_EVEX`]) without spilling.
+    ShaNiAvx512,
 }
 
 impl Kernel {
     /// Every kernel this build knows, best first.
-    pub const ALL: [Kernel; 4] = [Kernel::ShaNi, Kernel::ShaNiSse, Kernel::Avx2, Kernel::Scalar];
+    pub const ALL: [Kernel; 5] = [Kernel::ShaNiAvx512, Kernel::ShaNi, Kernel::ShaNiSse, Kernel::Avx2, Kernel::Scalar];
 
     /// The name used on the command line and in reports.
     pub const fn name(self) -> &'static str {
@@ -365,6 +411,7 @@ impl Kernel {
             Kernel::Scalar => "scalar",
             Kernel::ShaNi => "sha-ni",
             Kernel::ShaNiSse => "sha-ni-sse",
+            Kernel::ShaNiAvx512 => "sha-ni-avx512",
             Kernel::Avx2 => "avx2",
         }
     }
@@ -374,6 +421,7 @@ impl Kernel {
         match self {
             Kernel::Scalar => 1,
             Kernel::ShaNi | Kernel::ShaNiSse => x86_lanes::SHANI,
+            Kernel::ShaNiAvx512 => x86_lanes::SHANI_EVEX,
             Kernel::Avx2 => 8,
         }
     }
@@ -384,6 +432,15 @@ impl Kernel {
             Kernel::Scalar => &[],
             Kernel::ShaNi => &[CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41, CpuFeature::Avx],
             Kernel::ShaNiSse => &[CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41],
+            Kernel::ShaNiAvx512 => &[
+                CpuFeature::Sha,
+                CpuFeature::Ssse3,
+                CpuFeature::Sse41,
+                CpuFeature::Avx,
+                CpuFeature::Avx2,
+                CpuFeature::Avx512f,
+                CpuFeature::Avx512vl,
+            ],
             Kernel::Avx2 => &[CpuFeature::Avx, CpuFeature::Avx2],
         }
     }
@@ -407,10 +464,14 @@ impl Kernel {
 }
 
 mod x86_lanes {
-    /// Independent nonces the SHA-NI kernel interleaves. On the 2-vCPU Zen 4 dev machine 2 beat 3
-    /// and 4 (3 spills registers; the out-of-order core overlaps consecutive iterations anyway),
-    /// measured back to back in `crates/sha256d/BENCHMARKS.md`.
+    /// Independent nonces the SHA-NI kernel interleaves with 16 vector registers. On the 2-vCPU
+    /// Zen 4 dev machine 2 beat 3 and 4 (3 spills registers; the out-of-order core overlaps
+    /// consecutive iterations anyway), measured back to back in `crates/sha256d/BENCHMARKS.md`.
     pub const SHANI: u32 = 2;
+    /// Independent nonces the SHA-NI kernel interleaves when AVX-512VL gives it 32 registers
+    /// (4 measured a little faster than 3 on the Emerald Rapids dev machine, where both sit
+    /// near the bound set by `sha256rnds2`'s throughput; see `BENCHMARKS.md`).
+    pub const SHANI_EVEX: u32 = 4;
 }
 
 impl fmt::Display for Kernel {
@@ -427,13 +488,14 @@ impl FromStr for Kernel {
             "scalar" | "portable" => Ok(Kernel::Scalar),
             "sha-ni" | "shani" | "sha" => Ok(Kernel::ShaNi),
             "sha-ni-sse" | "shani-sse" => Ok(Kernel::ShaNiSse),
+            "sha-ni-avx512" | "shani-avx512" => Ok(Kernel::ShaNiAvx512),
             "avx2" => Ok(Kernel::Avx2),
             _ => Err(Error::UnknownKernel(s.to_owned())),
         }
     }
 }
 
-/// The environment variable that forces a kernel (`scalar`, `sha-ni`, `sha-ni-sse`, `avx2`).
+/// The environment variable that forces a kernel by name (see [`Kernel::name`]).
 pub const KERNEL_ENV: &str = "HASHRIG_KERNEL";
 
 /// A kernel this CPU is known to support: the only way to run a scan.
@@ -495,6 +557,10 @@ impl Scanner {
             // SAFETY: a `Scanner` holding `ShaNiSse` is only built after `Kernel::is_available`
             // confirmed the sha, sse4.1 and ssse3 CPU features.
             Kernel::ShaNiSse => unsafe { x86_shani::sse::scan(job, range, target, found) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Scanner` holding `ShaNiAvx512` is only built after `Kernel::is_available`
+            // confirmed sha, ssse3, sse4.1, avx, avx2, avx512f and avx512vl.
+            Kernel::ShaNiAvx512 => unsafe { x86_shani::evex::scan(job, range, target, found) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a `Scanner` holding `Avx2` is only built after the avx2 feature was detected.
             Kernel::Avx2 => unsafe { x86_avx2::scan(job, range, target, found) },

@@ -119,6 +119,33 @@ fn masking_avx_takes_the_vex_kernels_and_leaves_sha_ni_sse() {
 }
 
 #[test]
+fn masking_avx512vl_takes_the_wide_sha_ni_kernel_and_leaves_the_vex_one() {
+    let r = run_child("avx512vl");
+    assert_refused(&r, "sha-ni-avx512", "avx512vl");
+    assert!(!r["available"].contains("sha-ni-avx512"), "{r:?}");
+    if hw(CpuFeature::Sha) && hw(CpuFeature::Avx) {
+        assert_eq!(r["best"], "sha-ni", "{r:?}");
+        assert_eq!(r["from_env"], "ok sha-ni");
+    }
+    assert_eq!(r["scan"], "200 [2504433986]");
+}
+
+#[test]
+fn masking_avx2_masks_the_avx512_features_that_build_on_it() {
+    use CpuFeature::*;
+    assert_eq!(Avx512vl.builds_on(), Some(Avx512f));
+    assert_eq!(Avx512bw.builds_on(), Some(Avx512f));
+    assert_eq!(Avx512f.builds_on(), Some(Avx2));
+    assert_eq!(Avx2.builds_on(), Some(Avx));
+    let r = run_child("avx2");
+    assert_refused(&r, "sha-ni-avx512", "avx2");
+    assert_refused(&r, "avx2", "avx2");
+    if hw(CpuFeature::Sha) && hw(CpuFeature::Avx) {
+        assert_eq!(r["best"], "sha-ni", "{r:?}");
+    }
+}
+
+#[test]
 fn an_unknown_feature_in_the_mask_is_an_error_and_masks_everything() {
     let r = run_child("sha-ni,neon");
     let want = Error::UnknownCpuFeature("neon".to_owned()).to_string();
@@ -146,7 +173,8 @@ fn mask_values_parse_with_aliases_separators_and_any_case() {
     assert_eq!(parse_cpu_disable("sha-ni,avx2"), Ok(vec![Sha, Avx2]));
     assert_eq!(parse_cpu_disable("AVX2 sha_ni shani sha"), Ok(vec![Sha, Avx2]), "sorted, deduplicated");
     assert_eq!(parse_cpu_disable("sse4.1,ssse3,avx"), Ok(vec![Ssse3, Sse41, Avx]));
-    assert_eq!(parse_cpu_disable("avx2,avx512"), Err(Error::UnknownCpuFeature("avx512".to_owned())));
+    assert_eq!(parse_cpu_disable("avx2,avx1024"), Err(Error::UnknownCpuFeature("avx1024".to_owned())));
+    assert_eq!(parse_cpu_disable("AVX-512VL avx512 avx512bw"), Ok(vec![Avx512f, Avx512vl, Avx512bw]));
     for f in CpuFeature::ALL {
         assert_eq!(f.name().parse::<CpuFeature>(), Ok(f));
     }
