@@ -57,7 +57,11 @@ fn simd_kernels_are_detected_on_x86_64_with_the_features() {
             assert_eq!(Kernel::ShaNiSse.is_available(), std::is_x86_feature_detected!("sha"));
         }
     }
-    assert_eq!(Kernel::available().first().copied(), Some(Kernel::best()));
+    // The best kernel is the first available one, or `avx512` when it won the race against the
+    // first (a SHA-NI kernel).
+    let first = Kernel::available()[0];
+    let best = Kernel::best();
+    assert!(best == first || (best == Kernel::Avx512 && first.name().starts_with("sha-ni")), "best {best}, first {first}");
 }
 
 #[test]
