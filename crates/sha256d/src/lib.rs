@@ -3,10 +3,11 @@
 //! What it is for: given the first 64 bytes of a Bitcoin block header (compressed once into a
 //! [`Midstate`]) and the 12 header bytes that follow them, sweep a range of nonces and return
 //! every nonce whose sha256d meets a 256-bit [`Target`], plus the number of hashes done. Several
-//! kernels do the same job ([`Kernel`]): `scalar` (portable), `sha-ni` (x86-64 SHA extensions
-//! with independent nonces interleaved, VEX-encoded), `sha-ni-sse` (the same kernel in the
-//! legacy SSE encoding, for SHA-NI CPUs without AVX) and `avx2` (eight nonces in the lanes of a
-//! vector). There is no AVX-512 or ARM kernel. The best one
+//! kernels do the same job ([`Kernel`]): `scalar` (portable); on x86-64 `sha-ni` (SHA extensions,
+//! 2 nonces interleaved, VEX-encoded), `sha-ni-sse` (the same in the legacy SSE encoding, for
+//! SHA-NI CPUs without AVX), `sha-ni-avx512` (the same with 4 nonces, compiled for AVX-512VL's 32
+//! registers), `avx512` (16 nonces in the lanes of a 512-bit vector) and `avx2` (8 lanes); on
+//! aarch64 `arm-sha2` (the ARMv8 SHA-2 instructions, 4 nonces interleaved). The best one
 //! for this CPU is detected once at run time; any kernel can be forced with [`Scanner::new`] (or
 //! the `HASHRIG_KERNEL` environment variable through [`Scanner::from_env`]), and forcing one the
 //! CPU lacks is an error, never a crash. `HASHRIG_CPU_DISABLE` ([`CPU_DISABLE_ENV`]) masks CPU
