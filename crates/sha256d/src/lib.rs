@@ -492,7 +492,7 @@ impl Kernel {
     /// the two race (see [`Kernel::race`]). Which of them wins depends on the core, not on its
     /// feature flags: the SHA unit of Intel's Golden/Raptor Cove cores issues one `sha256rnds2`
     /// every 3 cycles (measured on the Emerald Rapids dev machine, where `avx512` is 1.8x
-    /// faster), AMD's Zen 4 about one per cycle (where SHA-NI wins).
+    /// faster); on Zen 4 the SHA unit is faster (the issue's figures, not measured here).
     pub fn best() -> Kernel {
         static BEST: OnceLock<Kernel> = OnceLock::new();
         *BEST.get_or_init(|| {
