@@ -416,7 +416,7 @@ pub enum Kernel {
     /// Atom-class cores).
     ShaNiSse,
     /// The SHA-NI kernel compiled for AVX-512VL: the EVEX encoding gives 32 vector registers,
-    /// enough for more nonces in flight ([`x86_lanes::SHANI_EVEX`]) without spilling.
+    /// enough for more nonces in flight (4 instead of 2) without spilling.
     ShaNiAvx512,
     /// x86-64 AVX-512 (F and BW), 16 nonces in the lanes of a 512-bit vector, with the native
     /// rotate and three-input logic.
