@@ -5,7 +5,7 @@ use hashrig_sha256d::{CpuFeature, Kernel};
 use serde_json::Value;
 
 /// Every kernel name the CLI takes.
-const KERNELS: [&str; 4] = ["scalar", "avx2", "sha-ni", "sha-ni-sse"];
+const KERNELS: [&str; 7] = ["scalar", "avx2", "sha-ni", "sha-ni-sse", "sha-ni-avx512", "avx512", "arm-sha2"];
 
 fn hashrig() -> Command {
     Command::cargo_bin("hashrig").expect("the hashrig binary is built")
@@ -167,9 +167,17 @@ fn forcing_a_kernel_the_cpu_lacks_exits_2_and_lists_the_available_kernels() {
 }
 
 #[test]
-fn auto_detection_falls_back_to_avx2_without_sha_ni_and_to_scalar_without_both() {
+fn auto_detection_falls_back_to_avx512_or_avx2_without_sha_ni_and_to_scalar_without_both() {
     let avx2 = CpuFeature::Avx2.in_hardware() && CpuFeature::Avx.in_hardware();
-    for (mask, want) in [("sha-ni", if avx2 { "avx2" } else { "scalar" }), ("sha-ni,avx2", "scalar")] {
+    let avx512 = avx2 && CpuFeature::Avx512f.in_hardware() && CpuFeature::Avx512bw.in_hardware();
+    let without_sha = if avx512 {
+        "avx512"
+    } else if avx2 {
+        "avx2"
+    } else {
+        "scalar"
+    };
+    for (mask, want) in [("sha-ni", without_sha), ("sha-ni,avx2", "scalar")] {
         let out = masked_bench(mask, &[]);
         assert_eq!(out.status.code(), Some(0), "{mask}: {}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();

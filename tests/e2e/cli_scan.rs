@@ -22,8 +22,9 @@ fn scan_finds_the_genesis_nonce_with_its_block_hash() {
 
 #[test]
 fn scan_json_lists_block_125552_with_every_kernel() {
-    assert_eq!(Kernel::ALL.len(), 4, "a kernel was added: name it here");
-    for kernel in ["scalar", "avx2", "sha-ni", "sha-ni-sse"] {
+    let kernels = ["scalar", "avx2", "sha-ni", "sha-ni-sse", "sha-ni-avx512", "avx512", "arm-sha2"];
+    assert_eq!(Kernel::ALL.len(), kernels.len(), "a kernel was added: name it here");
+    for kernel in kernels {
         let out = hashrig()
             .args(["scan", "--header", B125552, "--start", "2504400000", "--count", "65536", "--json", "--kernel", kernel, "--threads", "1"])
             .output()

@@ -3,10 +3,11 @@
 //! What it is for: given the first 64 bytes of a Bitcoin block header (compressed once into a
 //! [`Midstate`]) and the 12 header bytes that follow them, sweep a range of nonces and return
 //! every nonce whose sha256d meets a 256-bit [`Target`], plus the number of hashes done. Several
-//! kernels do the same job ([`Kernel`]): `scalar` (portable), `sha-ni` (x86-64 SHA extensions
-//! with independent nonces interleaved, VEX-encoded), `sha-ni-sse` (the same kernel in the
-//! legacy SSE encoding, for SHA-NI CPUs without AVX) and `avx2` (eight nonces in the lanes of a
-//! vector). There is no AVX-512 or ARM kernel. The best one
+//! kernels do the same job ([`Kernel`]): `scalar` (portable); on x86-64 `sha-ni` (SHA extensions,
+//! 2 nonces interleaved, VEX-encoded), `sha-ni-sse` (the same in the legacy SSE encoding, for
+//! SHA-NI CPUs without AVX), `sha-ni-avx512` (the same with 4 nonces, compiled for AVX-512VL's 32
+//! registers), `avx512` (16 nonces in the lanes of a 512-bit vector) and `avx2` (8 lanes); on
+//! aarch64 `arm-sha2` (the ARMv8 SHA-2 instructions, 4 nonces interleaved). The best one
 //! for this CPU is detected once at run time; any kernel can be forced with [`Scanner::new`] (or
 //! the `HASHRIG_KERNEL` environment variable through [`Scanner::from_env`]), and forcing one the
 //! CPU lacks is an error, never a crash. `HASHRIG_CPU_DISABLE` ([`CPU_DISABLE_ENV`]) masks CPU
@@ -34,8 +35,12 @@ use std::sync::OnceLock;
 
 mod scalar;
 pub use scalar::Prehash;
+#[cfg(target_arch = "aarch64")]
+mod arm_sha2;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 mod x86_shani;
 
@@ -67,10 +72,10 @@ pub enum Error {
     #[error("kernel `{kernel}` is not supported by this CPU (available: {available}{})", masked_note(.masked))]
     Unsupported { kernel: Kernel, available: String, masked: String },
     /// `HASHRIG_CPU_DISABLE` names a feature we do not know.
-    #[error("{CPU_DISABLE_ENV}: unknown CPU feature `{0}` (known: sha, ssse3, sse4.1, avx, avx2; sha-ni is sha)")]
+    #[error("{CPU_DISABLE_ENV}: unknown CPU feature `{0}` (known: sha, ssse3, sse4.1, avx, avx2, avx512f, avx512vl, avx512bw, sha2; sha-ni is sha, avx512 is avx512f, sha2 is aarch64's)")]
     UnknownCpuFeature(String),
     /// The kernel name is not one we know.
-    #[error("unknown kernel `{0}` (known: scalar, sha-ni, sha-ni-sse, avx2)")]
+    #[error("unknown kernel `{0}` (known: scalar, sha-ni-avx512, sha-ni, sha-ni-sse, avx512, avx2, arm-sha2)")]
     UnknownKernel(String),
     /// A nonce range that runs past 2^32 - 1.
     #[error("nonce range start {start} + count {count} runs past the last nonce 4294967295")]
@@ -83,12 +88,13 @@ fn masked_note(masked: &str) -> String {
 
 /// The environment variable that masks CPU features off at detection time, like OpenSSL's
 /// `OPENSSL_ia32cap`: a comma- or space-separated list of [`CpuFeature`] names (`sha` or
-/// `sha-ni`, `ssse3`, `sse4.1`, `avx`, `avx2`). Read once, when the CPU is first detected; the
+/// `sha-ni`, `ssse3`, `sse4.1`, `avx`, `avx2`, `avx512f` or `avx512`, `avx512vl`, `avx512bw`; on
+/// aarch64 `sha2`). Read once, when the CPU is first detected; the
 /// kernels then behave as on a CPU without those features (auto-detection falls back, forcing a
 /// masked kernel is [`Error::Unsupported`]). It can only take features away, never add one.
 pub const CPU_DISABLE_ENV: &str = "HASHRIG_CPU_DISABLE";
 
-/// An x86-64 feature one of the kernels needs.
+/// A CPU feature one of the kernels needs (x86-64, and `sha2` on aarch64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum CpuFeature {
@@ -102,10 +108,28 @@ pub enum CpuFeature {
     Avx,
     /// AVX2: the `avx2` kernel.
     Avx2,
+    /// AVX-512 Foundation: the `avx512` kernel, and `sha-ni-avx512` (through AVX-512VL).
+    Avx512f,
+    /// AVX-512VL (EVEX-encoded 128/256-bit instructions, 32 vector registers): `sha-ni-avx512`.
+    Avx512vl,
+    /// AVX-512BW (byte shuffles on 512-bit vectors): the `avx512` kernel.
+    Avx512bw,
+    /// The ARMv8 SHA-256 instructions (aarch64 `sha2`): the `arm-sha2` kernel.
+    ArmSha2,
 }
 
 impl CpuFeature {
-    pub const ALL: [CpuFeature; 5] = [CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41, CpuFeature::Avx, CpuFeature::Avx2];
+    pub const ALL: [CpuFeature; 9] = [
+        CpuFeature::Sha,
+        CpuFeature::Ssse3,
+        CpuFeature::Sse41,
+        CpuFeature::Avx,
+        CpuFeature::Avx2,
+        CpuFeature::Avx512f,
+        CpuFeature::Avx512vl,
+        CpuFeature::Avx512bw,
+        CpuFeature::ArmSha2,
+    ];
 
     /// The name `HASHRIG_CPU_DISABLE` takes (the one `is_x86_feature_detected!` uses).
     pub const fn name(self) -> &'static str {
@@ -115,6 +139,10 @@ impl CpuFeature {
             CpuFeature::Sse41 => "sse4.1",
             CpuFeature::Avx => "avx",
             CpuFeature::Avx2 => "avx2",
+            CpuFeature::Avx512f => "avx512f",
+            CpuFeature::Avx512vl => "avx512vl",
+            CpuFeature::Avx512bw => "avx512bw",
+            CpuFeature::ArmSha2 => "sha2",
         }
     }
 
@@ -128,16 +156,39 @@ impl CpuFeature {
                 CpuFeature::Sse41 => std::is_x86_feature_detected!("sse4.1"),
                 CpuFeature::Avx => std::is_x86_feature_detected!("avx"),
                 CpuFeature::Avx2 => std::is_x86_feature_detected!("avx2"),
+                CpuFeature::Avx512f => std::is_x86_feature_detected!("avx512f"),
+                CpuFeature::Avx512vl => std::is_x86_feature_detected!("avx512vl"),
+                CpuFeature::Avx512bw => std::is_x86_feature_detected!("avx512bw"),
+                CpuFeature::ArmSha2 => false,
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            match self {
+                CpuFeature::ArmSha2 => std::arch::is_aarch64_feature_detected!("sha2"),
+                _ => false,
+            }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             false
         }
     }
 
+    /// The feature it builds on: masking that one masks this one too (AVX2 needs AVX's
+    /// register state, AVX-512 extends AVX2, VL and BW extend AVX-512F).
+    pub const fn builds_on(self) -> Option<CpuFeature> {
+        match self {
+            CpuFeature::Avx2 => Some(CpuFeature::Avx),
+            CpuFeature::Avx512f => Some(CpuFeature::Avx2),
+            CpuFeature::Avx512vl | CpuFeature::Avx512bw => Some(CpuFeature::Avx512f),
+            CpuFeature::Sha | CpuFeature::Ssse3 | CpuFeature::Sse41 | CpuFeature::Avx | CpuFeature::ArmSha2 => None,
+        }
+    }
+
     /// Can the kernels use it: in the hardware and not masked off by `HASHRIG_CPU_DISABLE`?
-    /// AVX2 counts as masked when AVX is. A `HASHRIG_CPU_DISABLE` that does not parse masks
+    /// A feature counts as masked when one it builds on is ([`CpuFeature::builds_on`]: masking
+    /// `avx` masks AVX2 and AVX-512 too). A `HASHRIG_CPU_DISABLE` that does not parse masks
     /// every feature (the user asked for less, and we cannot tell what), and
     /// [`Scanner::new`] reports it.
     pub fn is_usable(self) -> bool {
@@ -145,7 +196,14 @@ impl CpuFeature {
             Ok(m) => m.contains(&f),
             Err(_) => true,
         };
-        self.in_hardware() && !masked(self) && !(self == CpuFeature::Avx2 && masked(CpuFeature::Avx))
+        let mut f = Some(self);
+        while let Some(x) = f {
+            if masked(x) {
+                return false;
+            }
+            f = x.builds_on();
+        }
+        self.in_hardware()
     }
 }
 
@@ -165,6 +223,10 @@ impl FromStr for CpuFeature {
             "sse4.1" | "sse41" | "sse4-1" => Ok(CpuFeature::Sse41),
             "avx" => Ok(CpuFeature::Avx),
             "avx2" => Ok(CpuFeature::Avx2),
+            "avx512f" | "avx512" | "avx-512" | "avx-512f" => Ok(CpuFeature::Avx512f),
+            "avx512vl" | "avx-512vl" => Ok(CpuFeature::Avx512vl),
+            "avx512bw" | "avx-512bw" => Ok(CpuFeature::Avx512bw),
+            "sha2" | "arm-sha2" => Ok(CpuFeature::ArmSha2),
             _ => Err(Error::UnknownCpuFeature(s.trim().to_owned())),
         }
     }
@@ -359,11 +421,20 @@ pub enum Kernel {
     /// The same SHA-NI kernel in the legacy SSE encoding, for SHA-NI CPUs without AVX (some
     /// Atom-class cores).
     ShaNiSse,
+    /// The SHA-NI kernel compiled for AVX-512VL: the EVEX encoding gives 32 vector registers,
+    /// enough for more nonces in flight (4 instead of 2) without spilling.
+    ShaNiAvx512,
+    /// x86-64 AVX-512 (F and BW), 16 nonces in the lanes of a 512-bit vector, with the native
+    /// rotate and three-input logic.
+    Avx512,
+    /// aarch64 with the ARMv8 SHA-2 instructions, several nonces interleaved per thread.
+    ArmSha2,
 }
 
 impl Kernel {
     /// Every kernel this build knows, best first.
-    pub const ALL: [Kernel; 4] = [Kernel::ShaNi, Kernel::ShaNiSse, Kernel::Avx2, Kernel::Scalar];
+    pub const ALL: [Kernel; 7] =
+        [Kernel::ShaNiAvx512, Kernel::ShaNi, Kernel::ShaNiSse, Kernel::Avx512, Kernel::Avx2, Kernel::ArmSha2, Kernel::Scalar];
 
     /// The name used on the command line and in reports.
     pub const fn name(self) -> &'static str {
@@ -371,6 +442,9 @@ impl Kernel {
             Kernel::Scalar => "scalar",
             Kernel::ShaNi => "sha-ni",
             Kernel::ShaNiSse => "sha-ni-sse",
+            Kernel::ShaNiAvx512 => "sha-ni-avx512",
+            Kernel::Avx512 => "avx512",
+            Kernel::ArmSha2 => "arm-sha2",
             Kernel::Avx2 => "avx2",
         }
     }
@@ -380,6 +454,9 @@ impl Kernel {
         match self {
             Kernel::Scalar => 1,
             Kernel::ShaNi | Kernel::ShaNiSse => x86_lanes::SHANI,
+            Kernel::ShaNiAvx512 => x86_lanes::SHANI_EVEX,
+            Kernel::Avx512 => 16,
+            Kernel::ArmSha2 => arm_lanes::SHA2,
             Kernel::Avx2 => 8,
         }
     }
@@ -390,6 +467,17 @@ impl Kernel {
             Kernel::Scalar => &[],
             Kernel::ShaNi => &[CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41, CpuFeature::Avx],
             Kernel::ShaNiSse => &[CpuFeature::Sha, CpuFeature::Ssse3, CpuFeature::Sse41],
+            Kernel::ShaNiAvx512 => &[
+                CpuFeature::Sha,
+                CpuFeature::Ssse3,
+                CpuFeature::Sse41,
+                CpuFeature::Avx,
+                CpuFeature::Avx2,
+                CpuFeature::Avx512f,
+                CpuFeature::Avx512vl,
+            ],
+            Kernel::Avx512 => &[CpuFeature::Avx, CpuFeature::Avx2, CpuFeature::Avx512f, CpuFeature::Avx512bw],
+            Kernel::ArmSha2 => &[CpuFeature::ArmSha2],
             Kernel::Avx2 => &[CpuFeature::Avx, CpuFeature::Avx2],
         }
     }
@@ -405,18 +493,62 @@ impl Kernel {
         Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
     }
 
-    /// The best kernel for this CPU, detected once.
+    /// The best kernel for this CPU, chosen once per process: the first available one in
+    /// [`Kernel::ALL`] order, except that when this CPU has both a SHA-NI kernel and `avx512`
+    /// the two race (see [`Kernel::race`]). Which of them wins depends on the core, not on its
+    /// feature flags: the SHA unit of Intel's Golden/Raptor Cove cores issues one `sha256rnds2`
+    /// every 3 cycles (measured on the Emerald Rapids dev machine, where `avx512` is 1.8x
+    /// faster); on Zen 4 the SHA unit is faster (the issue's figures, not measured here).
     pub fn best() -> Kernel {
         static BEST: OnceLock<Kernel> = OnceLock::new();
-        *BEST.get_or_init(|| Kernel::ALL.into_iter().find(|k| k.is_available()).unwrap_or(Kernel::Scalar))
+        *BEST.get_or_init(|| {
+            let first = Kernel::ALL.into_iter().find(|k| k.is_available()).unwrap_or(Kernel::Scalar);
+            let sha = matches!(first, Kernel::ShaNiAvx512 | Kernel::ShaNi | Kernel::ShaNiSse);
+            if sha && Kernel::Avx512.is_available() { Kernel::race(first, Kernel::Avx512) } else { first }
+        })
+    }
+
+    /// The faster of two available kernels on this CPU: each scans 2^15 nonces of a fixed
+    /// header three times, alternately, and the best time of each counts (a few milliseconds in
+    /// all; the best of three keeps a busy machine's noise out). A tie goes to `a`.
+    pub fn race(a: Kernel, b: Kernel) -> Kernel {
+        let (Ok(sa), Ok(sb)) = (Scanner::new(a), Scanner::new(b)) else {
+            return if a.is_available() { a } else { b };
+        };
+        let job = ScanJob::new(&[0x5a; 80]);
+        let none = Target::from_le_bytes([0; 32]);
+        let range = NonceRange { start: 0, count: 1 << 15 };
+        let mut found = Vec::new();
+        let time = |s: &Scanner, found: &mut Vec<u32>| {
+            let t = std::time::Instant::now();
+            s.scan(&job, range, &none, found);
+            t.elapsed()
+        };
+        let (mut ta, mut tb) = (std::time::Duration::MAX, std::time::Duration::MAX);
+        for _ in 0..3 {
+            ta = ta.min(time(&sa, &mut found));
+            tb = tb.min(time(&sb, &mut found));
+        }
+        if tb < ta { b } else { a }
     }
 }
 
 mod x86_lanes {
-    /// Independent nonces the SHA-NI kernel interleaves. On the 2-vCPU Zen 4 dev machine 2 beat 3
-    /// and 4 (3 spills registers; the out-of-order core overlaps consecutive iterations anyway),
-    /// measured back to back in `crates/sha256d/BENCHMARKS.md`.
+    /// Independent nonces the SHA-NI kernel interleaves with 16 vector registers. On the 2-vCPU
+    /// Zen 4 dev machine 2 beat 3 and 4 (3 spills registers; the out-of-order core overlaps
+    /// consecutive iterations anyway), measured back to back in `crates/sha256d/BENCHMARKS.md`.
     pub const SHANI: u32 = 2;
+    /// Independent nonces the SHA-NI kernel interleaves when AVX-512VL gives it 32 registers
+    /// (4 measured a little faster than 3 on the Emerald Rapids dev machine, where both sit
+    /// near the bound set by `sha256rnds2`'s throughput; see `BENCHMARKS.md`).
+    pub const SHANI_EVEX: u32 = 4;
+}
+
+mod arm_lanes {
+    /// Independent nonces the ARMv8 SHA-2 kernel interleaves: `sha256h` has a latency of a few
+    /// cycles and issues about once per cycle on recent cores, and four lanes' state and
+    /// schedules fit aarch64's 32 vector registers. Not measured (no ARM machine here).
+    pub const SHA2: u32 = 4;
 }
 
 impl fmt::Display for Kernel {
@@ -433,13 +565,16 @@ impl FromStr for Kernel {
             "scalar" | "portable" => Ok(Kernel::Scalar),
             "sha-ni" | "shani" | "sha" => Ok(Kernel::ShaNi),
             "sha-ni-sse" | "shani-sse" => Ok(Kernel::ShaNiSse),
+            "sha-ni-avx512" | "shani-avx512" => Ok(Kernel::ShaNiAvx512),
             "avx2" => Ok(Kernel::Avx2),
+            "avx512" | "avx-512" => Ok(Kernel::Avx512),
+            "arm-sha2" | "armv8-sha2" | "aarch64-sha2" => Ok(Kernel::ArmSha2),
             _ => Err(Error::UnknownKernel(s.to_owned())),
         }
     }
 }
 
-/// The environment variable that forces a kernel (`scalar`, `sha-ni`, `sha-ni-sse`, `avx2`).
+/// The environment variable that forces a kernel by name (see [`Kernel::name`]).
 pub const KERNEL_ENV: &str = "HASHRIG_KERNEL";
 
 /// A kernel this CPU is known to support: the only way to run a scan.
@@ -502,9 +637,21 @@ impl Scanner {
             // confirmed the sha, sse4.1 and ssse3 CPU features.
             Kernel::ShaNiSse => unsafe { x86_shani::sse::scan(job, range, target, found) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Scanner` holding `ShaNiAvx512` is only built after `Kernel::is_available`
+            // confirmed sha, ssse3, sse4.1, avx, avx2, avx512f and avx512vl.
+            Kernel::ShaNiAvx512 => unsafe { x86_shani::evex::scan(job, range, target, found) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Scanner` holding `Avx512` is only built after `Kernel::is_available`
+            // confirmed avx512f and avx512bw (and the avx/avx2 they build on).
+            Kernel::Avx512 => unsafe { x86_avx512::scan(job, range, target, found) },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: a `Scanner` holding `Avx2` is only built after the avx2 feature was detected.
             Kernel::Avx2 => unsafe { x86_avx2::scan(job, range, target, found) },
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a `Scanner` holding `ArmSha2` is only built after `Kernel::is_available`
+            // confirmed the aarch64 sha2 feature (neon is part of the aarch64 baseline).
+            Kernel::ArmSha2 => unsafe { arm_sha2::scan(job, range, target, found) },
+            // Kernels of another architecture: `is_available` is false for them here.
             _ => unreachable!("Scanner::new refuses kernels this architecture lacks"),
         }
     }

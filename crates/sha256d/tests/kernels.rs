@@ -38,6 +38,8 @@ fn simd_kernels_are_detected_on_x86_64_with_the_features() {
                 "sha" => std::is_x86_feature_detected!("sha"),
                 "avx" => std::is_x86_feature_detected!("avx"),
                 "avx2" => std::is_x86_feature_detected!("avx2"),
+                "avx512f" => std::is_x86_feature_detected!("avx512f"),
+                "avx512vl" => std::is_x86_feature_detected!("avx512vl"),
                 _ => unreachable!("only the features named below"),
             };
             hw && !masked.contains(&f)
@@ -47,12 +49,36 @@ fn simd_kernels_are_detected_on_x86_64_with_the_features() {
         let avx = has("avx", F::Avx);
         assert_eq!(Kernel::ShaNiSse.is_available(), sha);
         assert_eq!(Kernel::ShaNi.is_available(), sha && avx);
-        assert_eq!(Kernel::Avx2.is_available(), avx && has("avx2", F::Avx2));
+        let avx2 = avx && has("avx2", F::Avx2);
+        assert_eq!(Kernel::Avx2.is_available(), avx2);
+        let avx512f = avx2 && has("avx512f", F::Avx512f);
+        assert_eq!(Kernel::ShaNiAvx512.is_available(), sha && avx512f && has("avx512vl", F::Avx512vl));
         if masked.is_empty() {
             assert_eq!(Kernel::ShaNiSse.is_available(), std::is_x86_feature_detected!("sha"));
         }
     }
-    assert_eq!(Kernel::available().first().copied(), Some(Kernel::best()));
+    // The best kernel is the first available one, or `avx512` when it won the race against the
+    // first (a SHA-NI kernel).
+    let first = Kernel::available()[0];
+    let best = Kernel::best();
+    assert!(best == first || (best == Kernel::Avx512 && first.name().starts_with("sha-ni")), "best {best}, first {first}");
+}
+
+#[test]
+fn kernels_this_machine_cannot_run_are_named_and_required_ones_must_run() {
+    // Every property and real-block test of this crate runs each available kernel; the ones the
+    // CPU lacks are named here so a green run on a machine without them is not mistaken for
+    // coverage. `HASHRIG_REQUIRE_KERNELS` (comma-separated names) turns a missing one into a
+    // failure: CI sets it where it knows the CPU (the aarch64 run under qemu `-cpu max`).
+    for k in Kernel::ALL.into_iter().filter(|k| !k.is_available()) {
+        let needs = k.needs().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+        eprintln!("SKIPPED: kernel `{k}` is NOT tested here: it needs {needs}, which this CPU lacks or HASHRIG_CPU_DISABLE masks");
+    }
+    let required = std::env::var("HASHRIG_REQUIRE_KERNELS").unwrap_or_default();
+    for name in required.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let k: Kernel = name.parse().expect("HASHRIG_REQUIRE_KERNELS names known kernels");
+        assert!(k.is_available(), "HASHRIG_REQUIRE_KERNELS requires kernel `{k}`, which this machine cannot run");
+    }
 }
 
 #[test]
