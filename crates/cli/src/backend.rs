@@ -85,8 +85,8 @@ pub struct DeviceArgs {
     /// CPU threads (cpu backend; default: every available core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// CPU kernel (cpu backend): scalar, avx2, sha-ni, sha-ni-sse, ... (default: the best this
-    /// CPU has; HASHRIG_KERNEL when this is absent).
+    /// CPU kernel (cpu backend): scalar, avx2, avx512, sha-ni, sha-ni-sse, sha-ni-avx512, arm-sha2
+    /// (default: the best this CPU has; HASHRIG_KERNEL when this is absent).
     #[arg(long)]
     #[serde(default, deserialize_with = "crate::de_from_str")]
     pub kernel: Option<Kernel>,
