@@ -564,14 +564,14 @@ impl Observer for CliObserver {
             }
             SourceEvent::Job(j) => {
                 if let Some(e) = &mut self.econ {
-                    e.job(j.job.nbits.to_consensus());
+                    e.job(j.job.nbits());
                 }
                 self.mon.pool_job(j.key.conn.pool, hashrig_work::target::difficulty_of_target(&j.share_target));
                 if j.height.is_some() {
                     self.height = j.height;
                 }
                 if let Some(c) = &mut self.curtail {
-                    c.job_difficulty(hashrig_work::target::difficulty_from_nbits(j.job.nbits.to_consensus()));
+                    c.job_difficulty(hashrig_work::target::difficulty_from_nbits(j.job.nbits()));
                 }
             }
             SourceEvent::Notice(n) => tracing::warn!("{}", hashrig_miner::ledger::clean_text(n)),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hashrig_engine::{Engine, EngineConfig, Hasher, Share, ShareSink, Stats};
 use hashrig_sha256d::Target;
 use hashrig_work::target::{difficulty_from_nbits, difficulty_of_target, target_from_difficulty};
-use hashrig_work::{HeaderSource, Job};
+use hashrig_work::Job;
 use tokio::sync::mpsc;
 
 use crate::ledger::{Fate, InFlight, Ledger, LedgerSnapshot, ShareId, StaleReason};
@@ -302,7 +302,7 @@ impl<S: JobSource> Miner<S> {
             source: key.conn.pool,
         });
         obs.share_found(&sh, Some(&key));
-        let dedup: DedupKey = (key.conn.pool, key.job.clone(), entry.job.job.extranonce1.clone());
+        let dedup: DedupKey = (key.conn.pool, key.job.clone(), entry.job.job.extranonce1().to_vec());
         let sig: ShareSig = (sh.extranonce2.clone(), sh.ntime, sh.nonce, sh.version);
         let seen = match self.submitted.iter_mut().find(|(k, _)| *k == dedup) {
             Some((_, set)) => set,
@@ -363,7 +363,7 @@ impl<S: JobSource> Miner<S> {
         // assume a fast device: too high a floor for a second costs the pool's view a few
         // shares, too low a one floods the queues. Then the measured rate decides.
         let rate = if measured > 0.0 { measured } else { nominal.max(self.cfg.assumed_hashrate) };
-        let network = difficulty_from_nbits(job.job.nbits.to_consensus());
+        let network = difficulty_from_nbits(job.job.nbits());
         let floor = (rate / 4_294_967_296.0 / self.cfg.max_share_rate.max(1e-3)).min(network);
         if asked >= floor {
             obs.difficulty_floor(asked, asked);
@@ -413,7 +413,7 @@ impl<S: JobSource> Miner<S> {
             self.book.pop_front();
         }
         if let Some(e) = &self.engine {
-            e.set_job(Job { id: engine_id.clone(), source: HeaderSource::Coinbase(job.job.clone()), share_target: target, clean: job.clean });
+            e.set_job(Job { id: engine_id.clone(), source: job.job.clone(), share_target: target, clean: job.clean });
         }
         self.book.push_back(BookEntry { engine_id, key: job.key.clone(), job, asked_difficulty, target });
     }
@@ -442,12 +442,12 @@ impl<S: JobSource> Miner<S> {
             return;
         }
         let new = mask.unwrap_or(0);
-        let old = cur.job.job.version_mask;
+        let old = cur.job.job.version_mask();
         if new == old {
             return;
         }
         let mut job = cur.job.clone();
-        job.job.version_mask = new;
+        job.job.set_version_mask(new);
         // Bits taken away make work in flight invalid: that is a clean change.
         job.clean = old & !new != 0;
         let (target, asked) = (cur.target, cur.asked_difficulty);

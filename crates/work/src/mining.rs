@@ -65,6 +65,45 @@ impl StandardJob {
     }
 }
 
+impl HeaderSource {
+    /// Version bits the miner may roll (0: none).
+    pub fn version_mask(&self) -> u32 {
+        match self {
+            HeaderSource::Coinbase(cb) => cb.version_mask,
+            HeaderSource::Standard(sj) => sj.version_mask,
+            HeaderSource::Fixed(_) | HeaderSource::Synthetic(_) => 0,
+        }
+    }
+
+    /// Change the rollable version bits (a pool's new mask); fixed and synthetic headers have
+    /// none and keep none.
+    pub fn set_version_mask(&mut self, mask: u32) {
+        match self {
+            HeaderSource::Coinbase(cb) => cb.version_mask = mask,
+            HeaderSource::Standard(sj) => sj.version_mask = mask,
+            HeaderSource::Fixed(_) | HeaderSource::Synthetic(_) => {}
+        }
+    }
+
+    /// The header's `nbits`.
+    pub fn nbits(&self) -> u32 {
+        match self {
+            HeaderSource::Coinbase(cb) => cb.nbits.to_consensus(),
+            HeaderSource::Standard(sj) => sj.nbits,
+            HeaderSource::Fixed(h) | HeaderSource::Synthetic(h) => u32::from_le_bytes([h[72], h[73], h[74], h[75]]),
+        }
+    }
+
+    /// The extranonce1 (pool's prefix) the headers are built with; empty where the miner rolls
+    /// no extranonce (standard, fixed, synthetic).
+    pub fn extranonce1(&self) -> &[u8] {
+        match self {
+            HeaderSource::Coinbase(cb) => &cb.extranonce1,
+            _ => &[],
+        }
+    }
+}
+
 /// One header ready to sweep, and what a share found on it must report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreparedHeader {
@@ -167,20 +206,12 @@ impl Job {
 
     /// Version bits the miner may roll (0: none).
     pub fn version_mask(&self) -> u32 {
-        match &self.source {
-            HeaderSource::Coinbase(cb) => cb.version_mask,
-            HeaderSource::Standard(sj) => sj.version_mask,
-            _ => 0,
-        }
+        self.source.version_mask()
     }
 
     /// The job's `nbits`.
     pub fn nbits(&self) -> u32 {
-        match &self.source {
-            HeaderSource::Coinbase(cb) => cb.nbits.to_consensus(),
-            HeaderSource::Standard(sj) => sj.nbits,
-            HeaderSource::Fixed(h) | HeaderSource::Synthetic(h) => u32::from_le_bytes([h[72], h[73], h[74], h[75]]),
-        }
+        self.source.nbits()
     }
 
     /// The network target blocks must meet.
@@ -300,6 +331,11 @@ mod tests {
         let late = standard_job(u32::MAX - 3);
         assert_eq!(late.ntime_roll_limit(), 3);
         assert_eq!(late.header_rolled(0, 100).unwrap().ntime, u32::MAX);
+        // A new mask applies; no extranonce1.
+        let mut src = job.source.clone();
+        assert!(src.extranonce1().is_empty());
+        src.set_version_mask(0x6000);
+        assert_eq!(src.version_mask(), 0x6000);
     }
 
     #[test]
