@@ -74,7 +74,8 @@ pub struct ClientConfig {
     pub retry_delay: Duration,
     /// A pool that sends nothing for this long is left (reconnected, or the next one).
     pub silence_timeout: Duration,
-    /// The channel to open: extended (the default) or standard.
+    /// The channel to open where a pool's URL does not say (`?channel=`): extended (the
+    /// default) or standard.
     pub channel: ChannelKind,
 }
 
@@ -386,12 +387,13 @@ impl Client {
 /// Connect, handshake, SetupConnection, then open the configured channel kind.
 async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Result<(Writer, Reader, ChannelInfo, Target), Error> {
     let (mut w, mut rx) = conn::connect(&url.host, port, url.authority, cfg.connect_timeout).await?;
+    let kind = url.channel.unwrap_or(cfg.channel);
     let t = cfg.connect_timeout;
     let setup = SetupConnectionOwned {
         protocol: Protocol::MiningProtocol,
         min_version: 2,
         max_version: 2,
-        flags: setup_flags(cfg),
+        flags: setup_flags(cfg.version_rolling, kind),
         endpoint_host: str0255(&url.host)?,
         endpoint_port: port,
         vendor: str0255(&cfg.device.vendor)?,
@@ -413,7 +415,7 @@ async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Resul
         m => return Err(Error::Protocol(format!("expected SetupConnection.Success, got {}", name(&m)))),
     };
     tracing::debug!(flags = format!("{flags:#x}"), "SetupConnection.Success");
-    if cfg.channel == ChannelKind::Standard {
+    if kind == ChannelKind::Standard {
         return open_standard(cfg, user, w, rx).await;
     }
     let open = OpenExtendedMiningChannelOwned {
@@ -448,9 +450,9 @@ async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Resul
 
 /// The SetupConnection flags (mining protocol) hashrig asks for: version rolling when
 /// configured, and standard jobs only when it opens a standard channel.
-pub fn setup_flags(cfg: &ClientConfig) -> u32 {
-    let mut flags = if cfg.version_rolling { REQUIRES_VERSION_ROLLING } else { 0 };
-    if cfg.channel == ChannelKind::Standard {
+pub fn setup_flags(version_rolling: bool, kind: ChannelKind) -> u32 {
+    let mut flags = if version_rolling { REQUIRES_VERSION_ROLLING } else { 0 };
+    if kind == ChannelKind::Standard {
         flags |= REQUIRES_STANDARD_JOBS;
     }
     flags
