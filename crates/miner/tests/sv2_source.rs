@@ -217,3 +217,38 @@ async fn a_standard_channel_mines_the_pools_header_and_every_accepted_share_is_c
     assert_eq!(run.out.ledger.rejected, 0, "{stats:#?}");
     assert!(run.out.ledger.accepted >= 4, "{:#?} {stats:#?}", run.out.ledger);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_channel_takes_set_target_and_a_new_extranonce_prefix_without_a_reject() {
+    let pool = TestPool::start(TestPoolConfig { job_interval: None, ..Default::default() }).await.unwrap();
+    let easier = exact_target(12_000);
+    let run = mine_on(&pool, ChannelKind::Standard, 4, async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        pool.inject(Fault::SetTarget(easier));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        pool.inject(Fault::SetExtranoncePrefix);
+    })
+    .await;
+    let stats = pool.stats();
+    reconciles(&run, &stats);
+    assert_eq!(run.out.ledger.rejected, 0, "{stats:#?}");
+    assert_eq!(run.protocol_errors, 0);
+    assert_eq!(stats.connections, 1, "{stats:#?}");
+    let jobs: Vec<(Target, [u8; 32])> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::Job(j) => match &j.job {
+                HeaderSource::Standard(sj) => Some((j.share_target, sj.merkle_root)),
+                other => panic!("a standard channel's job is the pool's header: {other:?}"),
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 3, "the first job, the one after SetTarget, the one after the new prefix: {jobs:?}");
+    assert_eq!(jobs[0].0, Target::from_le_bytes(TestPoolConfig::default().target));
+    assert_eq!(jobs[1].0, Target::from_le_bytes(easier), "SetTarget applies to the next job, exactly");
+    assert_eq!(jobs[2].0, Target::from_le_bytes(easier));
+    assert_ne!(jobs[1].1, jobs[2].1, "a new job (the pool rebuilt its merkle root) after the new prefix");
+    assert!(run.out.ledger.accepted >= 2, "{:#?}", run.out.ledger);
+}

@@ -505,7 +505,7 @@ impl Conn {
                 let target = bitcoin::Target::from_le_bytes(cfg.target).min(max_target);
                 ch.set_target(target).map_err(|e| Error::Protocol(format!("set_target: {e:?}")))?;
                 let ok = OpenStandardMiningChannelSuccessOwned {
-                    request_id: o.request_id.into(),
+                    request_id: o.request_id,
                     channel_id: ch.get_channel_id(),
                     target: U256Owned::from(target.to_le_bytes()),
                     extranonce_prefix: B032Owned::new(ch.get_extranonce_prefix().to_vec()).expect("<= 32"),
