@@ -1,7 +1,8 @@
 //! `hashrig mine`: pool mining over Stratum v1 or Stratum V2 (ordered failover list) or solo
 //! mining against a node's getblocktemplate, on whatever hashers the caller opened, with a live
 //! status line. A Stratum V2 pool is `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (the key the
-//! pool publishes; its certificate must be signed by it).
+//! pool publishes; its certificate must be signed by it), mined on an extended channel, or on a
+//! standard channel with `?channel=standard` after the key.
 //!
 //! The settings come from flags, a TOML file (`--config`), or both (flags win). The file holds
 //! the same settings:
@@ -67,7 +68,8 @@ pub struct MineArgs {
     #[command(flatten)]
     pub device: crate::backend::DeviceArgs,
     /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`, or Stratum V2
-    /// `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY`; repeat for failover, first = preferred
+    /// `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (add `?channel=standard` for a standard
+    /// channel, where the pool builds the merkle root); repeat for failover, first = preferred
     /// (one list is all v1 or all V2).
     #[arg(long = "pool", value_name = "URL")]
     pub pools: Vec<String>,
