@@ -11,7 +11,7 @@ use std::time::Duration;
 use hashrig_engine::{Engine, EngineConfig, Hasher, Share, ShareSink, Stats};
 use hashrig_sha256d::Target;
 use hashrig_work::target::{difficulty_from_nbits, difficulty_of_target, target_from_difficulty};
-use hashrig_work::Job;
+use hashrig_work::{HeaderSource, Job};
 use tokio::sync::mpsc;
 
 use crate::ledger::{Fate, InFlight, Ledger, LedgerSnapshot, ShareId, StaleReason};
@@ -139,8 +139,19 @@ impl QueueSink {
 const SHARES_REMEMBERED_PER_JOB: usize = 100_000;
 
 /// The identity of a job's content for duplicate checks: a job a pool sends again unchanged
-/// after a reconnect (same id, same extranonce1) is the same search space.
+/// after a reconnect (same id, same extranonce1 or, for a standard job, merkle root) is the same
+/// search space.
 type DedupKey = (usize, String, Vec<u8>);
+/// What tells two jobs with the same id apart in [`DedupKey`]: the extranonce1 a coinbase job is
+/// built on, or the merkle root of a pool-built header (an SV2 standard job, which has no
+/// extranonce of ours: after a reconnect the pool may reuse its job ids for other headers).
+fn content_id(src: &HeaderSource) -> Vec<u8> {
+    match src {
+        HeaderSource::Standard(sj) => sj.merkle_root.to_vec(),
+        other => other.extranonce1().to_vec(),
+    }
+}
+
 /// What makes two shares the same share.
 type ShareSig = (Vec<u8>, u32, u32, u32);
 
@@ -302,7 +313,7 @@ impl<S: JobSource> Miner<S> {
             source: key.conn.pool,
         });
         obs.share_found(&sh, Some(&key));
-        let dedup: DedupKey = (key.conn.pool, key.job.clone(), entry.job.job.extranonce1().to_vec());
+        let dedup: DedupKey = (key.conn.pool, key.job.clone(), content_id(&entry.job.job));
         let sig: ShareSig = (sh.extranonce2.clone(), sh.ntime, sh.nonce, sh.version);
         let seen = match self.submitted.iter_mut().find(|(k, _)| *k == dedup) {
             Some((_, set)) => set,
@@ -453,5 +464,28 @@ impl<S: JobSource> Miner<S> {
         let (target, asked) = (cur.target, cur.asked_difficulty);
         tracing::info!(old = format!("{old:08x}"), new = format!("{new:08x}"), "version mask changed: live job updated");
         self.set_engine_job(job, target, asked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashrig_work::StandardJob;
+
+    #[test]
+    fn standard_jobs_with_one_id_are_told_apart_by_their_merkle_root() {
+        let sj = |root: u8| {
+            HeaderSource::Standard(StandardJob {
+                version: 0x2000_0000,
+                prev_hash: [1; 32],
+                merkle_root: [root; 32],
+                ntime: 1_700_000_000,
+                nbits: 0x1d00_ffff,
+                version_mask: 0,
+            })
+        };
+        assert_eq!(content_id(&sj(7)), content_id(&sj(7)), "the same job sent again is the same search space");
+        assert_ne!(content_id(&sj(7)), content_id(&sj(8)), "another header under a reused id is not");
+        assert!(content_id(&HeaderSource::Fixed([0; 80])).is_empty());
     }
 }
