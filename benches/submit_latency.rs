@@ -82,6 +82,7 @@ fn v2(c: &mut Criterion) {
             }
         }
     });
+    let hashrig_work::HeaderSource::Coinbase(cb) = &job.job else { panic!("an extended channel's job is a coinbase: {:?}", job.job) };
     rt.spawn(async move { while events.recv().await.is_some() {} });
     let mut nonce = 0u32;
     let mut all = Vec::new();
@@ -96,10 +97,10 @@ fn v2(c: &mut Criterion) {
                     pool: pool_idx,
                     conn,
                     job_id: job.job_id,
-                    extranonce: vec![0; job.job.extranonce2_size],
+                    extranonce: vec![0; cb.extranonce2_size],
                     nonce,
-                    ntime: job.job.ntime,
-                    version: job.job.version_bits(),
+                    ntime: cb.ntime,
+                    version: cb.version_bits(),
                 };
                 let t0 = Instant::now();
                 assert!(client.submit(share));

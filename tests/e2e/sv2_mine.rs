@@ -1,5 +1,5 @@
 //! `hashrig mine` on a Stratum V2 pool: the SV2 test pool of hashrig-sv2 (its share checks are
-//! channels_sv2's server-side extended channel, the reference implementation's code). Every
+//! channels_sv2's server-side extended or standard channel, the reference implementation's code). Every
 //! share the binary counts accepted is one the pool credited, and the pool shows as SV2 with its
 //! channel kind in the API, the metrics, the status line and the report.
 
@@ -130,4 +130,42 @@ fn an_sv2_pool_in_the_config_file_mines_like_one_on_the_command_line() {
     assert_eq!(stats.channels_opened, 1, "{stats:#?}\n{err}");
     assert_eq!(final_accepted(&err), Some(stats.credited), "{stats:#?}\n{err}");
     assert!(err.contains("ledger reconciles"), "{err}");
+}
+
+#[test]
+fn mine_on_a_standard_channel_chosen_in_the_url_every_accepted_share_is_credited() {
+    let rt = runtime();
+    let pool = rt.block_on(TestPool::start(TestPoolConfig::default())).unwrap();
+    let url = format!("{}?channel=standard", pool.url());
+    let mut m = Miner::start(&args(&[
+        "--pool", &url, "--user", "tb1qexample.rig1", "--duration", "60", "--threads", "1", "--status-interval", "0.5",
+        "--api", "127.0.0.1:0", "--api-allow", "W:127.0.0.1",
+    ]));
+    assert!(wait_for(Duration::from_secs(20), || listener(&m.stderr(), "cgminer API on ").is_some()), "{}", m.stderr());
+    let api = listener(&m.stderr(), "cgminer API on ").expect("API address");
+    let mut pools = serde_json::Value::Null;
+    let answered = wait_for(Duration::from_secs(30), || {
+        let mut raw = ask(api, br#"{"command":"pools"}"#);
+        raw.pop();
+        pools = serde_json::from_slice(&raw).unwrap();
+        pools["POOLS"][0]["Accepted"].as_u64().unwrap_or(0) >= 3
+    });
+    assert!(answered, "no accepted shares through the API: {pools}\n{}", m.stderr());
+    let p = &pools["POOLS"][0];
+    assert_eq!(p["Protocol"], "stratum2");
+    assert_eq!(p["Channel"], "standard");
+    let bye = String::from_utf8(ask(api, br#"{"command":"quit"}"#)).unwrap();
+    assert!(bye.contains("BYE"), "{bye}");
+    let status = m.wait(Duration::from_secs(30));
+    let err = m.stderr();
+    assert!(status.success(), "{err}");
+    let stats = pool.stats();
+    assert_eq!(stats.standard_channels, 1, "{stats:#?}\n{err}");
+    assert_ne!(stats.setup_flags[0] & hashrig_sv2::client::REQUIRES_STANDARD_JOBS, 0, "SetupConnection asked for standard jobs");
+    let accepted = final_accepted(&err).unwrap_or_else(|| panic!("no final line:\n{err}"));
+    assert!(accepted >= 3, "{err}");
+    assert_eq!(accepted, stats.credited, "hashrig's accepted vs the pool's credited: {stats:#?}\n{err}");
+    assert!(stats.rejected.is_empty(), "{stats:#?}");
+    assert!(err.contains("ledger reconciles"), "{err}");
+    assert!(err.contains("(standard channel)"), "status line: {err}");
 }

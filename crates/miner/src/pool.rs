@@ -52,7 +52,7 @@ impl PoolSource {
                     self.jobs.pop_front();
                 }
                 self.jobs.push_back((jk.clone(), job.clone()));
-                SourceEvent::Job(SourceJob { key: jk, job: job.job.clone(), share_target, clean: job.clean, height: None })
+                SourceEvent::Job(SourceJob { key: jk, job: hashrig_work::HeaderSource::Coinbase(job.job.clone()), share_target, clean: job.clean, height: None })
             }
             ClientEvent::ShareResult { id, outcome, .. } => SourceEvent::Settled {
                 id: ShareId(id),

@@ -139,8 +139,19 @@ impl QueueSink {
 const SHARES_REMEMBERED_PER_JOB: usize = 100_000;
 
 /// The identity of a job's content for duplicate checks: a job a pool sends again unchanged
-/// after a reconnect (same id, same extranonce1) is the same search space.
+/// after a reconnect (same id, same extranonce1 or, for a standard job, merkle root) is the same
+/// search space.
 type DedupKey = (usize, String, Vec<u8>);
+/// What tells two jobs with the same id apart in [`DedupKey`]: the extranonce1 a coinbase job is
+/// built on, or the merkle root of a pool-built header (an SV2 standard job, which has no
+/// extranonce of ours: after a reconnect the pool may reuse its job ids for other headers).
+fn content_id(src: &HeaderSource) -> Vec<u8> {
+    match src {
+        HeaderSource::Standard(sj) => sj.merkle_root.to_vec(),
+        other => other.extranonce1().to_vec(),
+    }
+}
+
 /// What makes two shares the same share.
 type ShareSig = (Vec<u8>, u32, u32, u32);
 
@@ -302,7 +313,7 @@ impl<S: JobSource> Miner<S> {
             source: key.conn.pool,
         });
         obs.share_found(&sh, Some(&key));
-        let dedup: DedupKey = (key.conn.pool, key.job.clone(), entry.job.job.extranonce1.clone());
+        let dedup: DedupKey = (key.conn.pool, key.job.clone(), content_id(&entry.job.job));
         let sig: ShareSig = (sh.extranonce2.clone(), sh.ntime, sh.nonce, sh.version);
         let seen = match self.submitted.iter_mut().find(|(k, _)| *k == dedup) {
             Some((_, set)) => set,
@@ -363,7 +374,7 @@ impl<S: JobSource> Miner<S> {
         // assume a fast device: too high a floor for a second costs the pool's view a few
         // shares, too low a one floods the queues. Then the measured rate decides.
         let rate = if measured > 0.0 { measured } else { nominal.max(self.cfg.assumed_hashrate) };
-        let network = difficulty_from_nbits(job.job.nbits.to_consensus());
+        let network = difficulty_from_nbits(job.job.nbits());
         let floor = (rate / 4_294_967_296.0 / self.cfg.max_share_rate.max(1e-3)).min(network);
         if asked >= floor {
             obs.difficulty_floor(asked, asked);
@@ -413,7 +424,7 @@ impl<S: JobSource> Miner<S> {
             self.book.pop_front();
         }
         if let Some(e) = &self.engine {
-            e.set_job(Job { id: engine_id.clone(), source: HeaderSource::Coinbase(job.job.clone()), share_target: target, clean: job.clean });
+            e.set_job(Job { id: engine_id.clone(), source: job.job.clone(), share_target: target, clean: job.clean });
         }
         self.book.push_back(BookEntry { engine_id, key: job.key.clone(), job, asked_difficulty, target });
     }
@@ -442,16 +453,39 @@ impl<S: JobSource> Miner<S> {
             return;
         }
         let new = mask.unwrap_or(0);
-        let old = cur.job.job.version_mask;
+        let old = cur.job.job.version_mask();
         if new == old {
             return;
         }
         let mut job = cur.job.clone();
-        job.job.version_mask = new;
+        job.job.set_version_mask(new);
         // Bits taken away make work in flight invalid: that is a clean change.
         job.clean = old & !new != 0;
         let (target, asked) = (cur.target, cur.asked_difficulty);
         tracing::info!(old = format!("{old:08x}"), new = format!("{new:08x}"), "version mask changed: live job updated");
         self.set_engine_job(job, target, asked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashrig_work::StandardJob;
+
+    #[test]
+    fn standard_jobs_with_one_id_are_told_apart_by_their_merkle_root() {
+        let sj = |root: u8| {
+            HeaderSource::Standard(StandardJob {
+                version: 0x2000_0000,
+                prev_hash: [1; 32],
+                merkle_root: [root; 32],
+                ntime: 1_700_000_000,
+                nbits: 0x1d00_ffff,
+                version_mask: 0,
+            })
+        };
+        assert_eq!(content_id(&sj(7)), content_id(&sj(7)), "the same job sent again is the same search space");
+        assert_ne!(content_id(&sj(7)), content_id(&sj(8)), "another header under a reused id is not");
+        assert!(content_id(&HeaderSource::Fixed([0; 80])).is_empty());
     }
 }

@@ -111,7 +111,7 @@ impl SoloSource {
         let held = self.solved.contains(&work.job.prev_hash);
         SourceEvent::Job(SourceJob {
             key,
-            job: work.job.clone(),
+            job: hashrig_work::HeaderSource::Coinbase(work.job.clone()),
             share_target: if held { Target([0; 32]) } else { solo_target(work) },
             clean,
             height: Some(work.height),

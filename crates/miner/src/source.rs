@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use hashrig_sha256d::Target;
-use hashrig_work::job::CoinbaseJob;
+use hashrig_work::HeaderSource;
 
 use crate::ledger::{Fate, ShareId, StaleReason};
 
@@ -35,7 +35,9 @@ impl std::fmt::Display for JobKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceJob {
     pub key: JobKey,
-    pub job: CoinbaseJob,
+    /// How its headers are built: a coinbase the miner rolls (v1, solo, SV2 extended) or the
+    /// pool's own header (SV2 standard).
+    pub job: HeaderSource,
     /// The target shares must meet, as the source asks (before the miner's share-rate floor).
     pub share_target: Target,
     /// True when older work is void (a new previous block, Stratum `clean_jobs`).

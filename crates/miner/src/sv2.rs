@@ -1,4 +1,4 @@
-//! Stratum V2 pools (an ordered failover list, one extended channel at a time) as a
+//! Stratum V2 pools (an ordered failover list, one extended or standard channel at a time) as a
 //! [`JobSource`]. The protocol is in `hashrig-sv2`; this maps its events onto the ledger's.
 
 use std::time::Duration;

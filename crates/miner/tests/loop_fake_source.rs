@@ -66,7 +66,7 @@ fn job(conn: u64, id: &str, difficulty: f64, mask: u32, extranonce2_size: usize)
     };
     SourceJob {
         key: JobKey { conn: ConnKey { pool: 0, conn }, job: id.into() },
-        job: cb,
+        job: hashrig_work::HeaderSource::Coinbase(cb),
         share_target: hashrig_work::target::target_from_difficulty(difficulty).unwrap(),
         clean: true,
         height: None,

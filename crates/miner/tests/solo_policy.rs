@@ -25,9 +25,20 @@ fn source(node: &FakeNode, dir: &std::path::Path, cookie: &std::path::Path) -> S
 async fn next_job(src: &mut SoloSource) -> SourceJob {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), src.next_event()).await.expect("an event in time").expect("source alive") {
-            SourceEvent::Job(j) => return j,
+            SourceEvent::Job(j) => {
+                assert!(matches!(j.job, hashrig_work::HeaderSource::Coinbase(_)), "a node's job is a coinbase to roll: {:?}", j.job);
+                return j;
+            }
             _ => continue,
         }
+    }
+}
+
+/// A solo job's coinbase (every solo job is one: `next_job` checks).
+fn cb(j: &SourceJob) -> &hashrig_work::job::CoinbaseJob {
+    match &j.job {
+        hashrig_work::HeaderSource::Coinbase(cb) => cb,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -80,8 +91,8 @@ async fn a_refresh_on_the_same_tip_is_not_clean_and_a_block_on_the_older_templat
     // The fake node checks a block's transactions against its own list: put it back, as a
     // real node would still know the first template's transactions.
     node.state().txs.push(removed);
-    assert_eq!(refresh.job.prev_hash, first.job.prev_hash);
-    assert_ne!(refresh.job.merkle_branch, first.job.merkle_branch, "the refresh should carry other transactions");
+    assert_eq!(cb(&refresh).prev_hash, cb(&first).prev_hash);
+    assert_ne!(cb(&refresh).merkle_branch, cb(&first).merkle_branch, "the refresh should carry other transactions");
     assert!(!refresh.clean, "a refresh on the same previous block must not void work in flight");
     // The block found on the first template is still a block: submitted, on disk, accepted.
     let id = ShareId(1);
@@ -110,7 +121,7 @@ async fn a_block_on_a_previous_block_that_is_no_longer_the_tip_is_stale() {
     }
     let moved = loop {
         let j = next_job(&mut src).await;
-        if j.job.prev_hash != first.job.prev_hash {
+        if cb(&j).prev_hash != cb(&first).prev_hash {
             break j;
         }
     };

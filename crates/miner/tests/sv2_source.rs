@@ -10,7 +10,8 @@ use hashrig_engine::Hasher;
 use hashrig_miner::sv2::Sv2Source;
 use hashrig_miner::{JobSource, Miner, MinerConfig, Outcome, Quiet, SourceEvent, StaleReason, Submission};
 use hashrig_sha256d::Target;
-use hashrig_sv2::client::ClientConfig;
+use hashrig_sv2::client::{ChannelKind, ClientConfig};
+use hashrig_work::HeaderSource;
 use hashrig_sv2::testkit::{Fault, PoolStats, TestPool, TestPoolConfig, exact_target};
 
 /// A source that records every event it passes on.
@@ -48,7 +49,13 @@ struct Run {
 
 /// Mine on `pool` for `secs`, running `script` (faults at times) meanwhile.
 async fn mine(pool: &TestPool, secs: u64, script: impl std::future::Future<Output = ()>) -> Run {
+    mine_on(pool, ChannelKind::Extended, secs, script).await
+}
+
+/// The same on a channel of the given kind.
+async fn mine_on(pool: &TestPool, channel: ChannelKind, secs: u64, script: impl std::future::Future<Output = ()>) -> Run {
     let mut cfg = ClientConfig::new(vec![pool.url().parse().unwrap()], "w.1");
+    cfg.channel = channel;
     cfg.retry_delay = Duration::from_millis(200);
     let inner = Sv2Source::spawn(cfg);
     let client = inner.client().clone();
@@ -149,7 +156,7 @@ async fn an_unknown_message_type_is_ignored_and_a_new_extranonce_prefix_is_used(
     assert_eq!(run.protocol_errors, 1);
     assert_eq!(run.out.ledger.rejected, 0, "shares on the new prefix are valid: {stats:#?}");
     let prefixes: Vec<Vec<u8>> =
-        run.events.iter().filter_map(|e| if let SourceEvent::Job(j) = e { Some(j.job.extranonce1.clone()) } else { None }).collect();
+        run.events.iter().filter_map(|e| if let SourceEvent::Job(j) = e { Some(j.job.extranonce1().to_vec()) } else { None }).collect();
     assert_eq!(prefixes.len(), 2, "{prefixes:?}");
     assert_ne!(prefixes[0], prefixes[1], "the job after SetExtranoncePrefix uses the new prefix");
     assert!(run.out.ledger.accepted >= 2);
@@ -180,9 +187,68 @@ async fn a_real_sized_coinbase_and_merkle_path_mine_valid_shares() {
     let stats = pool.stats();
     reconciles(&run, &stats);
     let job = run.events.iter().find_map(|e| if let SourceEvent::Job(j) = e { Some(j.job.clone()) } else { None }).expect("a job");
+    let HeaderSource::Coinbase(job) = job else { panic!("an extended channel's job is a coinbase: {job:?}") };
     assert!(job.coinb2.len() > 64_000, "{}", job.coinb2.len());
     assert_eq!(job.merkle_branch.len(), 40);
     assert!(job.coinb1.len() + job.coinb2.len() + 40 * 32 > 65_535, "the frame spans two chunks");
     assert_eq!(run.out.ledger.rejected, 0, "{stats:#?}");
+    assert!(run.out.ledger.accepted >= 2, "{:#?}", run.out.ledger);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_channel_mines_the_pools_header_and_every_accepted_share_is_credited() {
+    // New jobs and a new block while mining: jobs of the pool's own headers replace each other.
+    let cfg = TestPoolConfig { job_interval: Some(Duration::from_millis(700)), ..Default::default() };
+    let pool = TestPool::start(cfg).await.unwrap();
+    let run = mine_on(&pool, ChannelKind::Standard, 4, async {
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        pool.inject(Fault::NewBlock);
+    })
+    .await;
+    let stats = pool.stats();
+    reconciles(&run, &stats);
+    assert_eq!(stats.standard_channels, 1, "a standard channel was opened: {stats:#?}");
+    assert_ne!(stats.setup_flags[0] & hashrig_sv2::client::REQUIRES_STANDARD_JOBS, 0);
+    let jobs: Vec<&HeaderSource> = run.events.iter().filter_map(|e| if let SourceEvent::Job(j) = e { Some(&j.job) } else { None }).collect();
+    assert!(jobs.len() >= 3, "{jobs:?}");
+    assert!(jobs.iter().all(|j| matches!(j, HeaderSource::Standard(_))), "every job is the pool's header: {jobs:?}");
+    let labels: Vec<&String> = run.events.iter().filter_map(|e| if let SourceEvent::Connected { label, .. } = e { Some(label) } else { None }).collect();
+    assert!(labels.iter().all(|l| l.contains("(standard channel)")), "{labels:?}");
+    assert_eq!(run.out.ledger.rejected, 0, "{stats:#?}");
+    assert!(run.out.ledger.accepted >= 4, "{:#?} {stats:#?}", run.out.ledger);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_channel_takes_set_target_and_a_new_extranonce_prefix_without_a_reject() {
+    let pool = TestPool::start(TestPoolConfig { job_interval: None, ..Default::default() }).await.unwrap();
+    let easier = exact_target(12_000);
+    let run = mine_on(&pool, ChannelKind::Standard, 4, async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        pool.inject(Fault::SetTarget(easier));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        pool.inject(Fault::SetExtranoncePrefix);
+    })
+    .await;
+    let stats = pool.stats();
+    reconciles(&run, &stats);
+    assert_eq!(run.out.ledger.rejected, 0, "{stats:#?}");
+    assert_eq!(run.protocol_errors, 0);
+    assert_eq!(stats.connections, 1, "{stats:#?}");
+    let jobs: Vec<(Target, [u8; 32])> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::Job(j) => match &j.job {
+                HeaderSource::Standard(sj) => Some((j.share_target, sj.merkle_root)),
+                other => panic!("a standard channel's job is the pool's header: {other:?}"),
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 3, "the first job, the one after SetTarget, the one after the new prefix: {jobs:?}");
+    assert_eq!(jobs[0].0, Target::from_le_bytes(TestPoolConfig::default().target));
+    assert_eq!(jobs[1].0, Target::from_le_bytes(easier), "SetTarget applies to the next job, exactly");
+    assert_eq!(jobs[2].0, Target::from_le_bytes(easier));
+    assert_ne!(jobs[1].1, jobs[2].1, "a new job (the pool rebuilt its merkle root) after the new prefix");
     assert!(run.out.ledger.accepted >= 2, "{:#?}", run.out.ledger);
 }

@@ -1,7 +1,8 @@
 //! The SV2 mining client: an ordered failover list of pools, one connection at a time, one
-//! extended channel on it. It turns the pool's messages into [`ClientEvent`]s (jobs as
-//! [`CoinbaseJob`]s with their exact share target) and the miner's shares into
-//! `SubmitSharesExtended` frames, and settles every share it takes exactly once: accepted (a
+//! channel on it: extended (hashrig rolls the extranonce and builds the merkle root) or standard
+//! (the pool builds the merkle root; for header-only devices). It turns the pool's messages into
+//! [`ClientEvent`]s (jobs as [`HeaderSource`]s with their exact share target) and the miner's
+//! shares into `SubmitSharesExtended` / `SubmitSharesStandard` frames, and settles every share it takes exactly once: accepted (a
 //! `SubmitShares.Success` batch covering its sequence number), rejected (`SubmitShares.Error`),
 //! or stale (never answered: the connection went, the answer deadline passed, the run ended).
 
@@ -14,9 +15,13 @@ use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, TxMerkleNode};
 use hashrig_sha256d::Target;
 use hashrig_work::job::CoinbaseJob;
+use hashrig_work::{HeaderSource, StandardJob};
 use stratum_core::binary_sv2::{B032Owned, Str0255Owned, U256Owned};
 use stratum_core::common_messages_sv2::{Protocol, SetupConnectionOwned};
-use stratum_core::mining_sv2::{NewExtendedMiningJobOwned, OpenExtendedMiningChannelOwned, SubmitSharesExtendedOwned};
+use stratum_core::mining_sv2::{
+    NewExtendedMiningJobOwned, NewMiningJobOwned, OpenExtendedMiningChannelOwned, OpenStandardMiningChannelOwned, SubmitSharesExtendedOwned,
+    SubmitSharesStandard,
+};
 use stratum_core::parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
 use tokio::sync::{mpsc, oneshot};
 
@@ -69,6 +74,9 @@ pub struct ClientConfig {
     pub retry_delay: Duration,
     /// A pool that sends nothing for this long is left (reconnected, or the next one).
     pub silence_timeout: Duration,
+    /// The channel to open where a pool's URL does not say (`?channel=`): extended (the
+    /// default) or standard.
+    pub channel: ChannelKind,
 }
 
 /// One pool of the list and the account on it.
@@ -97,14 +105,16 @@ impl ClientConfig {
             answer_timeout: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
             silence_timeout: Duration::from_secs(180),
+            channel: ChannelKind::Extended,
         }
     }
 }
 
 /// The kind of channel open on a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ChannelKind {
     /// hashrig rolls the extranonce and builds the coinbase and merkle root.
+    #[default]
     Extended,
     /// The pool builds the merkle root (header-only devices).
     Standard,
@@ -125,7 +135,7 @@ pub struct ChannelInfo {
     pub kind: ChannelKind,
     pub channel_id: u32,
     pub extranonce_prefix: Vec<u8>,
-    /// The extranonce bytes hashrig rolls.
+    /// The extranonce bytes hashrig rolls (0 on a standard channel).
     pub extranonce_size: u16,
     pub version_rolling: bool,
 }
@@ -134,7 +144,8 @@ pub struct ChannelInfo {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sv2Job {
     pub job_id: u32,
-    pub job: CoinbaseJob,
+    /// A coinbase to roll (extended channel) or the pool's header (standard channel).
+    pub job: HeaderSource,
     /// The exact target of this job (the channel's when the job went live), little-endian.
     pub target: Target,
     /// A new previous block: every other job of the channel is void.
@@ -181,7 +192,7 @@ pub struct ShareSubmit {
     pub pool: usize,
     pub conn: u64,
     pub job_id: u32,
-    /// The rolled part only (exactly the granted size).
+    /// The rolled part only (exactly the granted size; empty on a standard channel).
     pub extranonce: Vec<u8>,
     pub nonce: u32,
     pub ntime: u32,
@@ -373,15 +384,16 @@ impl Client {
     }
 }
 
-/// Connect, handshake, SetupConnection, OpenExtendedMiningChannel.
+/// Connect, handshake, SetupConnection, then open the configured channel kind.
 async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Result<(Writer, Reader, ChannelInfo, Target), Error> {
     let (mut w, mut rx) = conn::connect(&url.host, port, url.authority, cfg.connect_timeout).await?;
+    let kind = url.channel.unwrap_or(cfg.channel);
     let t = cfg.connect_timeout;
     let setup = SetupConnectionOwned {
         protocol: Protocol::MiningProtocol,
         min_version: 2,
         max_version: 2,
-        flags: if cfg.version_rolling { REQUIRES_VERSION_ROLLING } else { 0 },
+        flags: setup_flags(cfg.version_rolling, kind),
         endpoint_host: str0255(&url.host)?,
         endpoint_port: port,
         vendor: str0255(&cfg.device.vendor)?,
@@ -403,6 +415,9 @@ async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Resul
         m => return Err(Error::Protocol(format!("expected SetupConnection.Success, got {}", name(&m)))),
     };
     tracing::debug!(flags = format!("{flags:#x}"), "SetupConnection.Success");
+    if kind == ChannelKind::Standard {
+        return open_standard(cfg, user, w, rx).await;
+    }
     let open = OpenExtendedMiningChannelOwned {
         request_id: 1,
         user_identity: str0255(user)?,
@@ -430,6 +445,47 @@ async fn open(cfg: &ClientConfig, url: &PoolUrl, user: &str, port: u16) -> Resul
             Err(Error::OpenChannel(text(m.error_code.as_bytes())))
         }
         m => Err(Error::Protocol(format!("expected OpenExtendedMiningChannel.Success, got {}", name(&m)))),
+    }
+}
+
+/// The SetupConnection flags (mining protocol) hashrig asks for: version rolling when
+/// configured, and standard jobs only when it opens a standard channel.
+pub fn setup_flags(version_rolling: bool, kind: ChannelKind) -> u32 {
+    let mut flags = if version_rolling { REQUIRES_VERSION_ROLLING } else { 0 };
+    if kind == ChannelKind::Standard {
+        flags |= REQUIRES_STANDARD_JOBS;
+    }
+    flags
+}
+
+/// OpenStandardMiningChannel: the pool builds the merkle root, hashrig rolls no extranonce.
+async fn open_standard(cfg: &ClientConfig, user: &str, mut w: Writer, mut rx: Reader) -> Result<(Writer, Reader, ChannelInfo, Target), Error> {
+    let open = OpenStandardMiningChannelOwned {
+        request_id: 1,
+        user_identity: str0255(user)?,
+        nominal_hash_rate: cfg.nominal_hashrate,
+        max_target: U256Owned::from([0xffu8; 32]),
+    };
+    w.send(AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(open))).await?;
+    match expect(&mut rx, cfg.connect_timeout, "OpenStandardMiningChannel").await? {
+        AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(m)) => {
+            let prefix = m.extranonce_prefix.as_bytes().to_vec();
+            if prefix.len() > MAX_EXTRANONCE {
+                return Err(Error::Extranonce(format!("an extranonce prefix of {} bytes, over the {MAX_EXTRANONCE} SV2 allows", prefix.len())));
+            }
+            let channel = ChannelInfo {
+                kind: ChannelKind::Standard,
+                channel_id: m.channel_id,
+                extranonce_prefix: prefix,
+                extranonce_size: 0,
+                version_rolling: cfg.version_rolling,
+            };
+            let mut target = [0u8; 32];
+            target.copy_from_slice(m.target.as_bytes());
+            Ok((w, rx, channel, Target::from_le_bytes(target)))
+        }
+        AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(m)) => Err(Error::OpenChannel(text(m.error_code.as_bytes()))),
+        m => Err(Error::Protocol(format!("expected OpenStandardMiningChannel.Success, got {}", name(&m)))),
     }
 }
 
@@ -477,6 +533,30 @@ async fn expect(rx: &mut Reader, t: Duration, what: &'static str) -> Result<AnyM
     }
 }
 
+/// A job message of either channel kind, with what the channel knew when it came.
+#[derive(Clone, Debug)]
+enum JobMsg {
+    /// With the extranonce prefix it is built on.
+    Extended(NewExtendedMiningJobOwned, Vec<u8>),
+    Standard(NewMiningJobOwned),
+}
+
+impl JobMsg {
+    fn job_id(&self) -> u32 {
+        match self {
+            JobMsg::Extended(m, _) => m.job_id,
+            JobMsg::Standard(m) => m.job_id,
+        }
+    }
+
+    fn version(&self) -> u32 {
+        match self {
+            JobMsg::Extended(m, _) => m.version,
+            JobMsg::Standard(m) => m.version,
+        }
+    }
+}
+
 /// One job as the channel knows it.
 #[derive(Clone, Debug)]
 struct LiveJob {
@@ -492,7 +572,7 @@ struct Session {
     w: Writer,
     channel: ChannelInfo,
     target: Target,
-    future: BTreeMap<u32, (NewExtendedMiningJobOwned, Vec<u8>, Target)>,
+    future: BTreeMap<u32, JobMsg>,
     live: BTreeMap<u32, LiveJob>,
     /// prev hash (internal order), nbits, min_ntime of the current tip.
     tip: Option<([u8; 32], u32, u32)>,
@@ -575,26 +655,42 @@ impl Session {
             c.emit(ClientEvent::ShareStale { id: s.id, reason: StaleReason::JobNotLive });
             return None;
         };
-        if s.extranonce.len() != self.channel.extranonce_size as usize || (s.version ^ job.version) & !job.mask != 0 {
+        let extranonce_size = match self.channel.kind {
+            ChannelKind::Extended => self.channel.extranonce_size as usize,
+            ChannelKind::Standard => 0,
+        };
+        if s.extranonce.len() != extranonce_size || (s.version ^ job.version) & !job.mask != 0 {
             c.emit(ClientEvent::ShareStale { id: s.id, reason: StaleReason::Invalid });
             return None;
         }
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let Ok(extranonce) = B032Owned::new(s.extranonce.clone()) else {
-            c.emit(ClientEvent::ShareStale { id: s.id, reason: StaleReason::Invalid });
-            return None;
+        let seq = self.seq.wrapping_add(1);
+        let msg = match self.channel.kind {
+            ChannelKind::Extended => {
+                let Ok(extranonce) = B032Owned::new(s.extranonce.clone()) else {
+                    c.emit(ClientEvent::ShareStale { id: s.id, reason: StaleReason::Invalid });
+                    return None;
+                };
+                MiningOwned::SubmitSharesExtended(SubmitSharesExtendedOwned {
+                    channel_id: self.channel.channel_id,
+                    sequence_number: seq,
+                    job_id: s.job_id,
+                    nonce: s.nonce,
+                    ntime: s.ntime,
+                    version: s.version,
+                    extranonce,
+                })
+            }
+            ChannelKind::Standard => MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+                channel_id: self.channel.channel_id,
+                sequence_number: seq,
+                job_id: s.job_id,
+                nonce: s.nonce,
+                ntime: s.ntime,
+                version: s.version,
+            }),
         };
-        let msg = SubmitSharesExtendedOwned {
-            channel_id: self.channel.channel_id,
-            sequence_number: seq,
-            job_id: s.job_id,
-            nonce: s.nonce,
-            ntime: s.ntime,
-            version: s.version,
-            extranonce,
-        };
-        match self.w.send(AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(msg))).await {
+        self.seq = seq;
+        match self.w.send(AnyMessageOwned::Mining(msg)).await {
             Ok(()) => {
                 self.pending.insert(seq, (s.id, Instant::now()));
                 None
@@ -606,10 +702,29 @@ impl Session {
         }
     }
 
-    fn job_for_engine(&self, m: &NewExtendedMiningJobOwned, prefix: &[u8], min_ntime: u32) -> Option<CoinbaseJob> {
+    fn job_for_engine(&self, msg: &JobMsg, min_ntime: u32) -> Option<HeaderSource> {
         let (prev, nbits, _) = self.tip?;
+        let (m, prefix) = match msg {
+            JobMsg::Extended(m, prefix) => (m, prefix),
+            JobMsg::Standard(m) => {
+                // A standard job carries no version-rolling flag: version rolling is what
+                // SetupConnection asked for (the reference server lets a standard channel roll
+                // the BIP 320 bits).
+                let mask = if self.channel.version_rolling { BIP320_MASK } else { 0 };
+                return Some(HeaderSource::Standard(StandardJob {
+                    version: m.version,
+                    prev_hash: prev,
+                    // U256 fields are the header's own byte order (the reference validator
+                    // puts them into the header as they are).
+                    merkle_root: m.merkle_root.to_array(),
+                    ntime: min_ntime,
+                    nbits,
+                    version_mask: mask,
+                }));
+            }
+        };
         let mask = if m.version_rolling_allowed && self.channel.version_rolling { BIP320_MASK } else { 0 };
-        Some(CoinbaseJob {
+        Some(HeaderSource::Coinbase(CoinbaseJob {
             prev_hash: BlockHash::from_byte_array(prev),
             coinb1: m.coinbase_tx_prefix.as_bytes().to_vec(),
             extranonce1: prefix.to_vec(),
@@ -620,22 +735,39 @@ impl Session {
             version_mask: mask,
             nbits: CompactTarget::from_consensus(nbits),
             ntime: min_ntime,
-        })
+        }))
     }
 
-    fn go_live(&mut self, c: &mut Client, m: &NewExtendedMiningJobOwned, prefix: &[u8], target: Target, min_ntime: u32, clean: bool) {
-        let job_id = m.job_id;
-        let Some(job) = self.job_for_engine(m, prefix, min_ntime) else {
+    fn go_live(&mut self, c: &mut Client, m: &JobMsg, target: Target, min_ntime: u32, clean: bool) {
+        let job_id = m.job_id();
+        let Some(job) = self.job_for_engine(m, min_ntime) else {
             c.status().protocol_errors += 1;
             c.emit(ClientEvent::Notice(format!("pool {}: job {job_id} came before any SetNewPrevHash: ignored", self.pool)));
             return;
         };
-        self.live.insert(job_id, LiveJob { version: m.version, mask: job.version_mask });
+        self.live.insert(job_id, LiveJob { version: m.version(), mask: job.version_mask() });
         // A pool that never changes block keeps adding jobs: remember the newest ones.
         while self.live.len() > JOBS_KEPT {
             self.live.pop_first();
         }
         c.emit(ClientEvent::Job { pool: self.pool, conn: self.conn, job: Sv2Job { job_id, job, target, clean } });
+    }
+
+    /// A job message: live now (it has a min_ntime) or a future job that goes live with the
+    /// SetNewPrevHash that names it.
+    fn on_job(&mut self, c: &mut Client, j: JobMsg, min_ntime: Option<u32>) {
+        match min_ntime {
+            None => {
+                self.future.insert(j.job_id(), j);
+                while self.future.len() > JOBS_KEPT {
+                    self.future.pop_first();
+                }
+            }
+            Some(min_ntime) => {
+                let target = self.target;
+                self.go_live(c, &j, target, min_ntime, false);
+            }
+        }
     }
 
     fn protocol_error(&self, c: &mut Client, what: String) {
@@ -649,25 +781,21 @@ impl Session {
         match m {
             AnyMessageOwned::Mining(m) => match m {
                 MiningOwned::NewExtendedMiningJob(j) => {
-                    if j.channel_id != my {
-                        self.protocol_error(c, format!("a job for channel {} (ours is {my}): ignored", j.channel_id));
+                    if j.channel_id != my || self.channel.kind != ChannelKind::Extended {
+                        self.protocol_error(c, format!("an extended job for channel {} (ours is {my}, {}): ignored", j.channel_id, self.channel.kind.as_str()));
                         return None;
                     }
+                    let min_ntime = j.min_ntime.clone().into_inner();
                     let prefix = self.channel.extranonce_prefix.clone();
-                    match j.min_ntime.clone().into_inner() {
-                        None => {
-                            // A future job: it goes live with the SetNewPrevHash that names it.
-                            let target = self.target;
-                            self.future.insert(j.job_id, (j, prefix, target));
-                            while self.future.len() > JOBS_KEPT {
-                                self.future.pop_first();
-                            }
-                        }
-                        Some(min_ntime) => {
-                            let target = self.target;
-                            self.go_live(c, &j, &prefix, target, min_ntime, false);
-                        }
+                    self.on_job(c, JobMsg::Extended(j, prefix), min_ntime);
+                }
+                MiningOwned::NewMiningJob(j) => {
+                    if j.channel_id != my || self.channel.kind != ChannelKind::Standard {
+                        self.protocol_error(c, format!("a standard job for channel {} (ours is {my}, {}): ignored", j.channel_id, self.channel.kind.as_str()));
+                        return None;
                     }
+                    let min_ntime = j.min_ntime.clone().into_inner();
+                    self.on_job(c, JobMsg::Standard(j), min_ntime);
                 }
                 MiningOwned::SetNewPrevHash(p) => {
                     if p.channel_id != my {
@@ -678,12 +806,12 @@ impl Session {
                     // Every other job of the channel is void now.
                     self.live.clear();
                     match self.future.remove(&p.job_id) {
-                        Some((j, prefix, _)) => {
+                        Some(j) => {
                             self.future.clear();
                             // The target is the channel's when the job goes live (the reference
                             // server binds it at activation).
                             let target = self.target;
-                            self.go_live(c, &j, &prefix, target, p.min_ntime, true);
+                            self.go_live(c, &j, target, p.min_ntime, true);
                         }
                         None => self.protocol_error(c, format!("SetNewPrevHash names job {} which is not a future job here", p.job_id)),
                     }
@@ -699,6 +827,14 @@ impl Session {
                 MiningOwned::SetExtranoncePrefix(p) => {
                     if p.channel_id == my {
                         let prefix = p.extranonce_prefix.as_bytes().to_vec();
+                        if self.channel.kind == ChannelKind::Standard {
+                            // The pool builds the merkle root with it: nothing changes here but
+                            // what the status shows.
+                            tracing::info!(pool = self.pool, prefix_len = prefix.len(), "SetExtranoncePrefix on a standard channel");
+                            self.channel.extranonce_prefix = prefix;
+                            c.status().channels.insert(self.pool, self.channel.clone());
+                            return None;
+                        }
                         if let Err(e) = check_extranonce(prefix.len(), self.channel.extranonce_size, c.cfg.min_extranonce_size) {
                             return Some(End::Lost(format!("SetExtranoncePrefix refused: {e}")));
                         }

@@ -1,11 +1,14 @@
 //! Stratum V2 for hashrig: a mining client on the reference implementation's crates
 //! (`stratum-core` 0.6.0: `codec_sv2` with Noise, `noise_sv2`, `parsers_sv2`, `mining_sv2`), and,
 //! with the `testkit` feature, an SV2 test pool whose share checks are `channels_sv2`'s
-//! server-side extended channel, so client and pool cannot agree on the same mistake.
+//! server-side extended and standard channels, so client and pool cannot agree on the same
+//! mistake.
 //!
-//! - [`url`]: `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` and the authority key's text form.
+//! - [`url`]: `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY[?channel=standard]` and the authority
+//!   key's text form.
 //! - [`conn`]: TCP (TCP_NODELAY), the Noise NX handshake, one write per frame, a reader task.
-//! - [`client`]: the failover loop and the extended channel; every share settled exactly once.
+//! - [`client`]: the failover loop and the channel (extended, or standard where the pool builds
+//!   the merkle root); every share settled exactly once.
 //!
 //! The protocol facts the code relies on are in this crate's REFERENCE.md.
 

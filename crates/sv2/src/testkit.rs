@@ -1,6 +1,7 @@
 //! An SV2 test pool for this workspace's tests. Every share is checked by the reference
-//! implementation's server-side extended channel (`channels_sv2::server::extended::
-//! ExtendedChannel::validate_share`), whose jobs are built by its own job factory from
+//! implementation's server-side channel (`channels_sv2::server::extended::
+//! ExtendedChannel::validate_share`, or `channels_sv2::server::standard::StandardChannel::
+//! validate_share` for a standard channel, where that code also builds the merkle root), whose jobs are built by its own job factory from
 //! templates this pool makes up; the pool only counts what that code says. With faults to inject:
 //! a close on the next submit, a target change, a new extranonce prefix, an unknown message type,
 //! an oversized frame, a Reconnect, a CloseChannel.
@@ -15,10 +16,11 @@ use stratum_core::binary_sv2::{B032Owned, B064KOwned, B0255Owned, Seq0255Owned, 
 use stratum_core::channels_sv2::extranonce_manager::ExtranonceAllocator;
 use stratum_core::channels_sv2::server::extended::ExtendedChannel;
 use stratum_core::channels_sv2::server::share_accounting::{ShareValidationError, ShareValidationResult};
+use stratum_core::channels_sv2::server::standard::StandardChannel;
 use stratum_core::common_messages_sv2::{ReconnectOwned, SetupConnectionSuccess};
 use stratum_core::framing_sv2::framing::SerializedFrame;
 use stratum_core::mining_sv2::{
-    CloseChannelOwned, OpenExtendedMiningChannelSuccessOwned, OpenMiningChannelErrorOwned, SetExtranoncePrefixOwned, SetNewPrevHashOwned,
+    CloseChannelOwned, OpenExtendedMiningChannelSuccessOwned, OpenMiningChannelErrorOwned, OpenStandardMiningChannelSuccessOwned, SetExtranoncePrefixOwned, SetNewPrevHashOwned,
     SetTargetOwned, SubmitSharesErrorOwned, SubmitSharesSuccess,
 };
 use stratum_core::parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
@@ -119,8 +121,10 @@ pub struct PoolStats {
     pub dropped: u64,
     /// SetupConnection flags of each connection, in order.
     pub setup_flags: Vec<u32>,
-    /// Requested `min_extranonce_size` of each channel open.
+    /// Requested `min_extranonce_size` of each extended channel open.
     pub min_extranonce_asked: Vec<u16>,
+    /// Standard channels opened (also counted in `channels_opened`).
+    pub standard_channels: u64,
     /// Handshakes or setups that failed (say why).
     pub errors: Vec<String>,
     /// When each share arrived (decrypted and parsed), by sequence number: for the submit
@@ -257,10 +261,68 @@ fn reward_outputs() -> Vec<TxOut> {
     vec![TxOut { value: Amount::from_sat(5_000_000_000), script_pubkey: ScriptBuf::from(script) }]
 }
 
+/// The reference server-side channel a connection opened.
+enum Chan {
+    Extended(ExtendedChannel),
+    Standard(StandardChannel),
+}
+
+impl Chan {
+    fn channel_id(&self) -> u32 {
+        match self {
+            Chan::Extended(c) => c.get_channel_id(),
+            Chan::Standard(c) => c.get_channel_id(),
+        }
+    }
+
+    fn set_target(&mut self, t: bitcoin::Target) -> Result<(), Error> {
+        match self {
+            Chan::Extended(c) => c.set_target(t).map_err(|e| Error::Protocol(format!("set_target: {e:?}"))),
+            Chan::Standard(c) => c.set_target(t).map_err(|e| Error::Protocol(format!("set_target: {e:?}"))),
+        }
+    }
+
+    fn on_new_template(&mut self, t: NewTemplateOwned) -> Result<(), Error> {
+        match self {
+            Chan::Extended(c) => c.on_new_template(t, reward_outputs()).map_err(|e| Error::Protocol(format!("on_new_template: {e:?}"))),
+            Chan::Standard(c) => c.on_new_template(t, reward_outputs()).map_err(|e| Error::Protocol(format!("on_new_template: {e:?}"))),
+        }
+    }
+
+    /// The active job's message.
+    fn active_job(&self) -> MiningOwned {
+        match self {
+            Chan::Extended(c) => MiningOwned::NewExtendedMiningJob(c.get_active_job().expect("a non-future job is active").get_job_message().clone()),
+            Chan::Standard(c) => MiningOwned::NewMiningJob(c.get_active_job().expect("a non-future job is active").get_job_message().clone()),
+        }
+    }
+
+    /// The future job made from template `template_id`: its id and message.
+    fn future_job(&self, template_id: u64) -> (u32, MiningOwned) {
+        match self {
+            Chan::Extended(c) => {
+                let id = c.get_future_job_id_from_template_id(template_id).expect("the future job");
+                (id, MiningOwned::NewExtendedMiningJob(c.get_future_job(id).expect("the future job").get_job_message().clone()))
+            }
+            Chan::Standard(c) => {
+                let id = c.get_future_job_id_from_template_id(template_id).expect("the future job");
+                (id, MiningOwned::NewMiningJob(c.get_future_job(id).expect("the future job").get_job_message().clone()))
+            }
+        }
+    }
+
+    fn on_set_new_prev_hash(&mut self, p: TdpSetNewPrevHash) -> Result<(), Error> {
+        match self {
+            Chan::Extended(c) => c.on_set_new_prev_hash(p).map_err(|e| Error::Protocol(format!("on_set_new_prev_hash: {e:?}"))),
+            Chan::Standard(c) => c.on_set_new_prev_hash(p).map_err(|e| Error::Protocol(format!("on_set_new_prev_hash: {e:?}"))),
+        }
+    }
+}
+
 struct Conn {
     w: Writer,
     sh: Arc<Shared>,
-    channel: Option<ExtendedChannel>,
+    channel: Option<Chan>,
     allocator: ExtranonceAllocator,
     template_id: u64,
     block: u8,
@@ -313,19 +375,19 @@ impl Conn {
     async fn new_job(&mut self) -> Result<(), Error> {
         let t = self.template(false);
         let Some(ch) = self.channel.as_mut() else { return Ok(()) };
-        ch.on_new_template(t.clone(), reward_outputs()).map_err(|e| Error::Protocol(format!("on_new_template: {e:?}")))?;
-        let job = ch.get_active_job().expect("a non-future job is active").get_job_message().clone();
-        self.send(AnyMessageOwned::Mining(MiningOwned::NewExtendedMiningJob(job))).await
+        ch.on_new_template(t)?;
+        let job = ch.active_job();
+        self.send(AnyMessageOwned::Mining(job)).await
     }
 
     async fn new_block(&mut self) -> Result<(), Error> {
         let t = self.template(true);
         self.block = self.block.wrapping_add(1);
         let Some(ch) = self.channel.as_mut() else { return Ok(()) };
-        ch.on_new_template(t.clone(), reward_outputs()).map_err(|e| Error::Protocol(format!("on_new_template: {e:?}")))?;
-        let job_id = ch.get_future_job_id_from_template_id(t.template_id).expect("the future job");
-        let job = ch.get_future_job(job_id).expect("the future job").get_job_message().clone();
-        let channel_id = ch.get_channel_id();
+        let template_id = t.template_id;
+        ch.on_new_template(t)?;
+        let (job_id, job) = ch.future_job(template_id);
+        let channel_id = ch.channel_id();
         let mut prev = [0x5au8; 32];
         prev[0] = self.block;
         prev[31] = 0; // looks like a block hash (leading zeros in display order)
@@ -333,14 +395,13 @@ impl Conn {
         let nbits = self.sh.cfg.nbits;
         let network = bitcoin::Target::from_compact(bitcoin::CompactTarget::from_consensus(nbits)).to_le_bytes();
         ch.on_set_new_prev_hash(TdpSetNewPrevHash {
-            template_id: t.template_id,
+            template_id,
             prev_hash: U256Owned::from(prev),
             header_timestamp: ntime,
             n_bits: nbits,
             target: U256Owned::from(network),
-        })
-        .map_err(|e| Error::Protocol(format!("on_set_new_prev_hash: {e:?}")))?;
-        self.send(AnyMessageOwned::Mining(MiningOwned::NewExtendedMiningJob(job))).await?;
+        })?;
+        self.send(AnyMessageOwned::Mining(job)).await?;
         self.send(AnyMessageOwned::Mining(MiningOwned::SetNewPrevHash(SetNewPrevHashOwned {
             channel_id,
             job_id,
@@ -357,7 +418,7 @@ impl Conn {
         }
         let Some(ch) = self.channel.as_ref() else { return Ok(()) };
         let msg = SubmitSharesSuccess {
-            channel_id: ch.get_channel_id(),
+            channel_id: ch.channel_id(),
             last_sequence_number: self.last_seq,
             new_submits_accepted_count: self.unacked,
             new_shares_sum: self.unacked as u64,
@@ -410,10 +471,72 @@ impl Conn {
                     extranonce_prefix: B032Owned::new(ch.get_extranonce_prefix().to_vec()).expect("<= 32"),
                     group_channel_id: 0,
                 };
-                self.channel = Some(ch);
+                self.channel = Some(Chan::Extended(ch));
                 self.sh.stats().channels_opened += 1;
                 self.send(AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannelSuccess(ok))).await?;
                 self.new_block().await?;
+            }
+            AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(o)) => {
+                if self.channel.is_some() {
+                    self.send(AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(OpenMiningChannelErrorOwned {
+                        request_id: o.request_id,
+                        error_code: Str0255Owned::new(b"one-channel-per-connection".to_vec()).expect("short"),
+                    })))
+                    .await?;
+                    return Ok(true);
+                }
+                let cfg = &self.sh.cfg;
+                let prefix = self.allocator.allocate_standard().map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
+                let mut max = [0u8; 32];
+                max.copy_from_slice(o.max_target.as_bytes());
+                let max_target = bitcoin::Target::from_le_bytes(max);
+                let mut ch = StandardChannel::new_for_pool(
+                    self.template_id as u32 + 1,
+                    String::from_utf8_lossy(o.user_identity.as_bytes()).into_owned(),
+                    prefix,
+                    max_target,
+                    o.nominal_hash_rate.max(1.0),
+                    cfg.batch_size as usize,
+                    10.0,
+                    "hashrig-test".into(),
+                    None,
+                )
+                .map_err(|e| Error::Protocol(format!("new_for_pool: {e:?}")))?;
+                let target = bitcoin::Target::from_le_bytes(cfg.target).min(max_target);
+                ch.set_target(target).map_err(|e| Error::Protocol(format!("set_target: {e:?}")))?;
+                let ok = OpenStandardMiningChannelSuccessOwned {
+                    request_id: o.request_id,
+                    channel_id: ch.get_channel_id(),
+                    target: U256Owned::from(target.to_le_bytes()),
+                    extranonce_prefix: B032Owned::new(ch.get_extranonce_prefix().to_vec()).expect("<= 32"),
+                    group_channel_id: 0,
+                };
+                self.channel = Some(Chan::Standard(ch));
+                {
+                    let mut st = self.sh.stats();
+                    st.channels_opened += 1;
+                    st.standard_channels += 1;
+                }
+                self.send(AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(ok))).await?;
+                self.new_block().await?;
+            }
+            AnyMessageOwned::Mining(MiningOwned::SubmitSharesStandard(s)) => {
+                let seq = s.sequence_number;
+                self.sh.stats().arrivals.push((seq, std::time::Instant::now()));
+                if self.dead {
+                    self.sh.stats().dropped += 1;
+                    return Ok(true);
+                }
+                if self.close_on_submit {
+                    self.sh.stats().dropped += 1;
+                    self.ack().await?;
+                    return Ok(false);
+                }
+                let Some(Chan::Standard(ch)) = self.channel.as_mut() else {
+                    return Err(Error::Protocol("SubmitSharesStandard without a standard channel".into()));
+                };
+                let result = ch.validate_share(s);
+                self.on_validated(seq, result).await?;
             }
             AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(s)) => {
                 self.sh.stats().arrivals.push((s.sequence_number, std::time::Instant::now()));
@@ -428,9 +551,24 @@ impl Conn {
                     return Ok(false);
                 }
                 let seq = s.sequence_number;
-                let Some(ch) = self.channel.as_mut() else { return Err(Error::Protocol("a share before any channel".into())) };
-                let channel_id = ch.get_channel_id();
-                match ch.validate_share(s) {
+                let Some(Chan::Extended(ch)) = self.channel.as_mut() else {
+                    return Err(Error::Protocol("SubmitSharesExtended without an extended channel".into()));
+                };
+                let result = ch.validate_share(s);
+                self.on_validated(seq, result).await?;
+            }
+            AnyMessageOwned::Mining(MiningOwned::UpdateChannel(_)) | AnyMessageOwned::Mining(MiningOwned::CloseChannel(_)) => {}
+            other => tracing::debug!(message = %other, "test pool: message ignored"),
+        }
+        Ok(true)
+    }
+
+    /// Count and answer what the reference validator said about share `seq`.
+    async fn on_validated(&mut self, seq: u32, result: Result<ShareValidationResult, ShareValidationError>) -> Result<(), Error> {
+        let channel_id = self.channel.as_ref().map(Chan::channel_id).unwrap_or(0);
+        {
+            {
+                match result {
                     Ok(ShareValidationResult::Valid(_)) | Ok(ShareValidationResult::BlockFound(..)) => {
                         self.sh.stats().valid += 1;
                         self.unacked += 1;
@@ -462,10 +600,8 @@ impl Conn {
                     }
                 }
             }
-            AnyMessageOwned::Mining(MiningOwned::UpdateChannel(_)) | AnyMessageOwned::Mining(MiningOwned::CloseChannel(_)) => {}
-            other => tracing::debug!(message = %other, "test pool: message ignored"),
         }
-        Ok(true)
+        Ok(())
     }
 
     async fn on_fault(&mut self, f: Fault) -> Result<bool, Error> {
@@ -473,8 +609,8 @@ impl Conn {
             Fault::CloseOnNextSubmit => self.close_on_submit = true,
             Fault::SetTarget(t) => {
                 if let Some(ch) = self.channel.as_mut() {
-                    ch.set_target(bitcoin::Target::from_le_bytes(t)).map_err(|e| Error::Protocol(format!("set_target: {e:?}")))?;
-                    let channel_id = ch.get_channel_id();
+                    ch.set_target(bitcoin::Target::from_le_bytes(t))?;
+                    let channel_id = ch.channel_id();
                     self.send(AnyMessageOwned::Mining(MiningOwned::SetTarget(SetTargetOwned { channel_id, maximum_target: U256Owned::from(t) })))
                         .await?;
                     self.new_job().await?;
@@ -482,11 +618,16 @@ impl Conn {
             }
             Fault::SetExtranoncePrefix => {
                 let rollable = self.sh.cfg.rollable_extranonce as usize;
-                let prefix = self.allocator.allocate_extended(rollable).map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
+                let standard = matches!(self.channel, Some(Chan::Standard(_)));
+                let prefix = if standard { self.allocator.allocate_standard() } else { self.allocator.allocate_extended(rollable) }
+                    .map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
                 let bytes = prefix.as_bytes().to_vec();
                 if let Some(ch) = self.channel.as_mut() {
-                    ch.set_extranonce_prefix(prefix).map_err(|e| Error::Protocol(format!("set_extranonce_prefix: {e:?}")))?;
-                    let channel_id = ch.get_channel_id();
+                    match ch {
+                        Chan::Extended(c) => c.set_extranonce_prefix(prefix).map_err(|e| Error::Protocol(format!("set_extranonce_prefix: {e:?}")))?,
+                        Chan::Standard(c) => c.set_extranonce_prefix(prefix).map_err(|e| Error::Protocol(format!("set_extranonce_prefix: {e:?}")))?,
+                    }
+                    let channel_id = ch.channel_id();
                     self.send(AnyMessageOwned::Mining(MiningOwned::SetExtranoncePrefix(SetExtranoncePrefixOwned {
                         channel_id,
                         extranonce_prefix: B032Owned::new(bytes).expect("<= 32"),
@@ -514,7 +655,7 @@ impl Conn {
             }
             Fault::CloseChannel => {
                 if let Some(ch) = self.channel.as_ref() {
-                    let channel_id = ch.get_channel_id();
+                    let channel_id = ch.channel_id();
                     self.ack().await?;
                     self.send(AnyMessageOwned::Mining(MiningOwned::CloseChannel(CloseChannelOwned {
                         channel_id,

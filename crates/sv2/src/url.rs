@@ -1,10 +1,13 @@
-//! `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` pool URLs and the authority key's text form.
+//! `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY[?channel=standard|extended]` pool URLs and the
+//! authority key's text form. The optional `channel` picks the channel kind for that pool
+//! (extended unless the client's configuration says otherwise).
 //!
 //! The key is written as the reference implementation writes it (see REFERENCE.md): base58 with
 //! a 4-byte double-SHA-256 checksum, over 34 bytes: a little-endian `u16` key version (1), then
 //! the 32-byte x-only secp256k1 public key.
 
 use crate::Error;
+use crate::client::ChannelKind;
 
 /// The URL scheme of a Stratum V2 pool.
 pub const SCHEME: &str = "stratum2+tcp://";
@@ -16,6 +19,8 @@ pub struct PoolUrl {
     pub port: u16,
     /// The x-only public key the pool's certificate must be signed with.
     pub authority: [u8; 32],
+    /// `?channel=...`: the channel kind to open on this pool; `None`: the client's default.
+    pub channel: Option<ChannelKind>,
 }
 
 impl std::fmt::Debug for PoolUrl {
@@ -26,7 +31,11 @@ impl std::fmt::Debug for PoolUrl {
 
 impl std::fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{SCHEME}{}:{}/{}", self.host, self.port, encode_authority_key(&self.authority))
+        write!(f, "{SCHEME}{}:{}/{}", self.host, self.port, encode_authority_key(&self.authority))?;
+        match self.channel {
+            Some(kind) => write!(f, "?channel={}", kind.as_str()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -47,7 +56,22 @@ impl std::str::FromStr for PoolUrl {
         let (hostport, key) = rest
             .split_once('/')
             .ok_or_else(|| bad("the pool's authority public key is missing (stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY)"))?;
+        let (key, query) = match key.split_once('?') {
+            Some((k, q)) => (k, Some(q)),
+            None => (key, None),
+        };
         let key = key.trim_end_matches('/');
+        let channel = match query {
+            None => None,
+            Some(q) => match q.split_once('=') {
+                Some((name, value)) if name.eq_ignore_ascii_case("channel") => match value.to_ascii_lowercase().as_str() {
+                    "standard" => Some(ChannelKind::Standard),
+                    "extended" => Some(ChannelKind::Extended),
+                    _ => return Err(bad("the channel is `standard` or `extended` (?channel=standard)")),
+                },
+                _ => return Err(bad("the only setting after `?` is channel=standard or channel=extended")),
+            },
+        };
         let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("the port is missing (HOST:PORT)"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -58,7 +82,7 @@ impl std::str::FromStr for PoolUrl {
             return Err(bad("the port is not a number from 1 to 65535"));
         }
         let authority = decode_authority_key(key).map_err(|why| bad(&why))?;
-        Ok(PoolUrl { host: host.to_string(), port, authority })
+        Ok(PoolUrl { host: host.to_string(), port, authority, channel })
     }
 }
 
@@ -112,6 +136,21 @@ mod tests {
         assert_eq!(u.to_string(), format!("stratum2+tcp://pool.example:3336/{REF_PUBLIC}"));
         let v6: PoolUrl = format!("stratum2+tcp://[::1]:3336/{REF_PUBLIC}").parse().unwrap();
         assert_eq!(v6.host, "::1");
+        assert_eq!(u.channel, None);
+    }
+
+    #[test]
+    fn the_channel_kind_is_chosen_per_pool_in_the_url() {
+        let u: PoolUrl = format!("stratum2+tcp://pool.example:3336/{REF_PUBLIC}?channel=standard").parse().unwrap();
+        assert_eq!(u.channel, Some(ChannelKind::Standard));
+        assert_eq!(u.authority, decode_authority_key(REF_PUBLIC).unwrap());
+        assert_eq!(u.to_string(), format!("stratum2+tcp://pool.example:3336/{REF_PUBLIC}?channel=standard"));
+        let e: PoolUrl = format!("stratum2+tcp://pool.example:3336/{REF_PUBLIC}/?channel=Extended").parse().unwrap();
+        assert_eq!(e.channel, Some(ChannelKind::Extended));
+        let bad = format!("stratum2+tcp://pool:1/{REF_PUBLIC}?channel=group").parse::<PoolUrl>().unwrap_err().to_string();
+        assert!(bad.contains("`standard` or `extended`"), "{bad}");
+        let bad = format!("stratum2+tcp://pool:1/{REF_PUBLIC}?kind=standard").parse::<PoolUrl>().unwrap_err().to_string();
+        assert!(bad.contains("only setting after `?`"), "{bad}");
     }
 
     #[test]

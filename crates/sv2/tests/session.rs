@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hashrig_sv2::client::{self, ClientConfig, ClientEvent, ClientHandle, ShareOutcome, ShareSubmit, StaleReason, Sv2Job};
 use hashrig_sv2::testkit::{Fault, TestPool, TestPoolConfig};
+use hashrig_work::HeaderSource;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Session {
@@ -42,7 +43,8 @@ impl Session {
 }
 
 fn share(id: u64, pool: usize, conn: u64, job: &Sv2Job, nonce: u32) -> ShareSubmit {
-    ShareSubmit { id, pool, conn, job_id: job.job_id, extranonce: vec![7; job.job.extranonce2_size], nonce, ntime: job.job.ntime, version: job.job.version_bits() }
+    let HeaderSource::Coinbase(cb) = &job.job else { panic!("an extended channel's job is a coinbase: {:?}", job.job) };
+    ShareSubmit { id, pool, conn, job_id: job.job_id, extranonce: vec![7; cb.extranonce2_size], nonce, ntime: cb.ntime, version: cb.version_bits() }
 }
 
 #[tokio::test]

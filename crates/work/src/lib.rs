@@ -5,4 +5,4 @@ pub mod econ;
 pub mod mining;
 pub mod target;
 
-pub use mining::{HeaderSource, Job, MAX_NTIME_ROLL, PreparedHeader};
+pub use mining::{HeaderSource, Job, MAX_NTIME_ROLL, PreparedHeader, StandardJob};

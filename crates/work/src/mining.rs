@@ -30,6 +30,78 @@ pub enum HeaderSource {
     Fixed([u8; 80]),
     /// A made-up header whose merkle root changes with the extranonce2 counter; never runs out.
     Synthetic([u8; 80]),
+    /// A Stratum V2 standard channel's job: the pool built the merkle root, so there is one
+    /// header (no extranonce to roll); ntime and the version bits of its mask may roll.
+    Standard(StandardJob),
+}
+
+/// A header whose merkle root the pool built (an SV2 standard channel's `NewMiningJob` with the
+/// previous block, nbits and time of its `SetNewPrevHash`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandardJob {
+    pub version: u32,
+    /// The previous block hash, internal byte order (as in the header).
+    pub prev_hash: [u8; 32],
+    /// The pool's merkle root, internal byte order (as in the header).
+    pub merkle_root: [u8; 32],
+    /// The earliest ntime a share may carry: the job's `min_ntime`, or the `SetNewPrevHash`
+    /// time for a future job it activates.
+    pub ntime: u32,
+    pub nbits: u32,
+    /// Version bits the miner may roll (0: none).
+    pub version_mask: u32,
+}
+
+impl StandardJob {
+    /// The 80 header bytes with ntime `ntime` and nonce zero.
+    pub fn header(&self, ntime: u32) -> [u8; 80] {
+        let mut h = [0u8; 80];
+        h[0..4].copy_from_slice(&self.version.to_le_bytes());
+        h[4..36].copy_from_slice(&self.prev_hash);
+        h[36..68].copy_from_slice(&self.merkle_root);
+        h[68..72].copy_from_slice(&ntime.to_le_bytes());
+        h[72..76].copy_from_slice(&self.nbits.to_le_bytes());
+        h
+    }
+}
+
+impl HeaderSource {
+    /// Version bits the miner may roll (0: none).
+    pub fn version_mask(&self) -> u32 {
+        match self {
+            HeaderSource::Coinbase(cb) => cb.version_mask,
+            HeaderSource::Standard(sj) => sj.version_mask,
+            HeaderSource::Fixed(_) | HeaderSource::Synthetic(_) => 0,
+        }
+    }
+
+    /// Change the rollable version bits (a pool's new mask); fixed and synthetic headers have
+    /// none and keep none.
+    pub fn set_version_mask(&mut self, mask: u32) {
+        match self {
+            HeaderSource::Coinbase(cb) => cb.version_mask = mask,
+            HeaderSource::Standard(sj) => sj.version_mask = mask,
+            HeaderSource::Fixed(_) | HeaderSource::Synthetic(_) => {}
+        }
+    }
+
+    /// The header's `nbits`.
+    pub fn nbits(&self) -> u32 {
+        match self {
+            HeaderSource::Coinbase(cb) => cb.nbits.to_consensus(),
+            HeaderSource::Standard(sj) => sj.nbits,
+            HeaderSource::Fixed(h) | HeaderSource::Synthetic(h) => u32::from_le_bytes([h[72], h[73], h[74], h[75]]),
+        }
+    }
+
+    /// The extranonce1 (pool's prefix) the headers are built with; empty where the miner rolls
+    /// no extranonce (standard, fixed, synthetic).
+    pub fn extranonce1(&self) -> &[u8] {
+        match self {
+            HeaderSource::Coinbase(cb) => &cb.extranonce1,
+            _ => &[],
+        }
+    }
 }
 
 /// One header ready to sweep, and what a share found on it must report.
@@ -75,18 +147,20 @@ impl Job {
         match &self.source {
             HeaderSource::Coinbase(cb) if cb.extranonce2_size >= 8 => u64::MAX,
             HeaderSource::Coinbase(cb) => 1u64 << (8 * cb.extranonce2_size),
-            HeaderSource::Fixed(_) => 1,
+            HeaderSource::Fixed(_) | HeaderSource::Standard(_) => 1,
             HeaderSource::Synthetic(_) => u64::MAX,
         }
     }
 
     /// How many seconds past its own ntime a job's headers may roll ntime once every
-    /// extranonce2 value is used: [`MAX_NTIME_ROLL`] for pool and node jobs (less only where
+    /// extranonce2 value is used: [`MAX_NTIME_ROLL`] for pool and node jobs, standard jobs
+    /// included (less only where
     /// ntime would pass `u32::MAX`), 0 for fixed and synthetic headers (a fixed header is exactly
     /// its 2^32 nonces; a synthetic job never runs out).
     pub fn ntime_roll_limit(&self) -> u32 {
         match &self.source {
             HeaderSource::Coinbase(cb) => MAX_NTIME_ROLL.min(u32::MAX - cb.ntime),
+            HeaderSource::Standard(sj) => MAX_NTIME_ROLL.min(u32::MAX - sj.ntime),
             HeaderSource::Fixed(_) | HeaderSource::Synthetic(_) => 0,
         }
     }
@@ -108,6 +182,11 @@ impl Job {
                 let header = cb.header(&en2, ntime, cb.version_bits(), 0)?;
                 Ok(PreparedHeader { bytes: header_bytes(&header), extranonce2: en2, extranonce2_counter: counter, ntime })
             }
+            HeaderSource::Standard(sj) => {
+                // One header: only ntime rolls (the counter is always 0, the space being 1).
+                let ntime = sj.ntime + ntime_offset.min(self.ntime_roll_limit());
+                Ok(PreparedHeader { bytes: sj.header(ntime), extranonce2: Vec::new(), extranonce2_counter: counter, ntime })
+            }
             HeaderSource::Fixed(h) => {
                 let mut bytes = *h;
                 bytes[76..80].fill(0);
@@ -127,18 +206,12 @@ impl Job {
 
     /// Version bits the miner may roll (0: none).
     pub fn version_mask(&self) -> u32 {
-        match &self.source {
-            HeaderSource::Coinbase(cb) => cb.version_mask,
-            _ => 0,
-        }
+        self.source.version_mask()
     }
 
     /// The job's `nbits`.
     pub fn nbits(&self) -> u32 {
-        match &self.source {
-            HeaderSource::Coinbase(cb) => cb.nbits.to_consensus(),
-            HeaderSource::Fixed(h) | HeaderSource::Synthetic(h) => u32::from_le_bytes([h[72], h[73], h[74], h[75]]),
-        }
+        self.source.nbits()
     }
 
     /// The network target blocks must meet.
@@ -206,6 +279,63 @@ mod tests {
         let synthetic = Job::synthetic("s", 1, Target::MAX);
         assert_eq!(synthetic.ntime_roll_limit(), 0);
         assert_eq!(synthetic.header_rolled(0, 9).unwrap(), synthetic.header(0).unwrap());
+    }
+
+    fn standard_job(ntime: u32) -> Job {
+        let sj = StandardJob {
+            version: 0x2000_0000,
+            prev_hash: [0x5a; 32],
+            merkle_root: [0x3c; 32],
+            ntime,
+            nbits: 0x1b04_04cb,
+            version_mask: 0x1fff_e000,
+        };
+        Job { id: "s".into(), source: HeaderSource::Standard(sj), share_target: Target::MAX, clean: true }
+    }
+
+    #[test]
+    fn standard_job_is_the_pools_header_with_only_ntime_rolling() {
+        let job = standard_job(1_700_000_000);
+        assert_eq!(job.extranonce2_space(), 1);
+        assert_eq!(job.ntime_roll_limit(), MAX_NTIME_ROLL);
+        assert_eq!(job.version_mask(), 0x1fff_e000);
+        assert_eq!(job.nbits(), 0x1b04_04cb);
+        let p = job.header(0).unwrap();
+        assert!(p.extranonce2.is_empty());
+        assert_eq!(p.ntime, 1_700_000_000);
+        // The header layout: version, prev hash, merkle root, ntime, nbits, nonce (all LE).
+        assert_eq!(p.bytes[0..4], 0x2000_0000u32.to_le_bytes());
+        assert_eq!(p.bytes[4..36], [0x5a; 32]);
+        assert_eq!(p.bytes[36..68], [0x3c; 32]);
+        assert_eq!(p.bytes[68..72], 1_700_000_000u32.to_le_bytes());
+        assert_eq!(p.bytes[72..76], 0x1b04_04cbu32.to_le_bytes());
+        assert_eq!(p.bytes[76..80], [0, 0, 0, 0]);
+        // It hashes as the same header bitcoin builds from those fields.
+        use bitcoin::hashes::Hash;
+        let header = bitcoin::block::Header {
+            version: bitcoin::block::Version::from_consensus(0x2000_0000),
+            prev_blockhash: bitcoin::BlockHash::from_byte_array([0x5a; 32]),
+            merkle_root: bitcoin::TxMerkleNode::from_byte_array([0x3c; 32]),
+            time: 1_700_000_000,
+            bits: bitcoin::CompactTarget::from_consensus(0x1b04_04cb),
+            nonce: 0,
+        };
+        assert_eq!(bitcoin::consensus::serialize(&header), p.bytes.to_vec());
+        // ntime rolls, nothing else changes; clamped at the limit and at u32::MAX.
+        let r = job.header_rolled(0, 42).unwrap();
+        assert_eq!(r.ntime, 1_700_000_042);
+        assert_eq!(ntime_of(&r.bytes), 1_700_000_042);
+        assert_eq!(r.bytes[..68], p.bytes[..68]);
+        assert_eq!(r.bytes[72..], p.bytes[72..]);
+        assert_eq!(job.header_rolled(0, u32::MAX).unwrap().ntime, 1_700_000_000 + MAX_NTIME_ROLL);
+        let late = standard_job(u32::MAX - 3);
+        assert_eq!(late.ntime_roll_limit(), 3);
+        assert_eq!(late.header_rolled(0, 100).unwrap().ntime, u32::MAX);
+        // A new mask applies; no extranonce1.
+        let mut src = job.source.clone();
+        assert!(src.extranonce1().is_empty());
+        src.set_version_mask(0x6000);
+        assert_eq!(src.version_mask(), 0x6000);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `hashrig mine`: pool mining over Stratum v1 or Stratum V2 (ordered failover list) or solo
 //! mining against a node's getblocktemplate, on whatever hashers the caller opened, with a live
 //! status line. A Stratum V2 pool is `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (the key the
-//! pool publishes; its certificate must be signed by it).
+//! pool publishes; its certificate must be signed by it), mined on an extended channel, or on a
+//! standard channel with `?channel=standard` after the key.
 //!
 //! The settings (flags, the config file and their checks) are in `settings.rs`; this file runs
 //! the miner and prints its status.
@@ -115,14 +116,14 @@ impl Observer for CliObserver {
             }
             SourceEvent::Job(j) => {
                 if let Some(e) = &mut self.econ {
-                    e.job(j.job.nbits.to_consensus());
+                    e.job(j.job.nbits());
                 }
                 self.mon.pool_job(j.key.conn.pool, hashrig_work::target::difficulty_of_target(&j.share_target));
                 if j.height.is_some() {
                     self.height = j.height;
                 }
                 if let Some(c) = &mut self.curtail {
-                    c.job_difficulty(hashrig_work::target::difficulty_from_nbits(j.job.nbits.to_consensus()));
+                    c.job_difficulty(hashrig_work::target::difficulty_from_nbits(j.job.nbits()));
                 }
             }
             SourceEvent::Notice(n) => tracing::warn!("{}", hashrig_miner::ledger::clean_text(n)),

@@ -61,7 +61,8 @@ pub struct MineArgs {
     #[command(flatten)]
     pub device: crate::backend::DeviceArgs,
     /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`, or Stratum V2
-    /// `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY`; repeat for failover, first = preferred
+    /// `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (add `?channel=standard` for a standard
+    /// channel, where the pool builds the merkle root); repeat for failover, first = preferred
     /// (one list is all v1 or all V2).
     #[arg(long = "pool", value_name = "URL")]
     pub pools: Vec<String>,
