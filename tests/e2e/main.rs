@@ -19,6 +19,7 @@ mod cli_pipe;
 mod cli_scan;
 mod cli_selftest;
 mod mine_curtail;
+mod mixed_failover;
 mod monitor_bench;
 mod monitor_mine;
 mod pool_failover;

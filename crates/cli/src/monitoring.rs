@@ -75,9 +75,42 @@ pub struct Monitoring {
     report: Option<PathBuf>,
     quit: Arc<AtomicBool>,
     /// The stratum client of a pool-mining run (switchpool, and its counters).
-    client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
+    client: Arc<Mutex<Option<PoolControl>>>,
     /// The running engine's device pause (ascdisable/ascenable).
     devices: Arc<Mutex<Option<hashrig_engine::DevicePause>>>,
+}
+
+/// What the monitor of a pool-mining run reads (counters, failover order) and steers
+/// (`switchpool`): the Stratum v1 client, or a failover list of v1 and V2 pools.
+#[derive(Clone, Debug)]
+pub enum PoolControl {
+    V1(hashrig_stratum::ClientHandle),
+    /// v1 and V2 pools in one list: the v1 client (which numbers its own pools from 0) and the
+    /// list, which knows the global order and which pool is mined on.
+    Mixed { v1: hashrig_stratum::ClientHandle, list: hashrig_miner::failover::FailoverHandle },
+}
+
+impl PoolControl {
+    /// `switchpool` by the pool's position in the user's list.
+    fn switch_pool(&self, pool: usize) -> bool {
+        match self {
+            PoolControl::V1(c) => c.switch_pool(pool),
+            PoolControl::Mixed { list, .. } => list.switch_pool(pool),
+        }
+    }
+
+    /// The counters, with pool indices as the user's list numbers them.
+    fn stats(&self) -> hashrig_stratum::ClientStats {
+        match self {
+            PoolControl::V1(c) => c.stats(),
+            PoolControl::Mixed { v1, list } => {
+                let mut st = v1.stats();
+                st.order = list.order();
+                st.current_pool = list.current_pool();
+                st
+            }
+        }
+    }
 }
 
 /// Write commands a run supports by default: `quit` (stop the run cleanly, as Ctrl-C would),
@@ -87,7 +120,7 @@ pub struct Monitoring {
 #[derive(Debug)]
 struct RunActions {
     quit: Arc<AtomicBool>,
-    client: Arc<Mutex<Option<hashrig_stratum::ClientHandle>>>,
+    client: Arc<Mutex<Option<PoolControl>>>,
     devices: Arc<Mutex<Option<hashrig_engine::DevicePause>>>,
 }
 
@@ -304,6 +337,15 @@ impl Monitoring {
         }
     }
 
+    /// Up, but not mined on: a pool ranked higher is live (a hot standby in a list of v1 and V2
+    /// pools).
+    pub fn pool_standby(&mut self, pool: usize) {
+        if let Some(p) = self.pool(pool) {
+            p.state = hashrig_monitor::PoolState::Alive;
+            p.active = false;
+        }
+    }
+
     pub fn pool_disconnected(&mut self, pool: usize) {
         if let Some(p) = self.pool(pool) {
             p.state = hashrig_monitor::PoolState::Dead;
@@ -333,7 +375,7 @@ impl Monitoring {
 
     /// Pool mining: the stratum client, for `switchpool` and for its counters (stale shares it
     /// never sent, protocol errors, failover order), read at every [`Monitoring::update`].
-    pub fn attach_pool_client(&mut self, client: hashrig_stratum::ClientHandle) {
+    pub fn attach_pool_client(&mut self, client: PoolControl) {
         *self.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client);
     }
 

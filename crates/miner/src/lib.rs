@@ -11,12 +11,14 @@
 //! - [`curtail`]: the [`curtail::Curtailer`], which pauses the devices while power costs more
 //!   than a threshold (a fixed price or the break-even) and resumes them when it falls back.
 //! - [`pool`], [`solo`] and [`sv2`]: the three sources (Stratum v1 pools, a solo node, Stratum V2
-//!   pools); [`solo`] holds the block policy.
+//!   pools); [`solo`] holds the block policy. [`failover`] puts v1 and V2 pools in one ordered
+//!   failover list (both clients at once, the other protocol's pool a hot standby).
 //!
 //! What it is not for: flags, config files and printing (the CLI), protocol details (the
 //! stratum and node crates), hashing (the engine and its hashers).
 
 pub mod curtail;
+pub mod failover;
 pub mod ledger;
 pub mod pool;
 pub mod run;

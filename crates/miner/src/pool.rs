@@ -37,7 +37,7 @@ impl PoolSource {
     fn convert(&mut self, ev: ClientEvent) -> Option<SourceEvent> {
         let key = |pool: usize, conn: ConnId| ConnKey { pool, conn: conn.0 };
         Some(match ev {
-            ClientEvent::Connected { pool, conn, url, .. } => SourceEvent::Connected { conn: key(pool, conn), label: url },
+            ClientEvent::Connected { pool, conn, url, .. } => SourceEvent::Connected { conn: key(pool, conn), label: url, channel: None },
             ClientEvent::Disconnected { pool, conn, reason } => SourceEvent::Disconnected { conn: key(pool, conn), reason },
             ClientEvent::VersionMask { pool, conn, mask } => SourceEvent::VersionMask { conn: key(pool, conn), mask },
             ClientEvent::Job { pool, conn, job } => {

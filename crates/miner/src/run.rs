@@ -357,7 +357,7 @@ impl<S: JobSource> Miner<S> {
             SourceEvent::Job(job) => self.on_job(job, obs),
             SourceEvent::VersionMask { conn, mask } => self.on_mask(conn, mask, obs),
             SourceEvent::Settled { id, fate } => self.settle(id, fate, obs),
-            SourceEvent::Connected { .. } | SourceEvent::Disconnected { .. } | SourceEvent::Notice(_) => {}
+            SourceEvent::Connected { .. } | SourceEvent::Standby { .. } | SourceEvent::Disconnected { .. } | SourceEvent::Notice(_) => {}
         }
     }
 

@@ -124,7 +124,7 @@ impl SoloSource {
                 self.seq += 1;
                 let key = JobKey { conn: NODE, job: self.seq.to_string() };
                 if self.tip.is_none() {
-                    self.queue.push_back(SourceEvent::Connected { conn: NODE, label: "node".into() });
+                    self.queue.push_back(SourceEvent::Connected { conn: NODE, label: "node".into(), channel: None });
                 }
                 self.tip = Some(work.job.prev_hash);
                 if self.works.len() >= WORK_KEPT {

@@ -49,7 +49,12 @@ pub struct SourceJob {
 /// What a source tells the miner.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceEvent {
-    Connected { conn: ConnKey, label: String },
+    /// The connection is the one mined on now. `channel` names a Stratum V2 channel's kind
+    /// ("extended" or "standard").
+    Connected { conn: ConnKey, label: String, channel: Option<&'static str> },
+    /// The connection is up but not mined on: a pool ranked higher is live (a hot standby in a
+    /// failover list over two protocols). Its jobs are held until it ranks first.
+    Standby { conn: ConnKey },
     Disconnected { conn: ConnKey, reason: String },
     Job(SourceJob),
     /// BIP 310 `mining.set_version_mask`: applies to the connection's live jobs at once.

@@ -33,7 +33,11 @@ impl Sv2Source {
         let key = |pool: usize, conn: u64| ConnKey { pool, conn };
         match ev {
             ClientEvent::Connected { pool, conn, url, channel } => {
-                SourceEvent::Connected { conn: key(pool, conn), label: format!("{url} ({} channel)", channel.kind.as_str()) }
+                SourceEvent::Connected {
+                conn: key(pool, conn),
+                label: format!("{url} ({} channel)", channel.kind.as_str()),
+                channel: Some(channel.kind.as_str()),
+            }
             }
             ClientEvent::Disconnected { pool, conn, reason } => SourceEvent::Disconnected { conn: key(pool, conn), reason },
             ClientEvent::Job { pool, conn, job } => SourceEvent::Job(SourceJob {

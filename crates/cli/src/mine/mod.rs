@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bitcoin::hashes::Hash as _;
 use hashrig_engine::Hasher;
+use hashrig_miner::failover::Failover;
 use hashrig_miner::pool::PoolSource;
 use hashrig_miner::solo::SoloSource;
+use hashrig_miner::sv2::Sv2Source;
+
+use crate::monitoring::PoolControl;
 use hashrig_miner::{Fate, JobKey, LedgerSnapshot, Miner, MinerConfig, Observer, SourceEvent, Tick};
 
 mod settings;
@@ -69,15 +73,13 @@ fn ledger_line(l: &LedgerSnapshot) -> String {
 struct CliObserver {
     mon: crate::monitoring::Monitoring,
     meter: crate::metering::RunMeter,
-    client: Option<hashrig_stratum::ClientHandle>,
-    /// Stratum V2: the client, for the channel kind of each connection.
-    sv2: Option<hashrig_sv2::ClientHandle>,
     solo: bool,
     status_every: Duration,
     next_status: Instant,
     started: Instant,
     last: (Instant, u64),
-    pool: Option<String>,
+    /// The pool mined on: its index and label.
+    pool: Option<(usize, String)>,
     height: Option<u32>,
     best: f64,
     floor: Option<(f64, f64)>,
@@ -101,18 +103,26 @@ impl CliObserver {
 impl Observer for CliObserver {
     fn source_event(&mut self, ev: &SourceEvent) {
         match ev {
-            SourceEvent::Connected { conn, label } => {
+            SourceEvent::Connected { conn, label, channel } => {
                 self.mon.pool_connected(conn.pool);
-                if let Some(c) = &self.sv2 {
-                    let kind = c.status().channels.get(&conn.pool).map(|ch| ch.kind.as_str().to_string());
-                    self.mon.pool_channel(conn.pool, kind);
+                if channel.is_some() {
+                    self.mon.pool_channel(conn.pool, channel.map(str::to_string));
                 }
-                self.pool = Some(if self.solo { label.clone() } else { format!("#{} {label}", conn.pool) });
+                self.pool = Some((conn.pool, if self.solo { label.clone() } else { format!("#{} {label}", conn.pool) }));
+            }
+            SourceEvent::Standby { conn } => {
+                self.mon.pool_standby(conn.pool);
+                tracing::info!(pool = conn.pool, "pool up, kept as a hot standby (a pool ranked higher is live)");
+                if self.pool.as_ref().is_some_and(|(p, _)| *p == conn.pool) {
+                    self.pool = None;
+                }
             }
             SourceEvent::Disconnected { conn, reason } => {
                 self.mon.pool_disconnected(conn.pool);
                 tracing::warn!(pool = conn.pool, reason = %hashrig_miner::ledger::clean_text(reason), "disconnected");
-                self.pool = None;
+                if self.pool.as_ref().is_some_and(|(p, _)| *p == conn.pool) {
+                    self.pool = None;
+                }
             }
             SourceEvent::Job(j) => {
                 if let Some(e) = &mut self.econ {
@@ -163,9 +173,6 @@ impl Observer for CliObserver {
             self.mon.extras.curtail = Some(c.view());
         }
         self.live_economics(engine);
-        if let Some(c) = &self.client {
-            self.mon.client_stats(&c.stats());
-        }
         self.mon.extras.ledger = Some(crate::monitoring::ledger_view(ledger));
         self.mon.update(&engine.stats());
         if now >= self.next_status {
@@ -177,7 +184,7 @@ impl Observer for CliObserver {
             let place = if self.solo {
                 format!(" | height {}", self.height.map_or("?".into(), |h| h.to_string()))
             } else {
-                format!(" | pool {}", self.pool.as_deref().unwrap_or("none (connecting)"))
+                format!(" | pool {}", self.pool.as_ref().map_or("none (connecting)", |(_, l)| l.as_str()))
             };
             let what = if self.solo {
                 let b = &ledger.blocks;
@@ -209,8 +216,6 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     let mut obs = CliObserver {
         mon,
         meter,
-        client: None,
-        sv2: None,
         solo: false,
         status_every: settings.status_interval.max(Duration::from_millis(100)),
         next_status: Instant::now() + settings.status_interval.max(Duration::from_millis(100)),
@@ -225,24 +230,27 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     };
     let cfg = MinerConfig::default();
     let outcome = match settings.source {
-        Source::Pools(cfg_pools) => {
-            let urls: Vec<String> = cfg_pools.pools.iter().map(|p| p.url.to_string()).collect();
-            obs.mon.set_pools(&urls, &cfg_pools.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
-            let source = PoolSource::spawn(cfg_pools);
-            obs.client = Some(source.client().clone());
-            obs.mon.attach_pool_client(source.client().clone());
-            let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
-            start_note(&mut obs, &miner);
-            miner.run(stop, &mut obs).await
-        }
-        Source::Sv2(c) => {
-            let urls: Vec<String> = c.pools.iter().map(|p| p.url.to_string()).collect();
-            obs.mon.set_pools(&urls, &c.pools.iter().map(|p| p.user.clone()).collect::<Vec<_>>());
-            let source = hashrig_miner::sv2::Sv2Source::spawn(c);
-            obs.sv2 = Some(source.client().clone());
-            let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
-            start_note(&mut obs, &miner);
-            miner.run(stop, &mut obs).await
+        Source::Pools(list) => {
+            let (urls, users): (Vec<String>, Vec<String>) = list.listed.into_iter().unzip();
+            obs.mon.set_pools(&urls, &users);
+            match (list.v1, list.v2) {
+                (Some((c, _)), None) => {
+                    let source = PoolSource::spawn(c);
+                    obs.mon.attach_pool_client(PoolControl::V1(source.client().clone()));
+                    mine_on(hashers, source, cfg, stop, &mut obs).await?
+                }
+                (None, Some((c, _))) => mine_on(hashers, Sv2Source::spawn(c), cfg, stop, &mut obs).await?,
+                (Some((c1, at1)), Some((c2, at2))) => {
+                    let v1 = PoolSource::spawn(c1);
+                    let client = v1.client().clone();
+                    let switch = client.clone();
+                    let source = Failover::new(v1, at1, Some(Box::new(move |p| switch.switch_pool(p))), Sv2Source::spawn(c2), at2, None)
+                        .map_err(|e| crate::bad_input(e.to_string()))?;
+                    obs.mon.attach_pool_client(PoolControl::Mixed { v1: client, list: source.handle() });
+                    mine_on(hashers, source, cfg, stop, &mut obs).await?
+                }
+                (None, None) => anyhow::bail!("nothing to mine: the pool list is empty"),
+            }
         }
         Source::Solo(s) => {
             let store = hashrig_node::BlockStore::open(&s.blocks_dir)?;
@@ -257,9 +265,7 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                 refresh: Duration::from_secs(30),
                 retry: Duration::from_secs(2),
             });
-            let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
-            start_note(&mut obs, &miner);
-            miner.run(stop, &mut obs).await
+            mine_on(hashers, source, cfg, stop, &mut obs).await?
         }
     };
     let CliObserver { mut mon, meter, solo, mut curtail, .. } = obs;
@@ -295,9 +301,18 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
     Ok(())
 }
 
-fn start_note<S: hashrig_miner::JobSource>(obs: &mut CliObserver, miner: &Miner<S>) {
+/// Start the engine on `source` and mine until `stop`.
+async fn mine_on<S: hashrig_miner::JobSource>(
+    hashers: Vec<Box<dyn Hasher>>,
+    source: S,
+    cfg: MinerConfig,
+    stop: impl std::future::Future<Output = ()>,
+    obs: &mut CliObserver,
+) -> Result<hashrig_miner::Outcome> {
+    let miner = Miner::start(hashers, source, cfg).context("cannot start the engine")?;
     obs.mon.attach_engine(miner.engine());
     for d in miner.engine().devices() {
         tracing::info!(device = %d.name, kernel = %d.kernel, "hasher ready");
     }
+    Ok(miner.run(stop, obs).await)
 }

@@ -234,10 +234,20 @@ fn parse_network_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bi
 /// Where the work comes from, validated.
 #[derive(Debug)]
 pub enum Source {
-    Pools(ClientConfig),
-    /// Stratum V2 pools.
-    Sv2(hashrig_sv2::ClientConfig),
+    Pools(PoolList),
     Solo(SoloSettings),
+}
+
+/// One ordered failover list of pools: Stratum v1, Stratum V2, or both. Each protocol's client
+/// gets its pools in the list's order, with their global indices (positions in the list).
+#[derive(Debug)]
+pub struct PoolList {
+    /// Every pool in list order: (URL, user) for the monitor. No password.
+    pub listed: Vec<(String, String)>,
+    /// The Stratum v1 pools, and their positions in the list.
+    pub v1: Option<(ClientConfig, Vec<usize>)>,
+    /// The Stratum V2 pools, and their positions in the list.
+    pub v2: Option<(hashrig_sv2::ClientConfig, Vec<usize>)>,
 }
 
 #[derive(Debug)]
@@ -382,7 +392,6 @@ impl MineSettings {
             let blocks_dir = node.blocks_dir.unwrap_or_else(|| PathBuf::from("hashrig-blocks"));
             Source::Solo(SoloSettings { rpc: hashrig_node::RpcClient::new(url, auth), payout, network, blocks_dir })
         } else {
-            let mut pools = Vec::new();
             // (url, user, password) as given, before the protocol is known
             let mut listed: Vec<(String, String, String)> = Vec::new();
             if !args.pools.is_empty() {
@@ -409,34 +418,40 @@ impl MineSettings {
                     listed.push((p.url, p.user, p.pass.unwrap_or_else(|| "x".into())));
                 }
             }
-            let v2 = listed.iter().filter(|(u, _, _)| hashrig_sv2::is_sv2_url(u)).count();
-            if v2 > 0 && v2 < listed.len() {
-                bail!(
-                    "the pool list mixes Stratum V2 (stratum2+tcp://) and Stratum v1 pools: one failover list is all one or \
-                     all the other (for now)"
-                );
+            if listed.is_empty() {
+                bail!("nothing to mine: give --pool URL --user NAME (or --node URL ... for solo), or a --config file");
             }
-            if v2 > 0 {
-                let mut sv2 = Vec::new();
-                for (url, user, _pass) in listed {
+            let (mut v1_pools, mut v1_at, mut v2_pools, mut v2_at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut shown = Vec::new();
+            for (i, (url, user, pass)) in listed.into_iter().enumerate() {
+                if hashrig_sv2::is_sv2_url(&url) {
                     // SV2 has no password: the channel's user identity is the account.
-                    sv2.push(hashrig_sv2::Sv2Pool { url: url.parse()?, user });
-                }
-                let mut c = hashrig_sv2::ClientConfig::with_pools(sv2);
-                c.version_rolling = tuning.version_rolling.unwrap_or(true);
-                if let Some(s) = tuning.silence_timeout {
-                    c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
-                }
-                Source::Sv2(c)
-            } else {
-                for (url, user, pass) in listed {
+                    let url: hashrig_sv2::PoolUrl = url.parse()?;
+                    shown.push((url.to_string(), user.clone()));
+                    v2_pools.push(hashrig_sv2::Sv2Pool { url, user });
+                    v2_at.push(i);
+                } else {
                     let url: PoolUrl = url.parse()?;
-                    pools.push(PoolConfig { url, user, password: Password::new(pass) });
+                    shown.push((url.to_string(), user.clone()));
+                    v1_pools.push(PoolConfig { url, user, password: Password::new(pass) });
+                    v1_at.push(i);
                 }
-                if pools.is_empty() {
-                    bail!("nothing to mine: give --pool URL --user NAME (or --node URL ... for solo), or a --config file");
+            }
+            let silence = tuning.silence_timeout.map(|s| secs("--silence-timeout", s)).transpose()?.map(|d| d.max(Duration::from_millis(100)));
+            let v2 = if v2_pools.is_empty() {
+                None
+            } else {
+                let mut c = hashrig_sv2::ClientConfig::with_pools(v2_pools);
+                c.version_rolling = tuning.version_rolling.unwrap_or(true);
+                if let Some(s) = silence {
+                    c.silence_timeout = s;
                 }
-                let mut c = ClientConfig::new(pools);
+                Some((c, v2_at))
+            };
+            let v1 = if v1_pools.is_empty() {
+                None
+            } else {
+                let mut c = ClientConfig::new(v1_pools);
                 let rolling = tuning.version_rolling.unwrap_or(true);
                 c.version_rolling = rolling.then_some(0x1fff_e000);
                 if let Some(d) = tuning.suggest_difficulty {
@@ -445,8 +460,8 @@ impl MineSettings {
                     }
                     c.suggest_difficulty = Some(d);
                 }
-                if let Some(s) = tuning.silence_timeout {
-                    c.silence_timeout = secs("--silence-timeout", s)?.max(Duration::from_millis(100));
+                if let Some(s) = silence {
+                    c.silence_timeout = s;
                 }
                 if let Some(s) = tuning.failback_interval {
                     c.failback_interval = secs("--failback-interval", s)?.max(Duration::from_millis(100));
@@ -456,8 +471,9 @@ impl MineSettings {
                 if let Some(path) = tuning.pool_ca.clone() {
                     c.pool_ca = Some(hashrig_stratum::PoolCa::from_pem_file(&path)?);
                 }
-                Source::Pools(c)
-            }
+                Some((c, v1_at))
+            };
+            Source::Pools(PoolList { listed: shown, v1, v2 })
         };
         Ok(MineSettings { source, backend, cpu, power, status_interval, duration, curtail, monitor, econ: args.econ.prices()? })
     }
