@@ -2,7 +2,8 @@
 //! mining against a node's getblocktemplate, on whatever hashers the caller opened, with a live
 //! status line. A Stratum V2 pool is `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (the key the
 //! pool publishes; its certificate must be signed by it), mined on an extended channel, or on a
-//! standard channel with `?channel=standard` after the key.
+//! standard channel with `?channel=standard` after the key. v1 and V2 pools may share one list
+//! (`hashrig_miner::failover`).
 //!
 //! The settings (flags, the config file and their checks) are in `settings.rs`; this file runs
 //! the miner and prints its status.

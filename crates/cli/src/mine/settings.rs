@@ -63,7 +63,7 @@ pub struct MineArgs {
     /// Stratum pool URL, `stratum+tcp://HOST:PORT` or `stratum+ssl://HOST:PORT`, or Stratum V2
     /// `stratum2+tcp://HOST:PORT/AUTHORITY_PUBKEY` (add `?channel=standard` for a standard
     /// channel, where the pool builds the merkle root); repeat for failover, first = preferred
-    /// (one list is all v1 or all V2).
+    /// (v1 and V2 pools may share one list; the other protocol's live pool is a hot standby).
     #[arg(long = "pool", value_name = "URL")]
     pub pools: Vec<String>,
     /// Worker name for each --pool (one for all, or one per pool).
