@@ -57,6 +57,11 @@ async fn mine_on(pool: &TestPool, channel: ChannelKind, secs: u64, script: impl 
     let mut cfg = ClientConfig::new(vec![pool.url().parse().unwrap()], "w.1");
     cfg.channel = channel;
     cfg.retry_delay = Duration::from_millis(200);
+    mine_with(cfg, secs, script).await
+}
+
+/// The same with a client configured by the caller.
+async fn mine_with(cfg: ClientConfig, secs: u64, script: impl std::future::Future<Output = ()>) -> Run {
     let inner = Sv2Source::spawn(cfg);
     let client = inner.client().clone();
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -251,4 +256,47 @@ async fn a_standard_channel_takes_set_target_and_a_new_extranonce_prefix_without
     assert_eq!(jobs[2].0, Target::from_le_bytes(easier));
     assert_ne!(jobs[1].1, jobs[2].1, "a new job (the pool rebuilt its merkle root) after the new prefix");
     assert!(run.out.ledger.accepted >= 2, "{:#?}", run.out.ledger);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_fails_back_to_the_first_pool_when_it_returns_and_nothing_is_lost() {
+    // The first pool is down at the start (its port closed), the second works.
+    let first = TestPool::start(TestPoolConfig::default()).await.unwrap();
+    let addr = first.addr();
+    drop(first);
+    let second = TestPool::start(TestPoolConfig::default()).await.unwrap();
+    let url = |a: std::net::SocketAddr| format!("stratum2+tcp://{a}/{}", hashrig_sv2::testkit::AUTHORITY_PUBLIC).parse().unwrap();
+    let mut cfg = ClientConfig::new(vec![url(addr), url(second.addr())], "w.1");
+    cfg.retry_delay = Duration::from_millis(200);
+    cfg.failback_interval = Duration::from_millis(500);
+    let back: Arc<Mutex<Option<TestPool>>> = Arc::default();
+    let slot = back.clone();
+    let run = mine_with(cfg, 6, async move {
+        // It comes back on the same address after 2 s.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        *slot.lock().unwrap() = Some(TestPool::start_on(&addr.to_string(), TestPoolConfig::default()).await.unwrap());
+    })
+    .await;
+    let first = back.lock().unwrap().take().expect("the first pool restarted");
+    let (s1, s2) = (first.stats(), second.stats());
+    let l = &run.out.ledger;
+    assert!(run.out.reconciles(), "{l:#?}");
+    assert_eq!(l.in_flight, 0, "{l:#?}");
+    assert!(s2.credited >= 1 && s1.credited >= 1, "mined on both: first {s1:#?} second {s2:#?}");
+    // The second pool's answers were awaited before leaving it: every share either pool took is
+    // counted accepted, exactly.
+    assert_eq!(l.accepted, s1.credited + s2.credited, "{l:#?} {s1:#?} {s2:#?}");
+    assert_eq!(l.rejected, 0, "{l:#?}");
+    let order: Vec<(usize, &str)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::Connected { conn, .. } => Some((conn.pool, "connected")),
+            SourceEvent::Disconnected { conn, reason } if reason.contains("failing back") => Some((conn.pool, "failing back")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order[..3], [(1, "connected"), (1, "failing back"), (0, "connected")], "{order:?}");
+    // One channel on the first pool: the one failback opened is the one mined on.
+    assert_eq!(s1.channels_opened, 1, "{s1:#?}");
 }

@@ -446,6 +446,10 @@ impl MineSettings {
                 if let Some(s) = silence {
                     c.silence_timeout = s;
                 }
+                if let Some(s) = tuning.failback_interval {
+                    c.failback_interval = secs("--failback-interval", s)?.max(Duration::from_millis(100));
+                }
+                c.retry_delay = c.retry_delay.min(c.failback_interval);
                 Some((c, v2_at))
             };
             let v1 = if v1_pools.is_empty() {

@@ -1,5 +1,6 @@
-//! The SV2 mining client: an ordered failover list of pools, one connection at a time, one
-//! channel on it: extended (hashrig rolls the extranonce and builds the merkle root) or standard
+//! The SV2 mining client: an ordered failover list of pools with failback (on any pool but the
+//! first, the pools above it are tried every `failback_interval`; the one left gets up to 5 s to
+//! answer the shares on their way), one connection at a time, one channel on it: extended (hashrig rolls the extranonce and builds the merkle root) or standard
 //! (the pool builds the merkle root; for header-only devices). It turns the pool's messages into
 //! [`ClientEvent`]s (jobs as [`HeaderSource`]s with their exact share target) and the miner's
 //! shares into `SubmitSharesExtended` / `SubmitSharesStandard` frames, and settles every share it takes exactly once: accepted (a
@@ -81,6 +82,9 @@ pub struct ClientConfig {
     pub retry_delay: Duration,
     /// A pool that sends nothing for this long is left (reconnected, or the next one).
     pub silence_timeout: Duration,
+    /// While mining on a pool other than the first, try the pools ranked above it this often
+    /// and move back to the first that opens a channel (failback, as the v1 client does).
+    pub failback_interval: Duration,
     /// The channel to open where a pool's URL does not say (`?channel=`): extended (the
     /// default) or standard.
     pub channel: ChannelKind,
@@ -112,6 +116,7 @@ impl ClientConfig {
             answer_timeout: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
             silence_timeout: Duration::from_secs(180),
+            failback_interval: Duration::from_secs(60),
             channel: ChannelKind::Extended,
         }
     }
@@ -275,11 +280,16 @@ struct Client {
     stopping: Option<(Instant, oneshot::Sender<()>)>,
 }
 
+/// A connection with its channel open: the writer, the reader, the channel, its target.
+type Opened = (Writer, Reader, ChannelInfo, Target);
+
 /// How a session ended.
 enum End {
     Lost(String),
     /// The pool asked to reconnect to another port of the same host.
     Reconnect(u16),
+    /// A pool ranked higher opened a channel (failback): mine there.
+    Failback(usize, Box<Opened>),
     Stopped,
 }
 
@@ -309,29 +319,40 @@ impl Client {
             return;
         }
         let mut port_override: HashMap<usize, u16> = HashMap::new();
+        // A channel failback opened, to mine on next.
+        let mut next: Option<(usize, Box<Opened>)> = None;
         'outer: loop {
             let mut pool = 0;
             while pool < self.cfg.pools.len() {
                 if self.stopping.is_some() {
                     break 'outer;
                 }
+                if let Some((better, _)) = &next {
+                    pool = *better;
+                }
                 let Sv2Pool { url, user } = self.cfg.pools[pool].clone();
                 let port = port_override.get(&pool).copied().unwrap_or(url.port);
                 self.serial += 1;
                 let conn = self.serial;
-                let cfg = self.cfg.clone();
-                let attempt = open(&cfg, &url, &user, port);
-                tokio::pin!(attempt);
-                let opened = loop {
-                    tokio::select! {
-                        r = &mut attempt => break Some(r),
-                        cmd = self.cmds.recv() => match cmd {
-                            Some(cmd) => { self.idle_cmd(cmd); if self.stopping.is_some() { break None } }
-                            None => break None,
-                        }
+                let opened = match next.take() {
+                    Some((_, opened)) => Ok(*opened),
+                    None => {
+                        let cfg = self.cfg.clone();
+                        let attempt = open(&cfg, &url, &user, port);
+                        tokio::pin!(attempt);
+                        let opened = loop {
+                            tokio::select! {
+                                r = &mut attempt => break Some(r),
+                                cmd = self.cmds.recv() => match cmd {
+                                    Some(cmd) => { self.idle_cmd(cmd); if self.stopping.is_some() { break None } }
+                                    None => break None,
+                                }
+                            }
+                        };
+                        let Some(opened) = opened else { break 'outer };
+                        opened
                     }
                 };
-                let Some(opened) = opened else { break 'outer };
                 match opened {
                     Err(e) => {
                         tracing::warn!(pool, url = %url, error = %e, "SV2 pool unavailable");
@@ -349,11 +370,17 @@ impl Client {
                         let reason = match &end {
                             End::Lost(r) => r.clone(),
                             End::Reconnect(p) => format!("the pool asked to reconnect to port {p}"),
+                            End::Failback(better, _) => format!("failing back to pool {better}"),
                             End::Stopped => "shutdown".into(),
                         };
                         self.emit(ClientEvent::Disconnected { pool, conn, reason: reason.clone() });
                         match end {
                             End::Stopped => break 'outer,
+                            End::Failback(better, opened) => {
+                                tracing::info!(pool = better, from = pool, "SV2 failback: a pool ranked higher is back");
+                                next = Some((better, opened));
+                                continue;
+                            }
                             End::Reconnect(p) => {
                                 port_override.insert(pool, p);
                                 continue;

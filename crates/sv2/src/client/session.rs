@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// Try the pools ranked above `below`, best first: the first that opens a channel.
+async fn probe_above(cfg: ClientConfig, below: usize) -> Option<(usize, Opened)> {
+    for (pool, p) in cfg.pools.iter().enumerate().take(below) {
+        match open(&cfg, &p.url, &p.user, p.url.port).await {
+            Ok(opened) => return Some((pool, opened)),
+            Err(e) => tracing::debug!(pool, error = %e, "failback: pool still unavailable"),
+        }
+    }
+    None
+}
+
 /// A job message of either channel kind, with what the channel knew when it came.
 #[derive(Clone, Debug)]
 pub(super) enum JobMsg {
@@ -58,6 +69,11 @@ impl Session {
     pub(super) async fn run(&mut self, c: &mut Client, mut rx: Reader) -> End {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut heard = Instant::now();
+        // Failback: on any pool but the first, try the ones above it now and then.
+        let every = c.cfg.failback_interval.max(Duration::from_millis(100));
+        let mut failback = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        failback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Option<(usize, Opened)>> + Send>>> = None;
         let end = loop {
             if let Some((deadline, _)) = &c.stopping
                 && (self.pending.is_empty() || Instant::now() >= *deadline)
@@ -89,8 +105,20 @@ impl Session {
                         break End::Lost(format!("the pool sent nothing for {:?}", c.cfg.silence_timeout));
                     }
                 }
+                _ = failback.tick(), if self.pool > 0 && probe.is_none() && c.stopping.is_none() => {
+                    probe = Some(Box::pin(probe_above(c.cfg.clone(), self.pool)));
+                }
+                better = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                    probe = None;
+                    if let Some((pool, opened)) = better {
+                        break End::Failback(pool, Box::new(opened));
+                    }
+                }
             }
         };
+        if matches!(end, End::Failback(..)) {
+            self.drain(c, &mut rx).await;
+        }
         // Whatever is unanswered now never will be.
         let reason = match end {
             End::Stopped => StaleReason::Shutdown,
@@ -104,6 +132,30 @@ impl Session {
             c.emit(ClientEvent::ShareStale { id, reason });
         }
         end
+    }
+
+    /// Before leaving a working pool for a better one: wait (at most 5 s, or the answer
+    /// deadline) for the answers to the shares on their way, still sending shares of this
+    /// connection's jobs (they are valid here), and taking nothing else from the pool.
+    async fn drain(&mut self, c: &mut Client, rx: &mut Reader) {
+        let deadline = tokio::time::Instant::now() + c.cfg.answer_timeout.min(Duration::from_secs(5));
+        while !self.pending.is_empty() && c.stopping.is_none() {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(Inbound::Message(m @ AnyMessageOwned::Mining(MiningOwned::SubmitSharesSuccess(_) | MiningOwned::SubmitSharesError(_)))) => {
+                        let _ = self.on_message(c, m).await;
+                    }
+                    Some(Inbound::Message(_) | Inbound::Unknown { .. }) => {}
+                    None | Some(Inbound::Closed(_)) => return,
+                },
+                cmd = c.cmds.recv() => match cmd {
+                    Some(Cmd::Submit(s)) => if self.submit(c, s).await.is_some() { return },
+                    Some(Cmd::Shutdown { limit, done }) => c.stopping = Some((Instant::now() + limit, done)),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 
     fn expire(&mut self, c: &mut Client) {
