@@ -53,9 +53,8 @@ fn a_v1_and_a_v2_pool_in_one_list_fail_over_back_and_switch_and_every_share_reco
     ]));
     let credited = || v2.stats().credited;
     // 1. The v1 pool is mined while it works; the V2 pool waits connected (a standby).
+    // (Checked at the end: the V2 pool's first share came after the v1 pool dropped.)
     assert!(wait_for(Duration::from_secs(30), || v1.log().valid_on(0) >= 2), "{}", m.stderr());
-    assert_eq!(credited(), 0, "the standby was mined on: {}", m.stderr());
-    assert_eq!(v2.stats().channels_opened, 1, "{:#?}\n{}", v2.stats(), m.stderr());
     // 2. It drops: mining moves to the V2 pool at once; 3. it is back: mining fails back.
     let back = wait_for(Duration::from_secs(40), || credited() >= 1 && v1.log().shares.iter().any(|s| s.valid && s.conn >= 3));
     assert!(back, "v2 credited {}, v1 {:?}\n{}", credited(), v1.log().shares.iter().map(|s| s.conn).collect::<Vec<_>>(), m.stderr());
@@ -95,6 +94,10 @@ fn a_v1_and_a_v2_pool_in_one_list_fail_over_back_and_switch_and_every_share_reco
     assert!(v1.log().invalid().is_empty() && v1.log().rejected() == 0, "{:?}", v1.log().invalid());
     assert!(stats.rejected.is_empty(), "{stats:#?}");
     assert!(err.contains("ledger reconciles"), "{err}");
-    // One channel on the V2 pool all along: it was a standby, never reconnected.
+    // One channel on the V2 pool all along: it was a standby, never reconnected; and it was not
+    // mined on while the v1 pool worked.
     assert_eq!(stats.channels_opened, 1, "{stats:#?}");
+    let dropped_at = v1.log().shares.iter().find(|s| s.conn == 0 && !s.answered).map(|s| s.at).expect("the v1 pool dropped a share");
+    let (_, first_v2) = v2.arrival(0).expect("shares on the V2 pool");
+    assert!(first_v2 > dropped_at, "the standby was mined on before the v1 pool dropped");
 }
