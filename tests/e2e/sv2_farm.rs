@@ -254,6 +254,9 @@ fn a_rig_killed_midway_loses_nothing_else_each_channel_credited_exactly() {
     rigs[0].child.kill().unwrap();
     let status = rigs[0].wait(Duration::from_secs(10));
     assert_eq!(status.signal(), Some(9), "{status:?}");
+    // All of its stderr read: the reader thread lets go of the buffer at end of file.
+    let read_all = wait_for(Duration::from_secs(10), || Arc::strong_count(&rigs[0].stderr) == 1);
+    assert!(read_all, "rig0's stderr still open after the kill");
     let killed_err = rigs[0].stderr();
     assert!(!killed_err.lines().any(|l| l.starts_with("mined ")), "a killed run prints no final line:\n{killed_err}");
     let sent = shares_sent(&killed_err);
