@@ -5,6 +5,10 @@
 //! templates this pool makes up; the pool only counts what that code says. With faults to inject:
 //! a close on the next submit, a target change, a new extranonce prefix, an unknown message type,
 //! an oversized frame, a Reconnect, a CloseChannel.
+//!
+//! A connection may open several channels (the reference translator proxy opens one per miner
+//! when it does not aggregate them); each has its own jobs, acknowledgements and counts
+//! ([`PoolStats::channels`]), and a client's `CloseChannel` credits what it sent, then ends it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -106,6 +110,28 @@ pub fn exact_target(mul: u64) -> [u8; 32] {
     be
 }
 
+/// Channels one connection may have open at once (the reference translator opens one per
+/// miner when it does not aggregate them).
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
+
+/// One channel: what it was and what the pool counted on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// The connection it was opened on (0 for the pool's first connection).
+    pub connection: u64,
+    pub channel_id: u32,
+    /// The user identity it was opened with.
+    pub user_identity: String,
+    pub standard: bool,
+    /// Shares `validate_share` accepted on it.
+    pub valid: u64,
+    /// Of those, covered by a `SubmitShares.Success` that was written.
+    pub credited: u64,
+    pub rejected: u64,
+    /// The client closed it (`CloseChannel`).
+    pub closed: bool,
+}
+
 /// What the pool saw and credited, all connections together.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -130,6 +156,9 @@ pub struct PoolStats {
     /// When each share arrived (decrypted and parsed), by sequence number: for the submit
     /// latency bench.
     pub arrivals: Vec<(u32, std::time::Instant)>,
+    /// Every channel opened, in order, with its own counts (they add up to `valid`,
+    /// `credited` and the rejections on open channels).
+    pub channels: Vec<ChannelStats>,
 }
 
 /// A fault to inject into every live connection.
@@ -198,11 +227,11 @@ impl TestPool {
         let shared = Arc::new(Shared { stats: Mutex::new(PoolStats::default()), cfg, public, secret, faults });
         let sh = shared.clone();
         let task = tokio::spawn(async move {
-            let mut next_channel = 1u32;
+            let mut next_conn = 0u64;
             while let Ok((stream, _)) = listener.accept().await {
                 sh.stats().connections += 1;
-                let (sh2, id) = (sh.clone(), next_channel);
-                next_channel += 1;
+                let (sh2, id) = (sh.clone(), next_conn);
+                next_conn += 1;
                 let faults = sh.faults.subscribe();
                 tokio::spawn(async move {
                     if let Err(e) = serve(stream, sh2.clone(), faults, id).await {
@@ -319,16 +348,27 @@ impl Chan {
     }
 }
 
-struct Conn {
-    w: Writer,
-    sh: Arc<Shared>,
-    channel: Option<Chan>,
-    allocator: ExtranonceAllocator,
-    template_id: u64,
-    block: u8,
+/// A channel open on a connection, with its shares not yet acknowledged.
+struct Open {
+    chan: Chan,
     /// Valid shares not yet acknowledged, and the last valid sequence number.
     unacked: u32,
     last_seq: u32,
+    /// Its entry in [`PoolStats::channels`].
+    stats: usize,
+}
+
+struct Conn {
+    w: Writer,
+    sh: Arc<Shared>,
+    /// The connection's number in [`PoolStats::channels`] (0 for the first).
+    conn_index: u64,
+    /// Open channels by id, in the order they opened (ids count up from 1).
+    channels: BTreeMap<u32, Open>,
+    next_channel_id: u32,
+    allocator: ExtranonceAllocator,
+    template_id: u64,
+    block: u8,
     close_on_submit: bool,
     /// After an oversized frame: shares are counted dropped, nothing is answered.
     dead: bool,
@@ -372,27 +412,50 @@ impl Conn {
         self.w.send(m).await
     }
 
-    async fn new_job(&mut self) -> Result<(), Error> {
-        let t = self.template(false);
-        let Some(ch) = self.channel.as_mut() else { return Ok(()) };
-        ch.on_new_template(t)?;
-        let job = ch.active_job();
-        self.send(AnyMessageOwned::Mining(job)).await
+    fn ids(&self) -> Vec<u32> {
+        self.channels.keys().copied().collect()
     }
 
+    /// A new (live) job on every open channel, on the same previous block.
+    async fn new_job(&mut self) -> Result<(), Error> {
+        if self.channels.is_empty() {
+            self.template(false);
+        }
+        for id in self.ids() {
+            let t = self.template(false);
+            let ch = &mut self.channels.get_mut(&id).expect("open").chan;
+            ch.on_new_template(t)?;
+            let job = ch.active_job();
+            self.send(AnyMessageOwned::Mining(job)).await?;
+        }
+        Ok(())
+    }
+
+    /// A new previous block on every open channel.
     async fn new_block(&mut self) -> Result<(), Error> {
-        let t = self.template(true);
         self.block = self.block.wrapping_add(1);
-        let Some(ch) = self.channel.as_mut() else { return Ok(()) };
+        if self.channels.is_empty() {
+            self.template(true);
+        }
+        for id in self.ids() {
+            self.block_on(id).await?;
+        }
+        Ok(())
+    }
+
+    /// A future job and the `SetNewPrevHash` of the current previous block, on channel `id`.
+    async fn block_on(&mut self, id: u32) -> Result<(), Error> {
+        let t = self.template(true);
         let template_id = t.template_id;
+        let block = self.block;
+        let nbits = self.sh.cfg.nbits;
+        let ch = &mut self.channels.get_mut(&id).expect("open").chan;
         ch.on_new_template(t)?;
         let (job_id, job) = ch.future_job(template_id);
-        let channel_id = ch.channel_id();
         let mut prev = [0x5au8; 32];
-        prev[0] = self.block;
+        prev[0] = block;
         prev[31] = 0; // looks like a block hash (leading zeros in display order)
         let ntime = now();
-        let nbits = self.sh.cfg.nbits;
         let network = bitcoin::Target::from_compact(bitcoin::CompactTarget::from_consensus(nbits)).to_le_bytes();
         ch.on_set_new_prev_hash(TdpSetNewPrevHash {
             template_id,
@@ -402,54 +465,94 @@ impl Conn {
             target: U256Owned::from(network),
         })?;
         self.send(AnyMessageOwned::Mining(job)).await?;
-        self.send(AnyMessageOwned::Mining(MiningOwned::SetNewPrevHash(SetNewPrevHashOwned {
-            channel_id,
-            job_id,
-            prev_hash: U256Owned::from(prev),
-            min_ntime: ntime,
-            nbits,
-        })))
-        .await
+        self.send(AnyMessageOwned::Mining(MiningOwned::SetNewPrevHash(SetNewPrevHashOwned { channel_id: id, job_id, prev_hash: U256Owned::from(prev), min_ntime: ntime, nbits })))
+            .await
     }
 
+    /// A channel just opened: its first job. The first channel of a connection starts a new
+    /// previous block; a later one joins the block the others are on (so opening a channel
+    /// voids no other channel's work).
+    async fn opened(&mut self, chan: Chan, user: String) -> Result<(), Error> {
+        let id = chan.channel_id();
+        let first = self.channels.is_empty();
+        let standard = matches!(chan, Chan::Standard(_));
+        let stats = {
+            let mut st = self.sh.stats();
+            st.channels_opened += 1;
+            if standard {
+                st.standard_channels += 1;
+            }
+            st.channels.push(ChannelStats { connection: self.conn_index, channel_id: id, user_identity: user, standard, ..Default::default() });
+            st.channels.len() - 1
+        };
+        self.channels.insert(id, Open { chan, unacked: 0, last_seq: 0, stats });
+        if first {
+            self.block = self.block.wrapping_add(1);
+        }
+        self.block_on(id).await
+    }
+
+    /// Acknowledge every channel's valid shares not yet acknowledged.
     async fn ack(&mut self) -> Result<(), Error> {
-        if self.unacked == 0 {
+        for id in self.ids() {
+            self.ack_channel(id).await?;
+        }
+        Ok(())
+    }
+
+    async fn ack_channel(&mut self, id: u32) -> Result<(), Error> {
+        let Some(open) = self.channels.get_mut(&id) else { return Ok(()) };
+        if open.unacked == 0 {
             return Ok(());
         }
-        let Some(ch) = self.channel.as_ref() else { return Ok(()) };
-        let msg = SubmitSharesSuccess {
-            channel_id: ch.channel_id(),
-            last_sequence_number: self.last_seq,
-            new_submits_accepted_count: self.unacked,
-            new_shares_sum: self.unacked as u64,
-        };
+        let (n, stats) = (open.unacked, open.stats);
+        let msg = SubmitSharesSuccess { channel_id: id, last_sequence_number: open.last_seq, new_submits_accepted_count: n, new_shares_sum: n as u64 };
+        open.unacked = 0;
         self.send(AnyMessageOwned::Mining(MiningOwned::SubmitSharesSuccess(msg))).await?;
-        self.sh.stats().credited += self.unacked as u64;
-        self.unacked = 0;
+        let mut st = self.sh.stats();
+        st.credited += n as u64;
+        st.channels[stats].credited += n as u64;
         Ok(())
+    }
+
+    /// The next channel id, and `OpenMiningChannel.Error` for `request_id` if this connection
+    /// has no room for another channel.
+    async fn next_id(&mut self, request_id: u32) -> Result<Option<u32>, Error> {
+        if self.channels.len() >= MAX_CHANNELS_PER_CONNECTION {
+            self.send(AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(OpenMiningChannelErrorOwned {
+                request_id,
+                error_code: Str0255Owned::new(b"max-channels-reached".to_vec()).expect("short"),
+            })))
+            .await?;
+            return Ok(None);
+        }
+        let id = self.next_channel_id;
+        self.next_channel_id += 1;
+        Ok(Some(id))
     }
 
     async fn on_message(&mut self, m: AnyMessageOwned) -> Result<bool, Error> {
         match m {
             AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannel(o)) => {
                 self.sh.stats().min_extranonce_asked.push(o.min_extranonce_size);
-                let cfg = &self.sh.cfg;
-                if o.min_extranonce_size > cfg.rollable_extranonce || self.channel.is_some() {
-                    let why = if self.channel.is_some() { "one-channel-per-connection" } else { "min-extranonce-size-too-large" };
+                let cfg = self.sh.cfg.clone();
+                if o.min_extranonce_size > cfg.rollable_extranonce {
                     self.send(AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(OpenMiningChannelErrorOwned {
                         request_id: o.request_id,
-                        error_code: Str0255Owned::new(why.as_bytes().to_vec()).expect("short"),
+                        error_code: Str0255Owned::new(b"min-extranonce-size-too-large".to_vec()).expect("short"),
                     })))
                     .await?;
                     return Ok(true);
                 }
+                let Some(channel_id) = self.next_id(o.request_id).await? else { return Ok(true) };
                 let prefix = self.allocator.allocate_extended(o.min_extranonce_size as usize).map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
                 let mut max = [0u8; 32];
                 max.copy_from_slice(o.max_target.as_bytes());
                 let max_target = bitcoin::Target::from_le_bytes(max);
+                let user = String::from_utf8_lossy(o.user_identity.as_bytes()).into_owned();
                 let mut ch = ExtendedChannel::new_for_pool(
-                    self.template_id as u32 + 1,
-                    String::from_utf8_lossy(o.user_identity.as_bytes()).into_owned(),
+                    channel_id,
+                    user.clone(),
                     prefix,
                     max_target,
                     o.nominal_hash_rate.max(1.0),
@@ -465,34 +568,26 @@ impl Conn {
                 ch.set_target(target).map_err(|e| Error::Protocol(format!("set_target: {e:?}")))?;
                 let ok = OpenExtendedMiningChannelSuccessOwned {
                     request_id: o.request_id,
-                    channel_id: ch.get_channel_id(),
+                    channel_id,
                     target: U256Owned::from(target.to_le_bytes()),
                     extranonce_size: cfg.rollable_extranonce,
                     extranonce_prefix: B032Owned::new(ch.get_extranonce_prefix().to_vec()).expect("<= 32"),
                     group_channel_id: 0,
                 };
-                self.channel = Some(Chan::Extended(ch));
-                self.sh.stats().channels_opened += 1;
                 self.send(AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannelSuccess(ok))).await?;
-                self.new_block().await?;
+                self.opened(Chan::Extended(ch), user).await?;
             }
             AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(o)) => {
-                if self.channel.is_some() {
-                    self.send(AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(OpenMiningChannelErrorOwned {
-                        request_id: o.request_id,
-                        error_code: Str0255Owned::new(b"one-channel-per-connection".to_vec()).expect("short"),
-                    })))
-                    .await?;
-                    return Ok(true);
-                }
-                let cfg = &self.sh.cfg;
+                let cfg = self.sh.cfg.clone();
+                let Some(channel_id) = self.next_id(o.request_id).await? else { return Ok(true) };
                 let prefix = self.allocator.allocate_standard().map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
                 let mut max = [0u8; 32];
                 max.copy_from_slice(o.max_target.as_bytes());
                 let max_target = bitcoin::Target::from_le_bytes(max);
+                let user = String::from_utf8_lossy(o.user_identity.as_bytes()).into_owned();
                 let mut ch = StandardChannel::new_for_pool(
-                    self.template_id as u32 + 1,
-                    String::from_utf8_lossy(o.user_identity.as_bytes()).into_owned(),
+                    channel_id,
+                    user.clone(),
                     prefix,
                     max_target,
                     o.nominal_hash_rate.max(1.0),
@@ -506,99 +601,122 @@ impl Conn {
                 ch.set_target(target).map_err(|e| Error::Protocol(format!("set_target: {e:?}")))?;
                 let ok = OpenStandardMiningChannelSuccessOwned {
                     request_id: o.request_id,
-                    channel_id: ch.get_channel_id(),
+                    channel_id,
                     target: U256Owned::from(target.to_le_bytes()),
                     extranonce_prefix: B032Owned::new(ch.get_extranonce_prefix().to_vec()).expect("<= 32"),
                     group_channel_id: 0,
                 };
-                self.channel = Some(Chan::Standard(ch));
-                {
-                    let mut st = self.sh.stats();
-                    st.channels_opened += 1;
-                    st.standard_channels += 1;
-                }
                 self.send(AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(ok))).await?;
-                self.new_block().await?;
+                self.opened(Chan::Standard(ch), user).await?;
             }
             AnyMessageOwned::Mining(MiningOwned::SubmitSharesStandard(s)) => {
-                let seq = s.sequence_number;
-                self.sh.stats().arrivals.push((seq, std::time::Instant::now()));
-                if self.dead {
-                    self.sh.stats().dropped += 1;
-                    return Ok(true);
+                let (channel_id, seq) = (s.channel_id, s.sequence_number);
+                if let Some(go_on) = self.arrived(seq).await? {
+                    return Ok(go_on);
                 }
-                if self.close_on_submit {
-                    self.sh.stats().dropped += 1;
-                    self.ack().await?;
-                    return Ok(false);
-                }
-                let Some(Chan::Standard(ch)) = self.channel.as_mut() else {
-                    return Err(Error::Protocol("SubmitSharesStandard without a standard channel".into()));
+                let result = match self.channels.get_mut(&channel_id).map(|o| &mut o.chan) {
+                    Some(Chan::Standard(ch)) => ch.validate_share(s),
+                    Some(Chan::Extended(_)) => return Err(Error::Protocol(format!("SubmitSharesStandard on extended channel {channel_id}"))),
+                    None => return self.unknown_channel(channel_id, seq).await,
                 };
-                let result = ch.validate_share(s);
-                self.on_validated(seq, result).await?;
+                self.on_validated(channel_id, seq, result).await?;
             }
             AnyMessageOwned::Mining(MiningOwned::SubmitSharesExtended(s)) => {
-                self.sh.stats().arrivals.push((s.sequence_number, std::time::Instant::now()));
-                if self.dead {
-                    self.sh.stats().dropped += 1;
-                    return Ok(true);
+                let (channel_id, seq) = (s.channel_id, s.sequence_number);
+                if let Some(go_on) = self.arrived(seq).await? {
+                    return Ok(go_on);
                 }
-                if self.close_on_submit {
-                    self.sh.stats().dropped += 1;
-                    // answer what came before, then close on this one
-                    self.ack().await?;
-                    return Ok(false);
-                }
-                let seq = s.sequence_number;
-                let Some(Chan::Extended(ch)) = self.channel.as_mut() else {
-                    return Err(Error::Protocol("SubmitSharesExtended without an extended channel".into()));
+                let result = match self.channels.get_mut(&channel_id).map(|o| &mut o.chan) {
+                    Some(Chan::Extended(ch)) => ch.validate_share(s),
+                    Some(Chan::Standard(_)) => return Err(Error::Protocol(format!("SubmitSharesExtended on standard channel {channel_id}"))),
+                    None => return self.unknown_channel(channel_id, seq).await,
                 };
-                let result = ch.validate_share(s);
-                self.on_validated(seq, result).await?;
+                self.on_validated(channel_id, seq, result).await?;
             }
-            AnyMessageOwned::Mining(MiningOwned::UpdateChannel(_)) | AnyMessageOwned::Mining(MiningOwned::CloseChannel(_)) => {}
+            AnyMessageOwned::Mining(MiningOwned::CloseChannel(c)) => {
+                // The client is done with it: what it sent before is checked and credited
+                // (acknowledged, as a pool pays for valid work), then the channel is gone.
+                self.ack_channel(c.channel_id).await?;
+                if let Some(open) = self.channels.remove(&c.channel_id) {
+                    self.sh.stats().channels[open.stats].closed = true;
+                }
+            }
+            AnyMessageOwned::Mining(MiningOwned::UpdateChannel(_)) => {}
             other => tracing::debug!(message = %other, "test pool: message ignored"),
         }
         Ok(true)
     }
 
-    /// Count and answer what the reference validator said about share `seq`.
-    async fn on_validated(&mut self, seq: u32, result: Result<ShareValidationResult, ShareValidationError>) -> Result<(), Error> {
-        let channel_id = self.channel.as_ref().map(Chan::channel_id).unwrap_or(0);
-        {
-            {
-                match result {
-                    Ok(ShareValidationResult::Valid(_)) | Ok(ShareValidationResult::BlockFound(..)) => {
-                        self.sh.stats().valid += 1;
-                        self.unacked += 1;
-                        self.last_seq = seq;
-                        if self.unacked >= self.sh.cfg.batch_size {
-                            self.ack().await?;
-                        }
-                    }
-                    Err(e) => {
-                        let code = match e {
-                            ShareValidationError::Invalid(c)
-                            | ShareValidationError::Stale(c)
-                            | ShareValidationError::InvalidJobId(c)
-                            | ShareValidationError::DoesNotMeetTarget(c)
-                            | ShareValidationError::VersionRollingNotAllowed(c)
-                            | ShareValidationError::DuplicateShare(c)
-                            | ShareValidationError::BadExtranonceSize(c) => c.to_string(),
-                            other => return Err(Error::Protocol(format!("validate_share: {other:?}"))),
-                        };
-                        *self.sh.stats().rejected.entry(code.clone()).or_default() += 1;
-                        // answers keep their order: acknowledge what came before first
-                        self.ack().await?;
-                        self.send(AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
-                            channel_id,
-                            sequence_number: seq,
-                            error_code: Str0255Owned::new(code.into_bytes()).expect("short"),
-                        })))
-                        .await?;
-                    }
+    /// Stamp a share's arrival. `Some(go_on)` when it is not to be checked: the connection is
+    /// dead (go on, answering nothing), or closes on it as a fault (what came before is
+    /// answered first).
+    async fn arrived(&mut self, seq: u32) -> Result<Option<bool>, Error> {
+        self.sh.stats().arrivals.push((seq, std::time::Instant::now()));
+        if self.dead {
+            self.sh.stats().dropped += 1;
+            return Ok(Some(true));
+        }
+        if self.close_on_submit {
+            self.sh.stats().dropped += 1;
+            self.ack().await?;
+            return Ok(Some(false));
+        }
+        Ok(None)
+    }
+
+    /// A share for a channel this connection does not have open: refused, as a pool does.
+    async fn unknown_channel(&mut self, channel_id: u32, seq: u32) -> Result<bool, Error> {
+        *self.sh.stats().rejected.entry("invalid-channel-id".into()).or_default() += 1;
+        self.send(AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
+            channel_id,
+            sequence_number: seq,
+            error_code: Str0255Owned::new(b"invalid-channel-id".to_vec()).expect("short"),
+        })))
+        .await?;
+        Ok(true)
+    }
+
+    /// Count and answer what the reference validator said about share `seq` of channel `id`.
+    async fn on_validated(&mut self, id: u32, seq: u32, result: Result<ShareValidationResult, ShareValidationError>) -> Result<(), Error> {
+        let open = self.channels.get_mut(&id).expect("validated on an open channel");
+        match result {
+            Ok(ShareValidationResult::Valid(_)) | Ok(ShareValidationResult::BlockFound(..)) => {
+                open.unacked += 1;
+                open.last_seq = seq;
+                let full = open.unacked >= self.sh.cfg.batch_size;
+                {
+                    let mut st = self.sh.stats();
+                    st.valid += 1;
+                    st.channels[open.stats].valid += 1;
                 }
+                if full {
+                    self.ack_channel(id).await?;
+                }
+            }
+            Err(e) => {
+                let code = match e {
+                    ShareValidationError::Invalid(c)
+                    | ShareValidationError::Stale(c)
+                    | ShareValidationError::InvalidJobId(c)
+                    | ShareValidationError::DoesNotMeetTarget(c)
+                    | ShareValidationError::VersionRollingNotAllowed(c)
+                    | ShareValidationError::DuplicateShare(c)
+                    | ShareValidationError::BadExtranonceSize(c) => c.to_string(),
+                    other => return Err(Error::Protocol(format!("validate_share: {other:?}"))),
+                };
+                {
+                    let mut st = self.sh.stats();
+                    *st.rejected.entry(code.clone()).or_default() += 1;
+                    st.channels[open.stats].rejected += 1;
+                }
+                // answers keep their order: acknowledge what came before first
+                self.ack_channel(id).await?;
+                self.send(AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
+                    channel_id: id,
+                    sequence_number: seq,
+                    error_code: Str0255Owned::new(code.into_bytes()).expect("short"),
+                })))
+                .await?;
             }
         }
         Ok(())
@@ -608,33 +726,30 @@ impl Conn {
         match f {
             Fault::CloseOnNextSubmit => self.close_on_submit = true,
             Fault::SetTarget(t) => {
-                if let Some(ch) = self.channel.as_mut() {
-                    ch.set_target(bitcoin::Target::from_le_bytes(t))?;
-                    let channel_id = ch.channel_id();
-                    self.send(AnyMessageOwned::Mining(MiningOwned::SetTarget(SetTargetOwned { channel_id, maximum_target: U256Owned::from(t) })))
-                        .await?;
-                    self.new_job().await?;
+                for id in self.ids() {
+                    self.channels.get_mut(&id).expect("open").chan.set_target(bitcoin::Target::from_le_bytes(t))?;
+                    self.send(AnyMessageOwned::Mining(MiningOwned::SetTarget(SetTargetOwned { channel_id: id, maximum_target: U256Owned::from(t) }))).await?;
                 }
+                self.new_job().await?;
             }
             Fault::SetExtranoncePrefix => {
                 let rollable = self.sh.cfg.rollable_extranonce as usize;
-                let standard = matches!(self.channel, Some(Chan::Standard(_)));
-                let prefix = if standard { self.allocator.allocate_standard() } else { self.allocator.allocate_extended(rollable) }
-                    .map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
-                let bytes = prefix.as_bytes().to_vec();
-                if let Some(ch) = self.channel.as_mut() {
-                    match ch {
+                for id in self.ids() {
+                    let standard = matches!(self.channels[&id].chan, Chan::Standard(_));
+                    let prefix = if standard { self.allocator.allocate_standard() } else { self.allocator.allocate_extended(rollable) }
+                        .map_err(|e| Error::Protocol(format!("allocate: {e:?}")))?;
+                    let bytes = prefix.as_bytes().to_vec();
+                    match &mut self.channels.get_mut(&id).expect("open").chan {
                         Chan::Extended(c) => c.set_extranonce_prefix(prefix).map_err(|e| Error::Protocol(format!("set_extranonce_prefix: {e:?}")))?,
                         Chan::Standard(c) => c.set_extranonce_prefix(prefix).map_err(|e| Error::Protocol(format!("set_extranonce_prefix: {e:?}")))?,
                     }
-                    let channel_id = ch.channel_id();
                     self.send(AnyMessageOwned::Mining(MiningOwned::SetExtranoncePrefix(SetExtranoncePrefixOwned {
-                        channel_id,
+                        channel_id: id,
                         extranonce_prefix: B032Owned::new(bytes).expect("<= 32"),
                     })))
                     .await?;
-                    self.new_job().await?;
                 }
+                self.new_job().await?;
             }
             Fault::UnknownMessage => self.raw_frame(0x7e, 8).await?,
             Fault::OversizedFrame(n) => {
@@ -654,11 +769,10 @@ impl Conn {
                 .await?
             }
             Fault::CloseChannel => {
-                if let Some(ch) = self.channel.as_ref() {
-                    let channel_id = ch.channel_id();
-                    self.ack().await?;
+                for id in self.ids() {
+                    self.ack_channel(id).await?;
                     self.send(AnyMessageOwned::Mining(MiningOwned::CloseChannel(CloseChannelOwned {
-                        channel_id,
+                        channel_id: id,
                         reason_code: Str0255Owned::new(b"test-close".to_vec()).expect("short"),
                     })))
                     .await?;
@@ -677,7 +791,7 @@ impl Conn {
     }
 }
 
-async fn serve(stream: tokio::net::TcpStream, sh: Arc<Shared>, mut faults: broadcast::Receiver<Fault>, _id: u32) -> Result<(), Error> {
+async fn serve(stream: tokio::net::TcpStream, sh: Arc<Shared>, mut faults: broadcast::Receiver<Fault>, conn_index: u64) -> Result<(), Error> {
     let cfg = sh.cfg.clone();
     let (mut w, mut rx) = conn::respond(stream, sh.public, sh.secret, cfg.cert_validity, cfg.cert_clock_offset).await?;
     let setup = match rx.recv().await {
@@ -691,7 +805,18 @@ async fn serve(stream: tokio::net::TcpStream, sh: Arc<Shared>, mut faults: broad
     // one byte of server tag, one of channel index (256 channels), then the rolled part
     let total = 2 + cfg.rollable_extranonce as u8;
     let allocator = ExtranonceAllocator::new(vec![0x68], total, 256).map_err(|e| Error::Protocol(format!("allocator: {e:?}")))?;
-    let mut c = Conn { w, sh: sh.clone(), channel: None, allocator, template_id: 0, block: 0, unacked: 0, last_seq: 0, close_on_submit: false, dead: false };
+    let mut c = Conn {
+        w,
+        sh: sh.clone(),
+        conn_index,
+        channels: BTreeMap::new(),
+        next_channel_id: 1,
+        allocator,
+        template_id: 0,
+        block: 0,
+        close_on_submit: false,
+        dead: false,
+    };
     let mut flush = tokio::time::interval(cfg.ack_flush);
     let far = Duration::from_secs(86_400 * 365);
     let mut jobs = tokio::time::interval(cfg.job_interval.unwrap_or(far));
@@ -711,8 +836,8 @@ async fn serve(stream: tokio::net::TcpStream, sh: Arc<Shared>, mut faults: broad
                 Err(_) => true,
             },
             _ = flush.tick() => { if !c.dead { c.ack().await? } true }
-            _ = jobs.tick() => { if c.channel.is_some() && !c.dead { c.new_job().await? } true }
-            _ = blocks.tick() => { if c.channel.is_some() && !c.dead { c.new_block().await? } true }
+            _ = jobs.tick() => { if !c.channels.is_empty() && !c.dead { c.new_job().await? } true }
+            _ = blocks.tick() => { if !c.channels.is_empty() && !c.dead { c.new_block().await? } true }
         };
         if !go_on {
             c.w.close().await;
