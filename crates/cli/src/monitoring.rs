@@ -85,6 +85,8 @@ pub struct Monitoring {
 #[derive(Clone, Debug)]
 pub enum PoolControl {
     V1(hashrig_stratum::ClientHandle),
+    /// A Stratum V2 list: its client's failover order and switch.
+    V2(hashrig_sv2::ClientHandle),
     /// v1 and V2 pools in one list: the v1 client (which numbers its own pools from 0) and the
     /// list, which knows the global order and which pool is mined on.
     Mixed { v1: hashrig_stratum::ClientHandle, list: hashrig_miner::failover::FailoverHandle },
@@ -95,6 +97,7 @@ impl PoolControl {
     fn switch_pool(&self, pool: usize) -> bool {
         match self {
             PoolControl::V1(c) => c.switch_pool(pool),
+            PoolControl::V2(c) => c.switch_pool(pool),
             PoolControl::Mixed { list, .. } => list.switch_pool(pool),
         }
     }
@@ -103,6 +106,11 @@ impl PoolControl {
     fn stats(&self) -> hashrig_stratum::ClientStats {
         match self {
             PoolControl::V1(c) => c.stats(),
+            // Shares and their answers are the ledger's; the client adds its order.
+            PoolControl::V2(c) => {
+                let st = c.status();
+                hashrig_stratum::ClientStats { current_pool: st.channels.keys().next().copied(), order: st.order, ..Default::default() }
+            }
             PoolControl::Mixed { v1, list } => {
                 let mut st = v1.stats();
                 st.order = list.order();

@@ -82,9 +82,8 @@ impl FailoverHandle {
     }
 
     /// Make `pool` (global index) the preferred pool, as cgminer's `switchpool` does. Its side
-    /// is told to move to it where it can (the v1 client can); true when mining moves to it:
-    /// its side has a switch, or its side is live on it now. A V2 pool that is not its client's
-    /// live pool cannot be switched to (the SV2 client has no switch), and nothing changes.
+    /// is told to move to it where it has a switch (both protocol clients do); true when mining
+    /// moves to it: its side took the switch, or (a side without one) is live on it now.
     pub fn switch_pool(&self, pool: usize) -> bool {
         let Some((side, local)) = side_of(&self.maps, pool) else { return false };
         let switched = match &self.switches[side] {

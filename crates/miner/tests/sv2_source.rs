@@ -62,7 +62,13 @@ async fn mine_on(pool: &TestPool, channel: ChannelKind, secs: u64, script: impl 
 
 /// The same with a client configured by the caller.
 async fn mine_with(cfg: ClientConfig, secs: u64, script: impl std::future::Future<Output = ()>) -> Run {
+    mine_with_client(cfg, secs, |_| script).await
+}
+
+/// The same, with the script given the client (for `switch_pool`).
+async fn mine_with_client<F: std::future::Future<Output = ()>>(cfg: ClientConfig, secs: u64, script: impl FnOnce(hashrig_sv2::ClientHandle) -> F) -> Run {
     let inner = Sv2Source::spawn(cfg);
+    let script = script(inner.client().clone());
     let client = inner.client().clone();
     let events = Arc::new(Mutex::new(Vec::new()));
     let source = Recording { inner, events: events.clone() };
@@ -299,4 +305,50 @@ async fn the_client_fails_back_to_the_first_pool_when_it_returns_and_nothing_is_
     assert_eq!(order[..3], [(1, "connected"), (1, "failing back"), (0, "connected")], "{order:?}");
     // One channel on the first pool: the one failback opened is the one mined on.
     assert_eq!(s1.channels_opened, 1, "{s1:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_pool_moves_to_the_pool_asked_for_and_failback_keeps_it_there() {
+    let first = TestPool::start(TestPoolConfig::default()).await.unwrap();
+    let second = TestPool::start(TestPoolConfig::default()).await.unwrap();
+    let mut cfg = ClientConfig::new(vec![first.url().parse().unwrap(), second.url().parse().unwrap()], "w.1");
+    cfg.failback_interval = Duration::from_millis(300);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let answers = asked.clone();
+    let run = mine_with_client(cfg, 5, move |client| async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut a = answers.lock().unwrap();
+        a.push(client.switch_pool(1));
+        // Out of the list: refused.
+        a.push(client.switch_pool(2));
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        answers.lock().unwrap().push(client.status().order == [1, 0]);
+    })
+    .await;
+    assert_eq!(*asked.lock().unwrap(), [true, false, true]);
+    let (s1, s2) = (first.stats(), second.stats());
+    let l = &run.out.ledger;
+    assert!(run.out.reconciles(), "{l:#?}");
+    assert_eq!(l.in_flight, 0, "{l:#?}");
+    assert!(s1.credited >= 1 && s2.credited >= 1, "mined on both: {s1:#?} {s2:#?}");
+    assert_eq!(l.accepted, s1.credited + s2.credited, "{l:#?} {s1:#?} {s2:#?}");
+    assert_eq!(l.rejected, 0, "{l:#?}");
+    let order: Vec<(usize, String)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::Connected { conn, .. } => Some((conn.pool, "connected".to_string())),
+            SourceEvent::Disconnected { conn, reason } => Some((conn.pool, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    // Moved once, by request, and failback (every 0.3 s) did not take it back to the first pool.
+    assert_eq!(
+        order[..3],
+        [(0, "connected".to_string()), (0, "switching to pool 1 by request".to_string()), (1, "connected".to_string())],
+        "{order:?}"
+    );
+    assert_eq!(order.iter().filter(|(_, what)| what == "connected").count(), 2, "{order:?}");
+    assert_eq!((s1.channels_opened, s2.channels_opened), (1, 1), "{s1:#?} {s2:#?}");
 }

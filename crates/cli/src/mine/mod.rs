@@ -240,13 +240,26 @@ async fn run_async(settings: MineSettings, hashers: Vec<Box<dyn Hasher>>) -> Res
                     obs.mon.attach_pool_client(PoolControl::V1(source.client().clone()));
                     mine_on(hashers, source, cfg, stop, &mut obs).await?
                 }
-                (None, Some((c, _))) => mine_on(hashers, Sv2Source::spawn(c), cfg, stop, &mut obs).await?,
+                (None, Some((c, _))) => {
+                    let source = Sv2Source::spawn(c);
+                    obs.mon.attach_pool_client(PoolControl::V2(source.client().clone()));
+                    mine_on(hashers, source, cfg, stop, &mut obs).await?
+                }
                 (Some((c1, at1)), Some((c2, at2))) => {
                     let v1 = PoolSource::spawn(c1);
                     let client = v1.client().clone();
                     let switch = client.clone();
-                    let source = Failover::new(v1, at1, Some(Box::new(move |p| switch.switch_pool(p))), Sv2Source::spawn(c2), at2, None)
-                        .map_err(|e| crate::bad_input(e.to_string()))?;
+                    let v2 = Sv2Source::spawn(c2);
+                    let switch2 = v2.client().clone();
+                    let source = Failover::new(
+                        v1,
+                        at1,
+                        Some(Box::new(move |p| switch.switch_pool(p))),
+                        v2,
+                        at2,
+                        Some(Box::new(move |p| switch2.switch_pool(p))),
+                    )
+                    .map_err(|e| crate::bad_input(e.to_string()))?;
                     obs.mon.attach_pool_client(PoolControl::Mixed { v1: client, list: source.handle() });
                     mine_on(hashers, source, cfg, stop, &mut obs).await?
                 }

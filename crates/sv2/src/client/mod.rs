@@ -220,10 +220,15 @@ pub struct ClientStatus {
     pub protocol_errors: u64,
     /// The last connection error per pool.
     pub last_error: BTreeMap<usize, String>,
+    /// The failover order (pool indices, preferred first); changed by
+    /// [`ClientHandle::switch_pool`].
+    pub order: Vec<usize>,
 }
 
 enum Cmd {
     Submit(ShareSubmit),
+    /// Make this pool the preferred one and move to it (cgminer's `switchpool`).
+    Switch(usize),
     Shutdown { limit: Duration, done: oneshot::Sender<()> },
 }
 
@@ -232,12 +237,14 @@ enum Cmd {
 pub struct ClientHandle {
     tx: mpsc::UnboundedSender<Cmd>,
     status: Arc<Mutex<ClientStatus>>,
+    pools: usize,
 }
 
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Cmd::Submit(s) => write!(f, "Submit({})", s.id),
+            Cmd::Switch(p) => write!(f, "Switch({p})"),
             Cmd::Shutdown { limit, .. } => write!(f, "Shutdown({limit:?})"),
         }
     }
@@ -260,15 +267,24 @@ impl ClientHandle {
     pub fn status(&self) -> ClientStatus {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Make `pool` the preferred pool (cgminer's `switchpool`): it moves to the front of the
+    /// failover order and the client moves to it once it opens a channel there (the pool left
+    /// answers its shares in flight first, as on failback). False for a pool not in the list or
+    /// a client that has stopped.
+    pub fn switch_pool(&self, pool: usize) -> bool {
+        pool < self.pools && self.tx.send(Cmd::Switch(pool)).is_ok()
+    }
 }
 
 /// Start the client on the current tokio runtime.
 pub fn spawn(cfg: ClientConfig) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>, tokio::task::JoinHandle<()>) {
     let (tx, cmds) = mpsc::unbounded_channel();
     let (ev_tx, events) = mpsc::unbounded_channel();
-    let status = Arc::new(Mutex::new(ClientStatus::default()));
-    let task = tokio::spawn(Client { cfg, cmds, events: ev_tx, status: status.clone(), serial: 0, stopping: None }.run());
-    (ClientHandle { tx, status }, events, task)
+    let pools = cfg.pools.len();
+    let status = Arc::new(Mutex::new(ClientStatus { order: (0..pools).collect(), ..Default::default() }));
+    let task = tokio::spawn(Client { cfg, cmds, events: ev_tx, status: status.clone(), serial: 0, stopping: None, order: (0..pools).collect() }.run());
+    (ClientHandle { tx, status, pools }, events, task)
 }
 
 struct Client {
@@ -278,6 +294,8 @@ struct Client {
     status: Arc<Mutex<ClientStatus>>,
     serial: u64,
     stopping: Option<(Instant, oneshot::Sender<()>)>,
+    /// The failover order: pool indices, preferred first.
+    order: Vec<usize>,
 }
 
 /// A connection with its channel open: the writer, the reader, the channel, its target.
@@ -288,8 +306,9 @@ enum End {
     Lost(String),
     /// The pool asked to reconnect to another port of the same host.
     Reconnect(u16),
-    /// A pool ranked higher opened a channel (failback): mine there.
-    Failback(usize, Box<Opened>),
+    /// Another pool opened a channel: one ranked higher (failback), or the one a switch asked
+    /// for (`true`). Mine there.
+    Failback(usize, Box<Opened>, bool),
     Stopped,
 }
 
@@ -302,10 +321,27 @@ impl Client {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A command while no connection is up: shares are stale, a shutdown ends the run.
+    /// Move `pool` to the front of the failover order.
+    fn prefer(&mut self, pool: usize) {
+        if pool < self.cfg.pools.len() {
+            self.order.retain(|&p| p != pool);
+            self.order.insert(0, pool);
+            self.status().order = self.order.clone();
+            tracing::info!(pool, order = ?self.order, "SV2 pool preferred by request");
+        }
+    }
+
+    /// Where `pool` ranks in the failover order.
+    fn rank(&self, pool: usize) -> usize {
+        self.order.iter().position(|&p| p == pool).unwrap_or(usize::MAX)
+    }
+
+    /// A command while no connection is up: shares are stale, a switch reorders (the next pass
+    /// down the list starts with that pool), a shutdown ends the run.
     fn idle_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Submit(s) => self.emit(ClientEvent::ShareStale { id: s.id, reason: StaleReason::ConnectionLost }),
+            Cmd::Switch(p) => self.prefer(p),
             Cmd::Shutdown { done, .. } => {
                 let _ = done.send(());
                 self.stopping = Some((Instant::now(), oneshot::channel().0));
@@ -322,14 +358,18 @@ impl Client {
         // A channel failback opened, to mine on next.
         let mut next: Option<(usize, Box<Opened>)> = None;
         'outer: loop {
-            let mut pool = 0;
-            while pool < self.cfg.pools.len() {
+            let mut rank = 0;
+            while rank < self.cfg.pools.len() {
                 if self.stopping.is_some() {
                     break 'outer;
                 }
                 if let Some((better, _)) = &next {
-                    pool = *better;
+                    rank = self.rank(*better).min(self.cfg.pools.len() - 1);
                 }
+                let pool = match &next {
+                    Some((better, _)) => *better,
+                    None => self.order[rank],
+                };
                 let Sv2Pool { url, user } = self.cfg.pools[pool].clone();
                 let port = port_override.get(&pool).copied().unwrap_or(url.port);
                 self.serial += 1;
@@ -358,7 +398,7 @@ impl Client {
                         tracing::warn!(pool, url = %url, error = %e, "SV2 pool unavailable");
                         self.status().last_error.insert(pool, e.to_string());
                         self.emit(ClientEvent::Notice(format!("pool {pool} ({url}): {e}")));
-                        pool += 1;
+                        rank += 1;
                     }
                     Ok((w, rx, channel, target)) => {
                         tracing::info!(pool, url = %url, channel = channel.kind.as_str(), extranonce_size = channel.extranonce_size, "SV2 channel open");
@@ -370,13 +410,14 @@ impl Client {
                         let reason = match &end {
                             End::Lost(r) => r.clone(),
                             End::Reconnect(p) => format!("the pool asked to reconnect to port {p}"),
-                            End::Failback(better, _) => format!("failing back to pool {better}"),
+                            End::Failback(to, _, true) => format!("switching to pool {to} by request"),
+                            End::Failback(better, _, false) => format!("failing back to pool {better}"),
                             End::Stopped => "shutdown".into(),
                         };
                         self.emit(ClientEvent::Disconnected { pool, conn, reason: reason.clone() });
                         match end {
                             End::Stopped => break 'outer,
-                            End::Failback(better, opened) => {
+                            End::Failback(better, opened, _) => {
                                 tracing::info!(pool = better, from = pool, "SV2 failback: a pool ranked higher is back");
                                 next = Some((better, opened));
                                 continue;

@@ -3,9 +3,11 @@
 
 use super::*;
 
-/// Try the pools ranked above `below`, best first: the first that opens a channel.
-async fn probe_above(cfg: ClientConfig, below: usize) -> Option<(usize, Opened)> {
-    for (pool, p) in cfg.pools.iter().enumerate().take(below) {
+/// Try `pools` in order (the ones ranked above the pool mined on, best first; or the one a
+/// switch asks for): the first that opens a channel.
+async fn probe_pools(cfg: ClientConfig, pools: Vec<usize>) -> Option<(usize, Opened)> {
+    for pool in pools {
+        let Some(p) = cfg.pools.get(pool) else { continue };
         match open(&cfg, &p.url, &p.user, p.url.port).await {
             Ok(opened) => return Some((pool, opened)),
             Err(e) => tracing::debug!(pool, error = %e, "failback: pool still unavailable"),
@@ -74,6 +76,8 @@ impl Session {
         let mut failback = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         failback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Option<(usize, Opened)>> + Send>>> = None;
+        // The probe under way is for a switch asked for (not failback).
+        let mut switching = false;
         let end = loop {
             if let Some((deadline, _)) = &c.stopping
                 && (self.pending.is_empty() || Instant::now() >= *deadline)
@@ -97,6 +101,14 @@ impl Session {
                 cmd = c.cmds.recv() => match cmd {
                     None => break End::Stopped,
                     Some(Cmd::Submit(s)) => if let Some(end) = self.submit(c, s).await { break end },
+                    Some(Cmd::Switch(to)) => {
+                        c.prefer(to);
+                        if to != self.pool && c.stopping.is_none() {
+                            // Open a channel there first; this pool is left only once it works.
+                            probe = Some(Box::pin(probe_pools(c.cfg.clone(), vec![to])));
+                            switching = true;
+                        }
+                    }
                     Some(Cmd::Shutdown { limit, done }) => c.stopping = Some((Instant::now() + limit, done)),
                 },
                 _ = tick.tick() => {
@@ -105,13 +117,15 @@ impl Session {
                         break End::Lost(format!("the pool sent nothing for {:?}", c.cfg.silence_timeout));
                     }
                 }
-                _ = failback.tick(), if self.pool > 0 && probe.is_none() && c.stopping.is_none() => {
-                    probe = Some(Box::pin(probe_above(c.cfg.clone(), self.pool)));
+                _ = failback.tick(), if c.rank(self.pool) > 0 && probe.is_none() && c.stopping.is_none() => {
+                    let above = c.order[..c.rank(self.pool).min(c.order.len())].to_vec();
+                    probe = Some(Box::pin(probe_pools(c.cfg.clone(), above)));
+                    switching = false;
                 }
                 better = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
                     probe = None;
                     if let Some((pool, opened)) = better {
-                        break End::Failback(pool, Box::new(opened));
+                        break End::Failback(pool, Box::new(opened), switching);
                     }
                 }
             }
@@ -150,6 +164,7 @@ impl Session {
                 },
                 cmd = c.cmds.recv() => match cmd {
                     Some(Cmd::Submit(s)) => if self.submit(c, s).await.is_some() { return },
+                    Some(Cmd::Switch(to)) => c.prefer(to),
                     Some(Cmd::Shutdown { limit, done }) => c.stopping = Some((Instant::now() + limit, done)),
                     None => return,
                 },
