@@ -191,11 +191,6 @@ impl<A: JobSource, B: JobSource> Failover<A, B> {
         FailoverHandle { shared: self.shared.clone(), maps: self.maps.clone(), switches: self.switches.clone() }
     }
 
-    /// The two sources (A, B), for their own status.
-    pub fn sources(&self) -> (&A, &B) {
-        (&self.a, &self.b)
-    }
-
     fn global(&self, side: usize, conn: ConnKey) -> ConnKey {
         match self.maps[side].get(conn.pool) {
             Some(&pool) => ConnKey { pool, conn: conn.conn },
